@@ -1,0 +1,128 @@
+//! The one error type of the HTTP API. Every error answer is JSON with a
+//! `detail` string, and a machine-readable `code` where one helps.
+
+use crate::domain::{FieldError, ParseError};
+use crate::ingest::webhook::DecodeError;
+use crate::ingest::CommitError;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{detail}")]
+    InvalidEvent {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        AppError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            AppError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
+            AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let body = match &self {
+            AppError::InvalidEvent { detail, errors } => {
+                json!({"code": code, "detail": detail, "errors": errors})
+            }
+            AppError::Internal(e) => {
+                // The cause goes to the log, not to the caller.
+                tracing::error!(error = ?e, "request failed");
+                json!({"code": code, "detail": "internal error"})
+            }
+            other => json!({"code": code, "detail": other.to_string()}),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<ParseError> for AppError {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::MalformedJson(_) => AppError::MalformedJson(e.to_string()),
+            ParseError::Invalid(ref errors) => AppError::InvalidEvent {
+                detail: e.to_string(),
+                errors: errors.clone(),
+            },
+        }
+    }
+}
+
+impl From<DecodeError> for AppError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::UnsupportedMediaType(detail) => AppError::UnsupportedMediaType(detail),
+            DecodeError::Parse(e) => e.into(),
+        }
+    }
+}
+
+impl From<CommitError> for AppError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Unavailable(_) | CommitError::ShuttingDown => {
+                AppError::Unavailable(e.to_string())
+            }
+            CommitError::Failed(_) => AppError::Internal(anyhow::anyhow!(e)),
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::ingest::group_commit::is_unavailable(&e) {
+            AppError::Unavailable(format!("database unavailable: {e}"))
+        } else {
+            AppError::Internal(anyhow::Error::new(e).context("Failed to query PostgreSQL"))
+        }
+    }
+}
+
+/// Maps a body that could not be read: over the limit is 413, anything else
+/// (a client that hung up) is 400.
+pub fn body_rejection(rejection: BytesRejection, limit: usize) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge { limit }
+    } else {
+        AppError::bad_request("unreadable_body", rejection.body_text())
+    }
+}

@@ -1,0 +1,186 @@
+//! The read endpoints: stock, movements, a warehouse's stock list and the
+//! rejected events. Stock and movements read through the cache.
+
+use super::error::AppError;
+use super::AppState;
+use crate::domain::MovementView;
+use crate::ledger::reads::{self, Rejection, StockItem};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
+#[derive(Serialize)]
+pub struct StockView {
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    quantity: i64,
+}
+
+pub async fn stock(
+    State(state): State<AppState>,
+    Path((warehouse_id, product_id)): Path<(String, String)>,
+) -> Result<Json<StockView>, AppError> {
+    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
+    let product_id = parse_uuid("product_id", &product_id)?;
+    let cache = state.ledger.cache();
+    let pool = state.ledger.pool();
+    let (quantity, _) = cache
+        .read_through(&cache.stock_key(warehouse_id, product_id), || async {
+            let (quantity, version) = reads::stock(pool, warehouse_id, product_id).await?;
+            Ok(Some((quantity, version)))
+        })
+        .await
+        .map_err(from_anyhow)?;
+    Ok(Json(StockView {
+        warehouse_id,
+        product_id,
+        quantity: quantity.unwrap_or(0),
+    }))
+}
+
+pub async fn movement(
+    State(state): State<AppState>,
+    Path(movement_id): Path<String>,
+) -> Result<Json<MovementView>, AppError> {
+    let movement_id = parse_uuid("movement_id", &movement_id)?;
+    find_movement(&state, movement_id).await.map(Json)
+}
+
+#[derive(Serialize)]
+pub struct DurationView {
+    movement_id: Uuid,
+    duration_seconds: f64,
+    departure_time: DateTime<Utc>,
+    arrival_time: DateTime<Utc>,
+}
+
+pub async fn movement_duration(
+    State(state): State<AppState>,
+    Path(movement_id): Path<String>,
+) -> Result<Json<DurationView>, AppError> {
+    let movement_id = parse_uuid("movement_id", &movement_id)?;
+    let m = find_movement(&state, movement_id).await?;
+    match (m.duration_seconds, m.departure_time, m.arrival_time) {
+        (Some(duration_seconds), Some(departure_time), Some(arrival_time)) => Ok(Json(DurationView {
+            movement_id,
+            duration_seconds,
+            departure_time,
+            arrival_time,
+        })),
+        _ => Err(AppError::bad_request(
+            "movement_incomplete",
+            format!(
+                "movement {movement_id} has no {} yet, so it has no duration",
+                if m.departure_time.is_none() { "departure" } else { "arrival" }
+            ),
+        )),
+    }
+}
+
+async fn find_movement(state: &AppState, movement_id: Uuid) -> Result<MovementView, AppError> {
+    let cache = state.ledger.cache();
+    let pool = state.ledger.pool();
+    let (view, _) = cache
+        .read_through(&cache.movement_key(movement_id), || async {
+            Ok(reads::movement(pool, movement_id).await?)
+        })
+        .await
+        .map_err(from_anyhow)?;
+    view.ok_or_else(|| AppError::NotFound(format!("movement {movement_id} not found")))
+}
+
+/// `?limit=&after=`, parsed by hand so that bad values get our error shape.
+#[derive(Deserialize)]
+pub struct PageParams {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Page<T, A> {
+    items: Vec<T>,
+    next_after: Option<A>,
+}
+
+pub async fn warehouse_stock(
+    State(state): State<AppState>,
+    Path(warehouse_id): Path<String>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<Page<StockItem, Uuid>>, AppError> {
+    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
+    let Query(params) = params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let limit = parse_limit(params.limit.as_deref())?;
+    let after = params
+        .after
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_uuid("after", s))
+        .transpose()?;
+    let items = reads::warehouse_stock(state.ledger.pool(), warehouse_id, after, limit).await?;
+    let next_after = next_cursor(&items, limit, |i| i.product_id);
+    Ok(Json(Page { items, next_after }))
+}
+
+pub async fn rejections(
+    State(state): State<AppState>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<Page<Rejection, i64>>, AppError> {
+    let Query(params) = params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let limit = parse_limit(params.limit.as_deref())?;
+    let after = match params.after.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("after must be a non-negative integer (a previous next_after), got {s:?}"),
+            )
+        })?),
+    };
+    let items = reads::rejections(state.ledger.pool(), after, limit).await?;
+    let next_after = next_cursor(&items, limit, |r| r.seq);
+    Ok(Json(Page { items, next_after }))
+}
+
+/// A full page may have a successor; a short one is the last.
+fn next_cursor<T, A>(items: &[T], limit: i64, key: impl Fn(&T) -> A) -> Option<A> {
+    if items.len() as i64 == limit {
+        items.last().map(key)
+    } else {
+        None
+    }
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
+    match raw.filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_PAGE),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!("limit must be an integer from 1 to {MAX_PAGE}, got {s:?}"),
+                )
+            }),
+    }
+}
+
+fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
+    Uuid::try_parse(raw)
+        .map_err(|_| AppError::bad_request("invalid_uuid", format!("{name} must be a UUID, got {raw:?}")))
+}
+
+/// Read-through errors are PostgreSQL errors wrapped by the cache layer.
+fn from_anyhow(e: anyhow::Error) -> AppError {
+    match e.downcast::<sqlx::Error>() {
+        Ok(e) => e.into(),
+        Err(e) => AppError::Internal(e),
+    }
+}

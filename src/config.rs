@@ -1,0 +1,318 @@
+//! Settings from the environment (and `.env`), with the variable names of
+//! the service this one replaces, so existing deployments keep working.
+//!
+//! Every value is validated here, once, at start: a bad value is reported
+//! with the name of its variable instead of failing later somewhere deep.
+
+use sqlx::postgres::PgConnectOptions;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Whether the service consumes Kafka or only takes events over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppMode {
+    WebhookOnly,
+    Kafka,
+}
+
+impl AppMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppMode::WebhookOnly => "webhook_only",
+            AppMode::Kafka => "kafka",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: AppMode,
+    pub host: IpAddr,
+    pub port: u16,
+    pub database: PgConnectOptions,
+    pub database_pool_size: u32,
+    pub redis_url: String,
+    pub cache_ttl_seconds: u64,
+    /// Prefix of every Redis key; defaults to one derived from the database
+    /// name so that two databases sharing a Redis never mix entries.
+    pub cache_prefix: String,
+    pub redis_timeout: Duration,
+    /// The most webhook events committed together in one transaction.
+    pub webhook_batch_max: usize,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// A variable with a value the service cannot use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.variable, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process
+    /// environment. Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let mode = match get("APP_MODE").as_deref().map(str::trim) {
+            None | Some("webhook_only") => AppMode::WebhookOnly,
+            Some("kafka") => AppMode::Kafka,
+            Some(other) => {
+                return Err(error(
+                    "APP_MODE",
+                    format!("expected webhook_only or kafka, got {other:?}"),
+                ))
+            }
+        };
+        let host = parse_or(&get, "APP_HOST", IpAddr::from([0, 0, 0, 0]))?;
+        let port = parse_or(&get, "APP_PORT", 8000u16)?;
+
+        let database = match get("DATABASE_URL") {
+            Some(url) => PgConnectOptions::from_str(&url)
+                .map_err(|e| error("DATABASE_URL", e.to_string()))?,
+            None => {
+                let mut options = PgConnectOptions::new_without_pgpass()
+                    .host(&get("POSTGRES_HOST").unwrap_or_else(|| "127.0.0.1".into()))
+                    .port(parse_or(&get, "POSTGRES_PORT", 5432u16)?)
+                    .username(&get("POSTGRES_USER").unwrap_or_else(|| "postgres".into()))
+                    .database(&get("POSTGRES_DB").unwrap_or_else(|| "warehouse".into()));
+                // An empty password is a real value here (trust auth).
+                if let Some(password) = lookup("POSTGRES_PASSWORD").filter(|p| !p.is_empty()) {
+                    options = options.password(&password);
+                }
+                options
+            }
+        };
+        let database_name = database.get_database().unwrap_or("postgres").to_string();
+        let database_pool_size = parse_or(&get, "DATABASE_POOL_SIZE", 16u32)?;
+        if database_pool_size == 0 {
+            return Err(error("DATABASE_POOL_SIZE", "must be at least 1"));
+        }
+
+        let redis_url = match get("REDIS_URL") {
+            Some(url) => url,
+            None => format!(
+                "redis://{}:{}/{}",
+                get("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
+                parse_or(&get, "REDIS_PORT", 6379u16)?,
+                parse_or(&get, "REDIS_DB", 0u32)?
+            ),
+        };
+        let redis_variable = if get("REDIS_URL").is_some() {
+            "REDIS_URL"
+        } else {
+            "REDIS_HOST"
+        };
+        redis::Client::open(redis_url.as_str()).map_err(|e| error(redis_variable, e.to_string()))?;
+
+        let cache_ttl_seconds = parse_or(&get, "CACHE_TTL_SECONDS", 300u64)?;
+        if cache_ttl_seconds == 0 {
+            return Err(error("CACHE_TTL_SECONDS", "must be at least 1"));
+        }
+        let cache_prefix =
+            get("CACHE_PREFIX").unwrap_or_else(|| format!("warehouse-stock:{database_name}:"));
+        let redis_timeout = Duration::from_millis(parse_or(&get, "REDIS_TIMEOUT_MS", 50u64)?);
+        let webhook_batch_max = parse_or(&get, "WEBHOOK_BATCH_MAX", 512usize)?;
+        if webhook_batch_max == 0 {
+            return Err(error("WEBHOOK_BATCH_MAX", "must be at least 1"));
+        }
+
+        let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|e| error("LOG_LEVEL", e.to_string()))?;
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(error(
+                    "LOG_FORMAT",
+                    format!("expected text or json, got {other:?}"),
+                ))
+            }
+        };
+
+        Ok(Settings {
+            mode,
+            host,
+            port,
+            database,
+            database_pool_size,
+            redis_url,
+            cache_ttl_seconds,
+            cache_prefix,
+            redis_timeout,
+            webhook_batch_max,
+            log_level,
+            log_format,
+        })
+    }
+
+    /// The effective configuration as one line for the startup log, with the
+    /// password masked.
+    pub fn describe(&self) -> String {
+        let db = &self.database;
+        format!(
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={}",
+            self.mode.as_str(),
+            self.host,
+            self.port,
+            db.get_username(),
+            db.get_host(),
+            db.get_port(),
+            db.get_database().unwrap_or(""),
+            self.database_pool_size,
+            mask_url_password(&self.redis_url),
+            self.cache_ttl_seconds,
+            self.cache_prefix,
+            self.log_level,
+        )
+    }
+}
+
+fn parse_or<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match get(variable) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| error(variable, format!("{raw:?}: {e}"))),
+    }
+}
+
+fn error(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`.
+fn mask_url_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn no_configuration_means_local_postgres_and_redis() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.mode, AppMode::WebhookOnly);
+        assert_eq!(s.port, 8000);
+        assert_eq!(s.database.get_host(), "127.0.0.1");
+        assert_eq!(s.database.get_database(), Some("warehouse"));
+        assert_eq!(s.database.get_username(), "postgres");
+        assert_eq!(s.redis_url, "redis://127.0.0.1:6379/0");
+        assert_eq!(s.cache_ttl_seconds, 300);
+        assert_eq!(s.cache_prefix, "warehouse-stock:warehouse:");
+    }
+
+    #[test]
+    fn the_seed_variables_are_honoured() {
+        let s = settings(&[
+            ("APP_MODE", "kafka"),
+            ("APP_PORT", "9000"),
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_DB", "stock"),
+            ("REDIS_HOST", "cache"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "2"),
+            ("CACHE_TTL_SECONDS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(s.mode, AppMode::Kafka);
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.database.get_host(), "db");
+        assert_eq!(s.redis_url, "redis://cache:6380/2");
+        assert_eq!(s.cache_ttl_seconds, 60);
+    }
+
+    #[test]
+    fn database_url_wins_over_the_parts() {
+        let s = settings(&[
+            ("DATABASE_URL", "postgres://u:p@h:5433/d"),
+            ("POSTGRES_HOST", "ignored"),
+        ])
+        .unwrap();
+        assert_eq!(s.database.get_host(), "h");
+        assert_eq!(s.database.get_port(), 5433);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("APP_MODE", "batch"),
+            ("APP_PORT", "eighty"),
+            ("APP_PORT", "70000"),
+            ("APP_HOST", "not an ip"),
+            ("CACHE_TTL_SECONDS", "-1"),
+            ("CACHE_TTL_SECONDS", "0"),
+            ("POSTGRES_PORT", "x"),
+            ("REDIS_URL", "http://nope"),
+            ("LOG_FORMAT", "xml"),
+        ] {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn the_description_masks_passwords() {
+        let s = settings(&[
+            ("POSTGRES_PASSWORD", "pg-secret"),
+            ("REDIS_URL", "redis://user:redis-secret@h:6379/0"),
+        ])
+        .unwrap();
+        let line = s.describe();
+        assert!(!line.contains("pg-secret"), "{line}");
+        assert!(!line.contains("redis-secret"), "{line}");
+        assert!(line.contains("redis://user:***@h:6379/0"), "{line}");
+    }
+}

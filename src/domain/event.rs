@@ -1,0 +1,616 @@
+//! The movement event: parsing and validating a CloudEvents 1.0 message into a
+//! [`MovementEvent`].
+//!
+//! Both transports (Kafka and the HTTP webhook) and both CloudEvents content
+//! modes (structured JSON and binary headers) end up in [`EnvelopeFields`] and
+//! go through one validator, so a message gets the same verdict whichever way
+//! it arrives.
+//!
+//! The CloudEvents SDK is not used for parsing on purpose: producers of this
+//! topic send `time` as epoch milliseconds (a JSON integer), which the SDK's
+//! model rejects, and the API contract needs every broken field reported by
+//! name rather than the first serde error.
+
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::fmt;
+use uuid::Uuid;
+
+/// The only CloudEvents `type` this service accepts.
+pub const EVENT_TYPE: &str = "ru.retail.warehouses.movement";
+/// The only CloudEvents `specversion` this service accepts.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// Attributes the service interprets itself; every other attribute is kept
+/// verbatim in the audit log.
+const CORE_ATTRIBUTES: [&str; 7] = [
+    "id",
+    "source",
+    "specversion",
+    "type",
+    "time",
+    "datacontenttype",
+    "data",
+];
+
+/// Whether goods arrived at or departed from a warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Arrival,
+    Departure,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Arrival => "arrival",
+            EventKind::Departure => "departure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "arrival" => Some(EventKind::Arrival),
+            "departure" => Some(EventKind::Departure),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A positive quantity that fits PostgreSQL's `integer`: 1 ..= 2147483647.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Quantity(i32);
+
+impl Quantity {
+    pub fn parse(n: i64) -> Result<Self, String> {
+        if n < 1 {
+            return Err(format!("must be at least 1, got {n}"));
+        }
+        i32::try_from(n)
+            .map(Quantity)
+            .map_err(|_| format!("must be at most {}, got {n}", i32::MAX))
+    }
+
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+/// What identifies an event for idempotency, plus the content that must match
+/// for a re-send to count as a duplicate rather than a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventContent {
+    pub movement_id: Uuid,
+    pub kind: EventKind,
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: Quantity,
+    /// Truncated to microseconds, the precision PostgreSQL stores, so a
+    /// re-sent event compares equal to what was stored.
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// A validated movement event together with its CloudEvents envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovementEvent {
+    pub message_id: String,
+    pub source: String,
+    pub event_time: Option<DateTime<Utc>>,
+    pub content: EventContent,
+    /// Envelope attributes the service does not interpret (`subject`,
+    /// `dataschema`, extensions …), kept for the audit log.
+    pub attributes: Map<String, Value>,
+}
+
+/// One broken field of an otherwise well-formed JSON message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Why a message is not a movement event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The bytes are not JSON at all (or not UTF-8, or nested too deeply).
+    MalformedJson(String),
+    /// JSON that breaks the event contract; every broken field is listed.
+    Invalid(Vec<FieldError>),
+}
+
+impl ParseError {
+    /// Stable machine-readable code, shared by the HTTP API and the
+    /// dead-letter headers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParseError::MalformedJson(_) => "malformed_json",
+            ParseError::Invalid(_) => "invalid_event",
+        }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::MalformedJson(detail) => write!(f, "body is not valid JSON: {detail}"),
+            ParseError::Invalid(errors) => {
+                f.write_str("invalid movement event: ")?;
+                for (i, e) in errors.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{}: {}", e.field, e.message)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The envelope attributes of a message before validation, whichever content
+/// mode it came in. Values are JSON so that type errors can be reported.
+#[derive(Debug, Default)]
+pub struct EnvelopeFields {
+    pub attributes: Map<String, Value>,
+    pub data: Option<Value>,
+}
+
+impl MovementEvent {
+    /// Parses a message in CloudEvents structured JSON mode.
+    pub fn from_structured(body: &[u8]) -> Result<Self, ParseError> {
+        let value = parse_json(body)?;
+        let Value::Object(mut attributes) = value else {
+            return Err(invalid("$", "the message must be a JSON object"));
+        };
+        let data = attributes.remove("data");
+        Self::from_envelope(EnvelopeFields { attributes, data })
+    }
+
+    /// Parses a message in CloudEvents binary mode: `attributes` are the
+    /// `ce-`/`ce_` headers with the prefix removed (string values), `body` is
+    /// the event data.
+    pub fn from_binary<'a>(
+        attributes: impl IntoIterator<Item = (&'a str, &'a str)>,
+        body: &[u8],
+    ) -> Result<Self, ParseError> {
+        let data = parse_json(body)?;
+        let mut fields = EnvelopeFields {
+            data: Some(data),
+            ..Default::default()
+        };
+        for (name, value) in attributes {
+            let value = if name == "time" && !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+                // Binary mode carries every attribute as a string; accept the
+                // epoch-millisecond form producers use in structured mode.
+                value.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(value))
+            } else {
+                Value::from(value)
+            };
+            fields.attributes.insert(name.to_ascii_lowercase(), value);
+        }
+        Self::from_envelope(fields)
+    }
+
+    /// Validates envelope and data, reporting every broken field at once.
+    pub fn from_envelope(fields: EnvelopeFields) -> Result<Self, ParseError> {
+        let EnvelopeFields {
+            mut attributes,
+            data,
+        } = fields;
+        let mut errors = Vec::new();
+
+        let message_id = non_empty_string(&attributes, "id", &mut errors);
+        let source = non_empty_string(&attributes, "source", &mut errors);
+        expect_exact(&attributes, "specversion", SPEC_VERSION, &mut errors);
+        expect_exact(&attributes, "type", EVENT_TYPE, &mut errors);
+        let event_time = match present(attributes.get("time")) {
+            None => None,
+            Some(v) => match parse_event_time(v) {
+                Ok(t) => Some(t),
+                Err(message) => {
+                    errors.push(field_error("time", message));
+                    None
+                }
+            },
+        };
+        if let Some(v) = present(attributes.get("datacontenttype")) {
+            match v.as_str() {
+                Some(ct) if is_json_media_type(ct) => {}
+                Some(ct) => errors.push(field_error(
+                    "datacontenttype",
+                    format!("must be application/json, got {ct:?}"),
+                )),
+                None => errors.push(field_error("datacontenttype", "must be a string")),
+            }
+        }
+
+        let content = match present(data.as_ref()) {
+            None => {
+                errors.push(field_error("data", "is required"));
+                None
+            }
+            Some(Value::Object(data)) => parse_data(data, &mut errors),
+            Some(_) => {
+                errors.push(field_error("data", "must be a JSON object"));
+                None
+            }
+        };
+
+        match (message_id, source, content) {
+            (Some(message_id), Some(source), Some(content)) if errors.is_empty() => {
+                for name in CORE_ATTRIBUTES {
+                    attributes.remove(name);
+                }
+                Ok(MovementEvent {
+                    message_id,
+                    source,
+                    event_time,
+                    content,
+                    attributes,
+                })
+            }
+            _ => Err(ParseError::Invalid(errors)),
+        }
+    }
+}
+
+/// Parses bytes as JSON, mapping every failure (bad UTF-8 included) to
+/// [`ParseError::MalformedJson`].
+fn parse_json(body: &[u8]) -> Result<Value, ParseError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ParseError::MalformedJson("the body is empty".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| ParseError::MalformedJson(e.to_string()))
+}
+
+fn parse_data(data: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<EventContent> {
+    let movement_id = uuid_field(data, "movement_id", errors);
+    let warehouse_id = uuid_field(data, "warehouse_id", errors);
+    let product_id = uuid_field(data, "product_id", errors);
+    let occurred_at = match present(data.get("timestamp")) {
+        None => {
+            errors.push(field_error("data.timestamp", "is required"));
+            None
+        }
+        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t.with_timezone(&Utc).trunc_subsecs(6)),
+            Err(e) => {
+                errors.push(field_error(
+                    "data.timestamp",
+                    format!("must be an RFC 3339 timestamp with an offset ({e})"),
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(field_error("data.timestamp", "must be a string"));
+            None
+        }
+    };
+    let kind = match present(data.get("event")) {
+        None => {
+            errors.push(field_error("data.event", "is required"));
+            None
+        }
+        Some(Value::String(s)) => match EventKind::parse(s) {
+            Some(kind) => Some(kind),
+            None => {
+                errors.push(field_error(
+                    "data.event",
+                    format!("must be \"arrival\" or \"departure\", got {s:?}"),
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(field_error("data.event", "must be a string"));
+            None
+        }
+    };
+    let quantity = match present(data.get("quantity")) {
+        None => {
+            errors.push(field_error("data.quantity", "is required"));
+            None
+        }
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(n) => match Quantity::parse(n) {
+                Ok(q) => Some(q),
+                Err(message) => {
+                    errors.push(field_error("data.quantity", message));
+                    None
+                }
+            },
+            None if n.is_u64() => {
+                errors.push(field_error(
+                    "data.quantity",
+                    format!("must be at most {}, got {n}", i32::MAX),
+                ));
+                None
+            }
+            None => {
+                errors.push(field_error(
+                    "data.quantity",
+                    format!("must be a whole number, got {n}"),
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(field_error("data.quantity", "must be an integer"));
+            None
+        }
+    };
+    Some(EventContent {
+        movement_id: movement_id?,
+        kind: kind?,
+        warehouse_id: warehouse_id?,
+        product_id: product_id?,
+        quantity: quantity?,
+        occurred_at: occurred_at?,
+    })
+}
+
+/// `time` is epoch milliseconds (what producers send) or an RFC 3339 string
+/// (what the CloudEvents spec says).
+fn parse_event_time(v: &Value) -> Result<DateTime<Utc>, String> {
+    match v {
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            .ok_or_else(|| format!("must be epoch milliseconds in range, got {n}")),
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+            .map_err(|e| format!("must be an RFC 3339 timestamp or epoch milliseconds ({e})")),
+        _ => Err("must be an RFC 3339 string or epoch milliseconds".into()),
+    }
+}
+
+/// `application/json`, optionally with parameters such as a charset.
+pub fn is_json_media_type(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .map(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false)
+}
+
+/// JSON `null` counts as absent.
+fn present(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !v.is_null())
+}
+
+fn non_empty_string(
+    attributes: &Map<String, Value>,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match present(attributes.get(name)) {
+        None => {
+            errors.push(field_error(name, "is required"));
+            None
+        }
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            errors.push(field_error(name, "must not be empty"));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.push(field_error(name, "must be a string"));
+            None
+        }
+    }
+}
+
+fn expect_exact(
+    attributes: &Map<String, Value>,
+    name: &str,
+    expected: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    match present(attributes.get(name)) {
+        None => errors.push(field_error(name, "is required")),
+        Some(Value::String(s)) if s == expected => {}
+        Some(other) => errors.push(field_error(
+            name,
+            format!("must be {expected:?}, got {other}"),
+        )),
+    }
+}
+
+fn uuid_field(data: &Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<Uuid> {
+    let field = format!("data.{name}");
+    match present(data.get(name)) {
+        None => {
+            errors.push(field_error(&field, "is required"));
+            None
+        }
+        Some(Value::String(s)) => match Uuid::try_parse(s) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                errors.push(field_error(&field, format!("must be a UUID, got {s:?}")));
+                None
+            }
+        },
+        Some(_) => {
+            errors.push(field_error(&field, "must be a UUID string"));
+            None
+        }
+    }
+}
+
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn invalid(field: &str, message: &str) -> ParseError {
+    ParseError::Invalid(vec![field_error(field, message)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn seed_message() -> Value {
+        json!({
+            "id": "b3b53031-e83a-4654-87f5-b6b6fb09fd99",
+            "source": "WH-3322",
+            "specversion": "1.0",
+            "type": "ru.retail.warehouses.movement",
+            "datacontenttype": "application/json",
+            "dataschema": "ru.retail.warehouses.movement.v1.0",
+            "time": 1737439421623_i64,
+            "subject": "WH-3322:DEPARTURE",
+            "destination": "ru.retail.warehouses",
+            "data": {
+                "movement_id": "c6290746-790e-43fa-8270-014dc90e02e0",
+                "warehouse_id": "25718666-6af6-4281-b5a6-3016e36fa557",
+                "timestamp": "2025-02-18T12:12:56Z",
+                "event": "departure",
+                "product_id": "4705204f-498f-4f96-b4ba-df17fb56bf55",
+                "quantity": 100
+            }
+        })
+    }
+
+    fn parse(v: &Value) -> Result<MovementEvent, ParseError> {
+        MovementEvent::from_structured(&serde_json::to_vec(v).unwrap())
+    }
+
+    fn fields_of(err: ParseError) -> Vec<String> {
+        match err {
+            ParseError::Invalid(errors) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected invalid_event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_seed_example_parses_with_its_extra_attributes_kept() {
+        let event = parse(&seed_message()).unwrap();
+        assert_eq!(event.message_id, "b3b53031-e83a-4654-87f5-b6b6fb09fd99");
+        assert_eq!(event.content.kind, EventKind::Departure);
+        assert_eq!(event.content.quantity.get(), 100);
+        assert_eq!(
+            event.event_time.unwrap().timestamp_millis(),
+            1737439421623_i64
+        );
+        assert_eq!(event.attributes["subject"], "WH-3322:DEPARTURE");
+        assert!(!event.attributes.contains_key("data"));
+        assert!(!event.attributes.contains_key("id"));
+    }
+
+    #[test]
+    fn time_may_be_an_rfc3339_string_or_absent() {
+        let mut m = seed_message();
+        m["time"] = json!("2025-01-21T06:03:41.623Z");
+        assert_eq!(
+            parse(&m).unwrap().event_time.unwrap().timestamp_millis(),
+            1737439421623_i64
+        );
+        m.as_object_mut().unwrap().remove("time");
+        assert!(parse(&m).unwrap().event_time.is_none());
+    }
+
+    #[test]
+    fn every_broken_field_is_reported_at_once() {
+        let mut m = seed_message();
+        m["specversion"] = json!("0.3");
+        m["data"]["quantity"] = json!(0);
+        m["data"]["warehouse_id"] = json!("WH-1");
+        m["data"]["timestamp"] = json!("2025-02-18T12:12:56");
+        assert_eq!(
+            fields_of(parse(&m).unwrap_err()),
+            vec![
+                "specversion",
+                "data.warehouse_id",
+                "data.timestamp",
+                "data.quantity"
+            ]
+        );
+    }
+
+    #[test]
+    fn quantities_outside_one_to_i32_max_or_fractional_are_invalid() {
+        for bad in [json!(-1), json!(2147483648_i64), json!(1.5), json!(10.0), json!("10"), json!(18446744073709551615_u64)] {
+            let mut m = seed_message();
+            m["data"]["quantity"] = bad.clone();
+            assert_eq!(fields_of(parse(&m).unwrap_err()), vec!["data.quantity"], "{bad}");
+        }
+        let mut m = seed_message();
+        m["data"]["quantity"] = json!(2147483647);
+        assert_eq!(parse(&m).unwrap().content.quantity.get(), i32::MAX);
+    }
+
+    #[test]
+    fn null_required_fields_count_as_missing() {
+        let mut m = seed_message();
+        m["id"] = Value::Null;
+        m["data"]["event"] = Value::Null;
+        assert_eq!(fields_of(parse(&m).unwrap_err()), vec!["id", "data.event"]);
+    }
+
+    #[test]
+    fn a_non_json_datacontenttype_is_invalid_but_json_with_charset_is_fine() {
+        let mut m = seed_message();
+        m["datacontenttype"] = json!("application/json; charset=utf-8");
+        assert!(parse(&m).is_ok());
+        m["datacontenttype"] = json!("text/plain");
+        assert_eq!(fields_of(parse(&m).unwrap_err()), vec!["datacontenttype"]);
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_are_malformed() {
+        for body in [&b""[..], b"   ", b"{\"id\":", b"\xff\xfe", b"not json"] {
+            assert!(matches!(
+                MovementEvent::from_structured(body),
+                Err(ParseError::MalformedJson(_))
+            ));
+        }
+        let deep = "[".repeat(10_000);
+        assert!(matches!(
+            MovementEvent::from_structured(deep.as_bytes()),
+            Err(ParseError::MalformedJson(_))
+        ));
+    }
+
+    #[test]
+    fn timestamps_are_truncated_to_microseconds() {
+        let mut m = seed_message();
+        m["data"]["timestamp"] = json!("2025-02-18T12:12:56.123456789+03:00");
+        let t = parse(&m).unwrap().content.occurred_at;
+        assert_eq!(t.to_rfc3339(), "2025-02-18T09:12:56.123456+00:00");
+    }
+
+    #[test]
+    fn binary_mode_reads_attributes_from_headers() {
+        let m = seed_message();
+        let data = serde_json::to_vec(&m["data"]).unwrap();
+        let headers = [
+            ("id", "abc"),
+            ("source", "WH-1"),
+            ("specversion", "1.0"),
+            ("type", EVENT_TYPE),
+            ("time", "1737439421623"),
+            ("subject", "s"),
+        ];
+        let event = MovementEvent::from_binary(headers, &data).unwrap();
+        assert_eq!(event.message_id, "abc");
+        assert_eq!(event.event_time.unwrap().timestamp_millis(), 1737439421623_i64);
+        assert_eq!(event.attributes["subject"], "s");
+
+        let missing = MovementEvent::from_binary([("id", "abc")], &data).unwrap_err();
+        assert_eq!(fields_of(missing), vec!["source", "specversion", "type"]);
+    }
+}

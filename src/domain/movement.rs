@@ -1,0 +1,132 @@
+//! A movement: the departure and the arrival of one transfer, joined by
+//! `movement_id`, and the view of it the API returns.
+
+use super::event::{EventContent, EventKind};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One applied half of a movement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Side {
+    pub warehouse_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub quantity: i32,
+}
+
+/// The applied halves of a movement. Rejected events never appear here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MovementState {
+    pub product_id: Option<Uuid>,
+    pub departure: Option<Side>,
+    pub arrival: Option<Side>,
+}
+
+impl MovementState {
+    /// Whether `e` may join this movement: the other half, if present, must
+    /// name the same product and a different warehouse.
+    pub fn accepts(&self, e: &EventContent) -> bool {
+        let other = match e.kind {
+            EventKind::Arrival => self.departure,
+            EventKind::Departure => self.arrival,
+        };
+        match (other, self.product_id) {
+            (Some(other), Some(product)) => {
+                product == e.product_id && other.warehouse_id != e.warehouse_id
+            }
+            _ => true,
+        }
+    }
+
+    pub fn record(&mut self, kind: EventKind, product_id: Uuid, side: Side) {
+        self.product_id = Some(product_id);
+        match kind {
+            EventKind::Arrival => self.arrival = Some(side),
+            EventKind::Departure => self.departure = Some(side),
+        }
+    }
+
+    /// The API view, or `None` while neither half has been applied.
+    pub fn view(&self, movement_id: Uuid) -> Option<MovementView> {
+        let product_id = self.product_id?;
+        if self.departure.is_none() && self.arrival.is_none() {
+            return None;
+        }
+        let (dep, arr) = (self.departure, self.arrival);
+        let status = match (dep, arr) {
+            (Some(_), Some(_)) => MovementStatus::Completed,
+            (Some(_), None) => MovementStatus::InTransit,
+            _ => MovementStatus::Arrived,
+        };
+        let both = dep.zip(arr);
+        Some(MovementView {
+            movement_id,
+            product_id,
+            source_warehouse_id: dep.map(|d| d.warehouse_id),
+            destination_warehouse_id: arr.map(|a| a.warehouse_id),
+            departure_time: dep.map(|d| d.at),
+            arrival_time: arr.map(|a| a.at),
+            departure_quantity: dep.map(|d| d.quantity),
+            arrival_quantity: arr.map(|a| a.quantity),
+            quantity_diff: both.map(|(d, a)| i64::from(d.quantity) - i64::from(a.quantity)),
+            duration_seconds: both
+                .map(|(d, a)| (a.at - d.at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6),
+            status,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementStatus {
+    /// Departed, not arrived yet.
+    InTransit,
+    /// Arrival seen, departure not (yet).
+    Arrived,
+    /// Both halves seen.
+    Completed,
+}
+
+/// `GET /api/v1/movements/{movement_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MovementView {
+    pub movement_id: Uuid,
+    pub product_id: Uuid,
+    pub source_warehouse_id: Option<Uuid>,
+    pub destination_warehouse_id: Option<Uuid>,
+    pub departure_time: Option<DateTime<Utc>>,
+    pub arrival_time: Option<DateTime<Utc>>,
+    pub departure_quantity: Option<i32>,
+    pub arrival_quantity: Option<i32>,
+    /// Departure quantity minus arrival quantity: what went missing.
+    pub quantity_diff: Option<i64>,
+    /// Arrival time minus departure time.
+    pub duration_seconds: Option<f64>,
+    pub status: MovementStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_completed_movement_reports_what_went_missing_and_how_long_it_took() {
+        let t0 = Utc.with_ymd_and_hms(2025, 2, 18, 12, 12, 56).unwrap();
+        let t1 = Utc.with_ymd_and_hms(2025, 2, 18, 14, 34, 56).unwrap();
+        let (w1, w2, p) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut m = MovementState::default();
+        m.record(EventKind::Departure, p, Side { warehouse_id: w1, at: t0, quantity: 100 });
+        assert_eq!(m.view(Uuid::nil()).unwrap().status, MovementStatus::InTransit);
+        m.record(EventKind::Arrival, p, Side { warehouse_id: w2, at: t1, quantity: 98 });
+        let v = m.view(Uuid::nil()).unwrap();
+        assert_eq!(v.status, MovementStatus::Completed);
+        assert_eq!(v.quantity_diff, Some(2));
+        assert_eq!(v.duration_seconds, Some(8520.0));
+    }
+
+    #[test]
+    fn an_empty_movement_has_no_view() {
+        assert!(MovementState::default().view(Uuid::nil()).is_none());
+    }
+}

@@ -1,0 +1,388 @@
+//! The ledger rules, as a pure function over in-memory state.
+//!
+//! The ledger loads (and locks) exactly the state a batch can touch, hands it
+//! to [`apply_batch`], and writes back what changed. Keeping the rules free of
+//! I/O means they can be unit-tested exhaustively, benchmarked on their own,
+//! and reasoned about as "events applied one by one, in order".
+
+use super::event::{EventContent, EventKind, MovementEvent};
+use super::movement::{MovementState, Side};
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use uuid::Uuid;
+
+/// Why an event was refused. Stored in the audit log and returned to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// A departure asked for more than the warehouse holds.
+    InsufficientStock,
+    /// The key (movement_id, event) was already used with different content.
+    ConflictingDuplicate,
+    /// The other half of the movement names another product or the same
+    /// warehouse.
+    MovementMismatch,
+    /// An arrival would push stock past what PostgreSQL's `bigint` holds.
+    StockOverflow,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InsufficientStock => "insufficient_stock",
+            RejectReason::ConflictingDuplicate => "conflicting_duplicate",
+            RejectReason::MovementMismatch => "movement_mismatch",
+            RejectReason::StockOverflow => "stock_overflow",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RejectReason::InsufficientStock,
+            RejectReason::ConflictingDuplicate,
+            RejectReason::MovementMismatch,
+            RejectReason::StockOverflow,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+
+    /// A sentence for the `detail` field of API answers.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RejectReason::InsufficientStock => {
+                "departure exceeds the stock of this product at this warehouse"
+            }
+            RejectReason::ConflictingDuplicate => {
+                "this movement_id and event were already received with different content"
+            }
+            RejectReason::MovementMismatch => {
+                "the other half of this movement names a different product or the same warehouse"
+            }
+            RejectReason::StockOverflow => "arrival would overflow the stock counter",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The final verdict on an event that was applied or rejected before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Applied,
+    Rejected(RejectReason),
+}
+
+/// An event already in the audit log (or earlier in this batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorEvent {
+    pub content: EventContent,
+    pub verdict: Verdict,
+    pub processed_at: DateTime<Utc>,
+}
+
+/// What happened to one event of a batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// The event changed stock (and its movement). `stock_after` is the
+    /// stock of its (warehouse, product) right after it.
+    Applied { stock_after: i64 },
+    /// The same event was applied before; nothing changed. `stock_after` is
+    /// the current stock, `processed_at` when the original was processed.
+    Duplicate {
+        stock_after: i64,
+        processed_at: DateTime<Utc>,
+    },
+    /// The event was refused. `replayed` is true when this exact event was
+    /// refused before, so there is nothing new to record.
+    Rejected {
+        reason: RejectReason,
+        replayed: bool,
+    },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Duplicate { .. } => "duplicate",
+            Outcome::Rejected { .. } => "rejected",
+        }
+    }
+
+    /// Whether the event is new to the audit log.
+    pub fn is_recorded(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Applied { .. } | Outcome::Rejected { replayed: false, .. }
+        )
+    }
+}
+
+/// Everything a batch may read or change, keyed the way the rules look it up.
+/// Missing entries mean "nothing stored yet": zero stock, empty movement, no
+/// prior events.
+#[derive(Debug, Default, Clone)]
+pub struct LedgerState {
+    pub stock: HashMap<(Uuid, Uuid), i64>,
+    pub movements: HashMap<Uuid, MovementState>,
+    pub history: HashMap<(Uuid, EventKind), Vec<PriorEvent>>,
+}
+
+/// The result of applying a batch: one outcome per event, in order, and the
+/// keys whose state must be written back.
+#[derive(Debug, Default)]
+pub struct BatchEffects {
+    pub outcomes: Vec<Outcome>,
+    pub changed_stock: HashSet<(Uuid, Uuid)>,
+    pub changed_movements: HashSet<Uuid>,
+}
+
+/// Applies `events` in order to `state`, exactly as if they arrived one by
+/// one. `now` is the processing time recorded for the events it applies.
+pub fn apply_batch(
+    state: &mut LedgerState,
+    events: &[MovementEvent],
+    now: DateTime<Utc>,
+) -> BatchEffects {
+    let mut effects = BatchEffects {
+        outcomes: Vec::with_capacity(events.len()),
+        ..Default::default()
+    };
+    for event in events {
+        let outcome = apply_one(state, &event.content, now);
+        if let Outcome::Applied { .. } = outcome {
+            effects
+                .changed_stock
+                .insert((event.content.warehouse_id, event.content.product_id));
+            effects.changed_movements.insert(event.content.movement_id);
+        }
+        effects.outcomes.push(outcome);
+    }
+    effects
+}
+
+fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Outcome {
+    let pair = (e.warehouse_id, e.product_id);
+    let key = (e.movement_id, e.kind);
+
+    // Idempotency first: a key seen before decides the outcome on its own.
+    if let Some(prior) = state.history.get(&key) {
+        if let Some(same) = prior.iter().find(|p| p.content == *e) {
+            return match same.verdict {
+                Verdict::Applied => Outcome::Duplicate {
+                    stock_after: state.stock.get(&pair).copied().unwrap_or(0),
+                    processed_at: same.processed_at,
+                },
+                Verdict::Rejected(reason) => Outcome::Rejected {
+                    reason,
+                    replayed: true,
+                },
+            };
+        }
+        return reject(state, e, RejectReason::ConflictingDuplicate, now);
+    }
+
+    let movement = state.movements.get(&e.movement_id);
+    if movement.is_some_and(|m| !m.accepts(e)) {
+        return reject(state, e, RejectReason::MovementMismatch, now);
+    }
+
+    let current = state.stock.get(&pair).copied().unwrap_or(0);
+    let q = i64::from(e.quantity.get());
+    let after = match e.kind {
+        EventKind::Arrival => match current.checked_add(q) {
+            Some(after) => after,
+            None => return reject(state, e, RejectReason::StockOverflow, now),
+        },
+        EventKind::Departure if current >= q => current - q,
+        EventKind::Departure => return reject(state, e, RejectReason::InsufficientStock, now),
+    };
+
+    state.stock.insert(pair, after);
+    state
+        .movements
+        .entry(e.movement_id)
+        .or_default()
+        .record(e.kind, e.product_id, Side {
+            warehouse_id: e.warehouse_id,
+            at: e.occurred_at,
+            quantity: e.quantity.get(),
+        });
+    remember(state, e, Verdict::Applied, now);
+    Outcome::Applied { stock_after: after }
+}
+
+fn reject(
+    state: &mut LedgerState,
+    e: &EventContent,
+    reason: RejectReason,
+    now: DateTime<Utc>,
+) -> Outcome {
+    remember(state, e, Verdict::Rejected(reason), now);
+    Outcome::Rejected {
+        reason,
+        replayed: false,
+    }
+}
+
+fn remember(state: &mut LedgerState, e: &EventContent, verdict: Verdict, now: DateTime<Utc>) {
+    state
+        .history
+        .entry((e.movement_id, e.kind))
+        .or_default()
+        .push(PriorEvent {
+            content: *e,
+            verdict,
+            processed_at: now,
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::Quantity;
+    use chrono::TimeZone;
+
+    fn ev(kind: EventKind, movement: u128, warehouse: u128, product: u128, q: i64) -> MovementEvent {
+        MovementEvent {
+            message_id: format!("msg-{movement}-{kind}"),
+            source: "test".into(),
+            event_time: None,
+            content: EventContent {
+                movement_id: Uuid::from_u128(movement),
+                kind,
+                warehouse_id: Uuid::from_u128(warehouse),
+                product_id: Uuid::from_u128(product),
+                quantity: Quantity::parse(q).unwrap(),
+                occurred_at: Utc.timestamp_opt(1_700_000_000 + movement as i64, 0).unwrap(),
+            },
+            attributes: Default::default(),
+        }
+    }
+    use EventKind::{Arrival, Departure};
+
+    fn now() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000, 0).unwrap()
+    }
+
+    fn labels(effects: &BatchEffects) -> Vec<&'static str> {
+        effects.outcomes.iter().map(Outcome::label).collect()
+    }
+
+    #[test]
+    fn events_in_a_batch_take_effect_in_order() {
+        let mut state = LedgerState::default();
+        let batch = [ev(Arrival, 1, 10, 20, 10), ev(Departure, 2, 10, 20, 15), ev(Arrival, 3, 10, 20, 10)];
+        let effects = apply_batch(&mut state, &batch, now());
+        assert_eq!(labels(&effects), ["applied", "rejected", "applied"]);
+        assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(20))], 20);
+        assert_eq!(
+            effects.outcomes[1],
+            Outcome::Rejected { reason: RejectReason::InsufficientStock, replayed: false }
+        );
+    }
+
+    #[test]
+    fn a_resent_event_is_a_duplicate_and_changes_nothing() {
+        let mut state = LedgerState::default();
+        let a = ev(Arrival, 1, 10, 20, 7);
+        let effects = apply_batch(&mut state, &[a.clone(), a], now());
+        assert_eq!(labels(&effects), ["applied", "duplicate"]);
+        assert_eq!(
+            effects.outcomes[1],
+            Outcome::Duplicate { stock_after: 7, processed_at: now() }
+        );
+    }
+
+    #[test]
+    fn the_same_key_with_other_content_is_a_conflicting_duplicate() {
+        let mut state = LedgerState::default();
+        let a = ev(Arrival, 1, 10, 20, 7);
+        let mut b = a.clone();
+        b.content.quantity = Quantity::parse(8).unwrap();
+        let effects = apply_batch(&mut state, &[a, b.clone(), b], now());
+        assert_eq!(labels(&effects), ["applied", "rejected", "rejected"]);
+        assert_eq!(
+            effects.outcomes[1],
+            Outcome::Rejected { reason: RejectReason::ConflictingDuplicate, replayed: false }
+        );
+        // The conflicting event itself, re-sent, is a replay of its rejection.
+        assert_eq!(
+            effects.outcomes[2],
+            Outcome::Rejected { reason: RejectReason::ConflictingDuplicate, replayed: true }
+        );
+    }
+
+    #[test]
+    fn a_rejection_is_final_even_after_stock_arrives() {
+        let mut state = LedgerState::default();
+        let d = ev(Departure, 1, 10, 20, 5);
+        let first = apply_batch(&mut state, &[d.clone(), ev(Arrival, 2, 10, 20, 50)], now());
+        assert_eq!(labels(&first), ["rejected", "applied"]);
+        let again = apply_batch(&mut state, &[d], now());
+        assert_eq!(
+            again.outcomes[0],
+            Outcome::Rejected { reason: RejectReason::InsufficientStock, replayed: true }
+        );
+        assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(20))], 50);
+    }
+
+    #[test]
+    fn a_movement_joins_its_departure_and_arrival_in_either_order() {
+        let mut state = LedgerState::default();
+        let effects = apply_batch(
+            &mut state,
+            &[ev(Arrival, 1, 11, 20, 98), ev(Arrival, 2, 10, 20, 100), ev(Departure, 1, 10, 20, 100)],
+            now(),
+        );
+        assert_eq!(labels(&effects), ["applied", "applied", "applied"]);
+        let m = &state.movements[&Uuid::from_u128(1)];
+        assert_eq!(m.departure.unwrap().warehouse_id, Uuid::from_u128(10));
+        assert_eq!(m.arrival.unwrap().warehouse_id, Uuid::from_u128(11));
+        assert_eq!(m.product_id, Some(Uuid::from_u128(20)));
+    }
+
+    #[test]
+    fn halves_naming_another_product_or_the_same_warehouse_mismatch() {
+        let mut state = LedgerState::default();
+        apply_batch(&mut state, &[ev(Arrival, 9, 10, 20, 100), ev(Arrival, 9, 10, 21, 100)], now());
+        let other_product = ev(Departure, 1, 10, 20, 1);
+        let arrival_other_product = ev(Arrival, 1, 11, 21, 1);
+        let effects = apply_batch(&mut state, &[other_product, arrival_other_product], now());
+        assert_eq!(labels(&effects), ["applied", "rejected"]);
+        assert_eq!(
+            effects.outcomes[1],
+            Outcome::Rejected { reason: RejectReason::MovementMismatch, replayed: false }
+        );
+
+        let effects = apply_batch(&mut state, &[ev(Departure, 2, 10, 21, 1), ev(Arrival, 2, 10, 21, 1)], now());
+        assert_eq!(labels(&effects), ["applied", "rejected"]);
+        // A rejected arrival leaves the stock it would have added untouched.
+        assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(21))], 99);
+    }
+
+    #[test]
+    fn only_applied_events_mark_state_as_changed() {
+        let mut state = LedgerState::default();
+        let effects = apply_batch(&mut state, &[ev(Departure, 1, 10, 20, 1)], now());
+        assert!(effects.changed_stock.is_empty());
+        assert!(effects.changed_movements.is_empty());
+        assert!(effects.outcomes[0].is_recorded());
+    }
+
+    #[test]
+    fn an_arrival_that_would_overflow_the_counter_is_refused() {
+        let mut state = LedgerState::default();
+        state.stock.insert((Uuid::from_u128(10), Uuid::from_u128(20)), i64::MAX - 1);
+        let effects = apply_batch(&mut state, &[ev(Arrival, 1, 10, 20, 2)], now());
+        assert_eq!(
+            effects.outcomes[0],
+            Outcome::Rejected { reason: RejectReason::StockOverflow, replayed: false }
+        );
+    }
+}

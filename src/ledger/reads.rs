@@ -1,0 +1,139 @@
+//! Plain PostgreSQL reads behind the lookup endpoints. The cache sits in
+//! front of the first two; the paginated lists always read PostgreSQL.
+
+use super::apply::movement_from_row;
+use crate::domain::MovementView;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// Quantity and row version of a (warehouse, product); (0, 0) when the pair
+/// was never seen.
+pub async fn stock(
+    pool: &PgPool,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT quantity, version FROM stock WHERE warehouse_id = $1 AND product_id = $2",
+    )
+    .bind(warehouse_id)
+    .bind(product_id)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
+        None => Ok((0, 0)),
+    }
+}
+
+/// The movement and its row version, or `None` when no half was applied.
+pub async fn movement(
+    pool: &PgPool,
+    movement_id: Uuid,
+) -> Result<Option<(MovementView, i64)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT version, product_id,
+                source_warehouse_id, departure_time, departure_quantity,
+                destination_warehouse_id, arrival_time, arrival_quantity
+         FROM movements WHERE movement_id = $1",
+    )
+    .bind(movement_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let version: i64 = row.try_get(0)?;
+    Ok(movement_from_row(&row, 1)?
+        .view(movement_id)
+        .map(|view| (view, version)))
+}
+
+/// One line of a warehouse's stock list.
+#[derive(Debug, Clone, Serialize)]
+pub struct StockItem {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+/// Products in stock at a warehouse, ordered by product_id, after `after`.
+pub async fn warehouse_stock(
+    pool: &PgPool,
+    warehouse_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<StockItem>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT product_id, quantity FROM stock
+         WHERE warehouse_id = $1 AND quantity > 0 AND ($2::uuid IS NULL OR product_id > $2)
+         ORDER BY product_id
+         LIMIT $3",
+    )
+    .bind(warehouse_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(StockItem {
+                product_id: row.try_get(0)?,
+                quantity: row.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+/// One rejected event from the audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// Position in the audit log; pass it as `after` for the next page.
+    pub seq: i64,
+    pub message_id: String,
+    pub source: String,
+    pub movement_id: Uuid,
+    pub event: String,
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: i32,
+    pub timestamp: DateTime<Utc>,
+    pub reason: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Rejected events, oldest first, after audit position `after`.
+pub async fn rejections(
+    pool: &PgPool,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Rejection>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, message_id, source, movement_id, event, warehouse_id, product_id,
+                quantity, occurred_at, reason, received_at
+         FROM event_log
+         WHERE outcome = 'rejected' AND seq > $1
+         ORDER BY seq
+         LIMIT $2",
+    )
+    .bind(after.unwrap_or(0))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Rejection {
+                seq: row.try_get(0)?,
+                message_id: row.try_get(1)?,
+                source: row.try_get(2)?,
+                movement_id: row.try_get(3)?,
+                event: row.try_get(4)?,
+                warehouse_id: row.try_get(5)?,
+                product_id: row.try_get(6)?,
+                quantity: row.try_get(7)?,
+                timestamp: row.try_get(8)?,
+                reason: row.try_get(9)?,
+                received_at: row.try_get(10)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,154 @@
+//! Building and running the service: database (created and migrated if
+//! needed), cache, committer, HTTP listener, and an orderly shutdown.
+
+use crate::api::{self, AppState};
+use crate::cache::{Cache, CacheSettings};
+use crate::config::Settings;
+use crate::ingest::GroupCommit;
+use crate::ledger::Ledger;
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    committer: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Prepares everything the service needs and binds its port, without
+    /// serving yet. Port 0 picks a free port (see [`Application::port`]).
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let pool = connect_database(settings).await?;
+        let cache = Cache::new(&CacheSettings {
+            url: settings.redis_url.clone(),
+            prefix: settings.cache_prefix.clone(),
+            ttl_seconds: settings.cache_ttl_seconds,
+            op_timeout: settings.redis_timeout,
+        })?;
+        let ledger = Ledger::new(pool, cache);
+        let (commits, committer) = GroupCommit::spawn(ledger.clone(), settings.webhook_batch_max);
+        let listener = TcpListener::bind((settings.host, settings.port))
+            .await
+            .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
+        Ok(Application {
+            listener,
+            state: AppState {
+                ledger,
+                commits,
+                mode: settings.mode,
+            },
+            committer,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking requests, lets
+    /// in-flight ones finish (their batches commit), and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let probe = tokio::spawn(self.state.ledger.cache().clone().run_probe(stop_rx));
+        tracing::info!(address = %self.listener.local_addr()?, "serving HTTP");
+
+        let app = api::router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("Failed to serve HTTP")?;
+
+        // The router (and with it every committer handle) is gone, so the
+        // committer drains its queue and stops.
+        self.committer.await.context("Failed to drain the committer")?;
+        let _ = stop_tx.send(true);
+        let _ = probe.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Creates the database if it does not exist, connects, and applies pending
+/// migrations.
+pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
+    create_database_if_missing(&settings.database).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.database_pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(settings.database.clone())
+        .await
+        .context("Failed to connect to PostgreSQL")?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("./migrations")
+        .run(pool)
+        .await
+        .context("Failed to apply database migrations")
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let Some(name) = options.get_database().map(str::to_string) else {
+        return Ok(());
+    };
+    let mut conn = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .context("Failed to connect to PostgreSQL to check that the database exists")?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .context("Failed to look up the database")?;
+    if !exists {
+        let quoted = name.replace('"', "\"\"");
+        match sqlx::query(&format!("CREATE DATABASE \"{quoted}\""))
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another instance created it at the same moment.
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).context(format!("Failed to create database {name}")),
+        }
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested");
+}
