@@ -1,12 +1,16 @@
 //! The command line: `serve` (the default) and `migrate`.
 
 use crate::config::Settings;
-use crate::startup::{connect_database, shutdown_signal, Application};
+use crate::startup::{Application, connect_database, shutdown_signal};
 use crate::telemetry;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "warehouse-stock", version, about = "Exact warehouse stock from movement events")]
+#[command(
+    name = "warehouse-stock",
+    version,
+    about = "Exact warehouse stock from movement events"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

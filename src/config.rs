@@ -84,7 +84,7 @@ impl Settings {
                 return Err(error(
                     "APP_MODE",
                     format!("expected webhook_only or kafka, got {other:?}"),
-                ))
+                ));
             }
         };
         let host = parse_or(&get, "APP_HOST", IpAddr::from([0, 0, 0, 0]))?;
@@ -126,7 +126,8 @@ impl Settings {
         } else {
             "REDIS_HOST"
         };
-        redis::Client::open(redis_url.as_str()).map_err(|e| error(redis_variable, e.to_string()))?;
+        redis::Client::open(redis_url.as_str())
+            .map_err(|e| error(redis_variable, e.to_string()))?;
 
         let cache_ttl_seconds = parse_or(&get, "CACHE_TTL_SECONDS", 300u64)?;
         if cache_ttl_seconds == 0 {
@@ -150,7 +151,7 @@ impl Settings {
                 return Err(error(
                     "LOG_FORMAT",
                     format!("expected text or json, got {other:?}"),
-                ))
+                ));
             }
         };
 
@@ -222,7 +223,12 @@ fn mask_url_password(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }
@@ -236,8 +242,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|name| map.get(name).cloned())
     }
 

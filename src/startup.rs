@@ -69,7 +69,9 @@ impl Application {
 
         // The router (and with it every committer handle) is gone, so the
         // committer drains its queue and stops.
-        self.committer.await.context("Failed to drain the committer")?;
+        self.committer
+            .await
+            .context("Failed to drain the committer")?;
         let _ = stop_tx.send(true);
         let _ = probe.await;
         tracing::info!("stopped");

@@ -2,12 +2,12 @@
 //! `detail` string, and a machine-readable `code` where one helps.
 
 use crate::domain::{FieldError, ParseError};
-use crate::ingest::webhook::DecodeError;
 use crate::ingest::CommitError;
+use crate::ingest::webhook::DecodeError;
+use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,9 @@ impl AppError {
         match self {
             AppError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             AppError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-            AppError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
             AppError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

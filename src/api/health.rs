@@ -3,10 +3,10 @@
 
 use super::AppState;
 use crate::config::AppMode;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -26,7 +26,11 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         AppMode::WebhookOnly => "disabled",
         AppMode::Kafka => "down",
     };
-    let status = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if db_ok { "ok" } else { "unavailable" },
         "components": {

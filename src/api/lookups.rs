@@ -1,13 +1,13 @@
 //! The read endpoints: stock, movements, a warehouse's stock list and the
 //! rejected events. Stock and movements read through the cache.
 
-use super::error::AppError;
 use super::AppState;
+use super::error::AppError;
 use crate::domain::MovementView;
 use crate::ledger::reads::{self, Rejection, StockItem};
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -67,17 +67,23 @@ pub async fn movement_duration(
     let movement_id = parse_uuid("movement_id", &movement_id)?;
     let m = find_movement(&state, movement_id).await?;
     match (m.duration_seconds, m.departure_time, m.arrival_time) {
-        (Some(duration_seconds), Some(departure_time), Some(arrival_time)) => Ok(Json(DurationView {
-            movement_id,
-            duration_seconds,
-            departure_time,
-            arrival_time,
-        })),
+        (Some(duration_seconds), Some(departure_time), Some(arrival_time)) => {
+            Ok(Json(DurationView {
+                movement_id,
+                duration_seconds,
+                departure_time,
+                arrival_time,
+            }))
+        }
         _ => Err(AppError::bad_request(
             "movement_incomplete",
             format!(
                 "movement {movement_id} has no {} yet, so it has no duration",
-                if m.departure_time.is_none() { "departure" } else { "arrival" }
+                if m.departure_time.is_none() {
+                    "departure"
+                } else {
+                    "arrival"
+                }
             ),
         )),
     }
@@ -114,7 +120,8 @@ pub async fn warehouse_stock(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Page<StockItem, Uuid>>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let Query(params) = params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = parse_limit(params.limit.as_deref())?;
     let after = params
         .after
@@ -131,7 +138,8 @@ pub async fn rejections(
     State(state): State<AppState>,
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<Page<Rejection, i64>>, AppError> {
-    let Query(params) = params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = parse_limit(params.limit.as_deref())?;
     let after = match params.after.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -173,8 +181,12 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
 }
 
 fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
-    Uuid::try_parse(raw)
-        .map_err(|_| AppError::bad_request("invalid_uuid", format!("{name} must be a UUID, got {raw:?}")))
+    Uuid::try_parse(raw).map_err(|_| {
+        AppError::bad_request(
+            "invalid_uuid",
+            format!("{name} must be a UUID, got {raw:?}"),
+        )
+    })
 }
 
 /// Read-through errors are PostgreSQL errors wrapped by the cache layer.

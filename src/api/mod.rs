@@ -10,9 +10,9 @@ pub use error::AppError;
 use crate::config::AppMode;
 use crate::ingest::GroupCommit;
 use crate::ledger::Ledger;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::routing::{get, post};
-use axum::Router;
 use tower_http::trace::TraceLayer;
 
 /// The largest webhook body accepted: an event is a few hundred bytes.

@@ -1,16 +1,16 @@
 //! `POST /api/v1/kafka/webhook`: one movement event over HTTP, answered after
 //! its transaction has committed.
 
-use super::error::{body_rejection, AppError};
+use super::error::{AppError, body_rejection};
 use super::{AppState, BODY_LIMIT};
 use crate::domain::{EventContent, Outcome};
 use crate::ingest::webhook::decode;
+use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -46,9 +46,13 @@ pub async fn receive(
     let content = event.content;
     let receipt = state.commits.submit(event).await?;
     Ok(match receipt.outcome {
-        Outcome::Applied { stock_after } => {
-            processed("processed", message_id, &content, stock_after, receipt.processed_at)
-        }
+        Outcome::Applied { stock_after } => processed(
+            "processed",
+            message_id,
+            &content,
+            stock_after,
+            receipt.processed_at,
+        ),
         Outcome::Duplicate {
             stock_after,
             processed_at,

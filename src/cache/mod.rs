@@ -18,8 +18,8 @@
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,8 +123,10 @@ impl Cache {
                 prefix: settings.prefix.clone(),
                 ttl_seconds: settings.ttl_seconds,
                 op_timeout: settings.op_timeout,
-                // Down until the probe has seen Redis answer once.
-                up: AtomicBool::new(false),
+                // Up until an operation fails: an instance that starts with
+                // its cache off would commit without refreshing, and other
+                // instances would serve the entries it left behind.
+                up: AtomicBool::new(true),
                 pending: Mutex::new(Pending::default()),
                 script: Script::new(COMPARE_AND_SET),
             }),
@@ -157,31 +159,41 @@ impl Cache {
         Fut: Future<Output = anyhow::Result<Option<(T, i64)>>>,
     {
         let looked_up = self.is_up();
-        if looked_up {
-            if let Some(raw) = self.get(key).await {
-                match decode::<T>(&raw) {
-                    Some(value) => return Ok((Some(value), CacheResult::Hit)),
-                    None => tracing::warn!(key, "unreadable cache entry; reading PostgreSQL"),
-                }
+        if looked_up && let Some(raw) = self.get(key).await {
+            match decode::<T>(&raw) {
+                Some(value) => return Ok((Some(value), CacheResult::Hit)),
+                None => tracing::warn!(key, "unreadable cache entry; reading PostgreSQL"),
             }
         }
         let loaded = load().await?;
         let Some((value, version)) = loaded else {
             return Ok((None, CacheResult::Miss));
         };
-        let payload = serde_json::to_string(&value).context("Failed to encode a cache entry")?;
-        self.compare_and_set(&[CacheEntry {
-            key: key.to_string(),
-            version,
-            payload,
-        }])
-        .await;
+        self.fill(key, &value, version).await?;
         let result = if looked_up {
             CacheResult::Miss
         } else {
             CacheResult::Bypassed
         };
         Ok((Some(value), result))
+    }
+
+    /// Caches `value`, read from a row at `version`, unless the cache already
+    /// holds that version or a newer one.
+    pub async fn fill<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        version: i64,
+    ) -> anyhow::Result<()> {
+        let payload = serde_json::to_string(value).context("Failed to encode a cache entry")?;
+        self.compare_and_set(&[CacheEntry {
+            key: key.to_string(),
+            version,
+            payload,
+        }])
+        .await;
+        Ok(())
     }
 
     /// Writes the new versions of rows a committed batch changed. Call it
@@ -335,7 +347,11 @@ impl Cache {
             ok
         };
         if !ok && overflowed {
-            self.inner.pending.lock().expect("cache pending lock").overflowed = true;
+            self.inner
+                .pending
+                .lock()
+                .expect("cache pending lock")
+                .overflowed = true;
         }
         ok
     }
@@ -347,7 +363,11 @@ impl Cache {
         let mut cursor: u64 = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000);
             let step = scan.query_async::<(u64, Vec<String>)>(&mut conn);
             let Ok(Ok((next, keys))) = tokio::time::timeout(Duration::from_secs(5), step).await
             else {
@@ -357,7 +377,10 @@ impl Cache {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(&keys);
                 let del = unlink.query_async::<i64>(&mut conn);
-                if !matches!(tokio::time::timeout(Duration::from_secs(5), del).await, Ok(Ok(_))) {
+                if !matches!(
+                    tokio::time::timeout(Duration::from_secs(5), del).await,
+                    Ok(Ok(_))
+                ) {
                     return false;
                 }
             }

@@ -188,13 +188,18 @@ impl MovementEvent {
             ..Default::default()
         };
         for (name, value) in attributes {
-            let value = if name == "time" && !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                // Binary mode carries every attribute as a string; accept the
-                // epoch-millisecond form producers use in structured mode.
-                value.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::from(value))
-            } else {
-                Value::from(value)
-            };
+            let value =
+                if name == "time" && !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    // Binary mode carries every attribute as a string; accept the
+                    // epoch-millisecond form producers use in structured mode.
+                    value
+                        .parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::from(value))
+                } else {
+                    Value::from(value)
+                };
             fields.attributes.insert(name.to_ascii_lowercase(), value);
         }
         Self::from_envelope(fields)
@@ -543,10 +548,21 @@ mod tests {
 
     #[test]
     fn quantities_outside_one_to_i32_max_or_fractional_are_invalid() {
-        for bad in [json!(-1), json!(2147483648_i64), json!(1.5), json!(10.0), json!("10"), json!(18446744073709551615_u64)] {
+        for bad in [
+            json!(-1),
+            json!(2147483648_i64),
+            json!(1.5),
+            json!(10.0),
+            json!("10"),
+            json!(18446744073709551615_u64),
+        ] {
             let mut m = seed_message();
             m["data"]["quantity"] = bad.clone();
-            assert_eq!(fields_of(parse(&m).unwrap_err()), vec!["data.quantity"], "{bad}");
+            assert_eq!(
+                fields_of(parse(&m).unwrap_err()),
+                vec!["data.quantity"],
+                "{bad}"
+            );
         }
         let mut m = seed_message();
         m["data"]["quantity"] = json!(2147483647);
@@ -607,7 +623,10 @@ mod tests {
         ];
         let event = MovementEvent::from_binary(headers, &data).unwrap();
         assert_eq!(event.message_id, "abc");
-        assert_eq!(event.event_time.unwrap().timestamp_millis(), 1737439421623_i64);
+        assert_eq!(
+            event.event_time.unwrap().timestamp_millis(),
+            1737439421623_i64
+        );
         assert_eq!(event.attributes["subject"], "s");
 
         let missing = MovementEvent::from_binary([("id", "abc")], &data).unwrap_err();

@@ -7,4 +7,6 @@ pub mod rules;
 
 pub use event::{EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity};
 pub use movement::{MovementState, MovementStatus, MovementView, Side};
-pub use rules::{apply_batch, BatchEffects, LedgerState, Outcome, PriorEvent, RejectReason, Verdict};
+pub use rules::{
+    BatchEffects, LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch,
+};

@@ -116,9 +116,28 @@ mod tests {
         let t1 = Utc.with_ymd_and_hms(2025, 2, 18, 14, 34, 56).unwrap();
         let (w1, w2, p) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
         let mut m = MovementState::default();
-        m.record(EventKind::Departure, p, Side { warehouse_id: w1, at: t0, quantity: 100 });
-        assert_eq!(m.view(Uuid::nil()).unwrap().status, MovementStatus::InTransit);
-        m.record(EventKind::Arrival, p, Side { warehouse_id: w2, at: t1, quantity: 98 });
+        m.record(
+            EventKind::Departure,
+            p,
+            Side {
+                warehouse_id: w1,
+                at: t0,
+                quantity: 100,
+            },
+        );
+        assert_eq!(
+            m.view(Uuid::nil()).unwrap().status,
+            MovementStatus::InTransit
+        );
+        m.record(
+            EventKind::Arrival,
+            p,
+            Side {
+                warehouse_id: w2,
+                at: t1,
+                quantity: 98,
+            },
+        );
         let v = m.view(Uuid::nil()).unwrap();
         assert_eq!(v.status, MovementStatus::Completed);
         assert_eq!(v.quantity_diff, Some(2));

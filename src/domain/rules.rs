@@ -118,7 +118,11 @@ impl Outcome {
     pub fn is_recorded(&self) -> bool {
         matches!(
             self,
-            Outcome::Applied { .. } | Outcome::Rejected { replayed: false, .. }
+            Outcome::Applied { .. }
+                | Outcome::Rejected {
+                    replayed: false,
+                    ..
+                }
         )
     }
 }
@@ -204,15 +208,15 @@ fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> O
     };
 
     state.stock.insert(pair, after);
-    state
-        .movements
-        .entry(e.movement_id)
-        .or_default()
-        .record(e.kind, e.product_id, Side {
+    state.movements.entry(e.movement_id).or_default().record(
+        e.kind,
+        e.product_id,
+        Side {
             warehouse_id: e.warehouse_id,
             at: e.occurred_at,
             quantity: e.quantity.get(),
-        });
+        },
+    );
     remember(state, e, Verdict::Applied, now);
     Outcome::Applied { stock_after: after }
 }
@@ -248,7 +252,13 @@ mod tests {
     use crate::domain::event::Quantity;
     use chrono::TimeZone;
 
-    fn ev(kind: EventKind, movement: u128, warehouse: u128, product: u128, q: i64) -> MovementEvent {
+    fn ev(
+        kind: EventKind,
+        movement: u128,
+        warehouse: u128,
+        product: u128,
+        q: i64,
+    ) -> MovementEvent {
         MovementEvent {
             message_id: format!("msg-{movement}-{kind}"),
             source: "test".into(),
@@ -259,7 +269,9 @@ mod tests {
                 warehouse_id: Uuid::from_u128(warehouse),
                 product_id: Uuid::from_u128(product),
                 quantity: Quantity::parse(q).unwrap(),
-                occurred_at: Utc.timestamp_opt(1_700_000_000 + movement as i64, 0).unwrap(),
+                occurred_at: Utc
+                    .timestamp_opt(1_700_000_000 + movement as i64, 0)
+                    .unwrap(),
             },
             attributes: Default::default(),
         }
@@ -277,13 +289,20 @@ mod tests {
     #[test]
     fn events_in_a_batch_take_effect_in_order() {
         let mut state = LedgerState::default();
-        let batch = [ev(Arrival, 1, 10, 20, 10), ev(Departure, 2, 10, 20, 15), ev(Arrival, 3, 10, 20, 10)];
+        let batch = [
+            ev(Arrival, 1, 10, 20, 10),
+            ev(Departure, 2, 10, 20, 15),
+            ev(Arrival, 3, 10, 20, 10),
+        ];
         let effects = apply_batch(&mut state, &batch, now());
         assert_eq!(labels(&effects), ["applied", "rejected", "applied"]);
         assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(20))], 20);
         assert_eq!(
             effects.outcomes[1],
-            Outcome::Rejected { reason: RejectReason::InsufficientStock, replayed: false }
+            Outcome::Rejected {
+                reason: RejectReason::InsufficientStock,
+                replayed: false
+            }
         );
     }
 
@@ -295,7 +314,10 @@ mod tests {
         assert_eq!(labels(&effects), ["applied", "duplicate"]);
         assert_eq!(
             effects.outcomes[1],
-            Outcome::Duplicate { stock_after: 7, processed_at: now() }
+            Outcome::Duplicate {
+                stock_after: 7,
+                processed_at: now()
+            }
         );
     }
 
@@ -309,12 +331,18 @@ mod tests {
         assert_eq!(labels(&effects), ["applied", "rejected", "rejected"]);
         assert_eq!(
             effects.outcomes[1],
-            Outcome::Rejected { reason: RejectReason::ConflictingDuplicate, replayed: false }
+            Outcome::Rejected {
+                reason: RejectReason::ConflictingDuplicate,
+                replayed: false
+            }
         );
         // The conflicting event itself, re-sent, is a replay of its rejection.
         assert_eq!(
             effects.outcomes[2],
-            Outcome::Rejected { reason: RejectReason::ConflictingDuplicate, replayed: true }
+            Outcome::Rejected {
+                reason: RejectReason::ConflictingDuplicate,
+                replayed: true
+            }
         );
     }
 
@@ -327,7 +355,10 @@ mod tests {
         let again = apply_batch(&mut state, &[d], now());
         assert_eq!(
             again.outcomes[0],
-            Outcome::Rejected { reason: RejectReason::InsufficientStock, replayed: true }
+            Outcome::Rejected {
+                reason: RejectReason::InsufficientStock,
+                replayed: true
+            }
         );
         assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(20))], 50);
     }
@@ -337,7 +368,11 @@ mod tests {
         let mut state = LedgerState::default();
         let effects = apply_batch(
             &mut state,
-            &[ev(Arrival, 1, 11, 20, 98), ev(Arrival, 2, 10, 20, 100), ev(Departure, 1, 10, 20, 100)],
+            &[
+                ev(Arrival, 1, 11, 20, 98),
+                ev(Arrival, 2, 10, 20, 100),
+                ev(Departure, 1, 10, 20, 100),
+            ],
             now(),
         );
         assert_eq!(labels(&effects), ["applied", "applied", "applied"]);
@@ -350,17 +385,28 @@ mod tests {
     #[test]
     fn halves_naming_another_product_or_the_same_warehouse_mismatch() {
         let mut state = LedgerState::default();
-        apply_batch(&mut state, &[ev(Arrival, 9, 10, 20, 100), ev(Arrival, 9, 10, 21, 100)], now());
+        apply_batch(
+            &mut state,
+            &[ev(Arrival, 8, 10, 20, 100), ev(Arrival, 9, 10, 21, 100)],
+            now(),
+        );
         let other_product = ev(Departure, 1, 10, 20, 1);
         let arrival_other_product = ev(Arrival, 1, 11, 21, 1);
         let effects = apply_batch(&mut state, &[other_product, arrival_other_product], now());
         assert_eq!(labels(&effects), ["applied", "rejected"]);
         assert_eq!(
             effects.outcomes[1],
-            Outcome::Rejected { reason: RejectReason::MovementMismatch, replayed: false }
+            Outcome::Rejected {
+                reason: RejectReason::MovementMismatch,
+                replayed: false
+            }
         );
 
-        let effects = apply_batch(&mut state, &[ev(Departure, 2, 10, 21, 1), ev(Arrival, 2, 10, 21, 1)], now());
+        let effects = apply_batch(
+            &mut state,
+            &[ev(Departure, 2, 10, 21, 1), ev(Arrival, 2, 10, 21, 1)],
+            now(),
+        );
         assert_eq!(labels(&effects), ["applied", "rejected"]);
         // A rejected arrival leaves the stock it would have added untouched.
         assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(21))], 99);
@@ -378,11 +424,16 @@ mod tests {
     #[test]
     fn an_arrival_that_would_overflow_the_counter_is_refused() {
         let mut state = LedgerState::default();
-        state.stock.insert((Uuid::from_u128(10), Uuid::from_u128(20)), i64::MAX - 1);
+        state
+            .stock
+            .insert((Uuid::from_u128(10), Uuid::from_u128(20)), i64::MAX - 1);
         let effects = apply_batch(&mut state, &[ev(Arrival, 1, 10, 20, 2)], now());
         assert_eq!(
             effects.outcomes[0],
-            Outcome::Rejected { reason: RejectReason::StockOverflow, replayed: false }
+            Outcome::Rejected {
+                reason: RejectReason::StockOverflow,
+                replayed: false
+            }
         );
     }
 }

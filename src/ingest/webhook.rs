@@ -4,7 +4,7 @@
 
 use crate::domain::event::is_json_media_type;
 use crate::domain::{FieldError, MovementEvent, ParseError};
-use axum::http::{header, HeaderMap};
+use axum::http::{HeaderMap, header};
 
 /// Why a request could not be decoded.
 #[derive(Debug)]
@@ -55,12 +55,12 @@ fn decode_binary(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<MovementEvent, DecodeError> {
-    if let Some(ct) = content_type {
-        if !is_json_media_type(ct) {
-            return Err(DecodeError::UnsupportedMediaType(format!(
-                "binary-mode data must be application/json, got {ct:?}"
-            )));
-        }
+    if let Some(ct) = content_type
+        && !is_json_media_type(ct)
+    {
+        return Err(DecodeError::UnsupportedMediaType(format!(
+            "binary-mode data must be application/json, got {ct:?}"
+        )));
     }
     let mut attributes = Vec::new();
     let mut bad_headers = Vec::new();
@@ -124,9 +124,15 @@ mod tests {
     fn other_content_types_are_unsupported() {
         let mut h = HeaderMap::new();
         h.insert("content-type", HeaderValue::from_static("text/plain"));
-        assert!(matches!(decode(&h, b"{}"), Err(DecodeError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            decode(&h, b"{}"),
+            Err(DecodeError::UnsupportedMediaType(_))
+        ));
         let mut h = binary_headers();
         h.insert("content-type", HeaderValue::from_static("application/xml"));
-        assert!(matches!(decode(&h, DATA.as_bytes()), Err(DecodeError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            decode(&h, DATA.as_bytes()),
+            Err(DecodeError::UnsupportedMediaType(_))
+        ));
     }
 }

@@ -17,12 +17,12 @@
 //! both decide on the same empty state.
 
 use crate::domain::{
-    apply_batch, EventContent, EventKind, LedgerState, MovementEvent, MovementState, Outcome,
-    PriorEvent, Quantity, RejectReason, Side, Verdict,
+    EventContent, EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent,
+    Quantity, RejectReason, Side, Verdict, apply_batch,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::{PgConnection, Row};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 /// What a committed batch did, for the caller and for the cache.
@@ -30,9 +30,10 @@ use uuid::Uuid;
 pub struct Applied {
     pub outcomes: Vec<Outcome>,
     pub processed_at: DateTime<Utc>,
-    /// (warehouse, product, quantity, version) of every stock row changed.
+    /// (warehouse, product, quantity, version) of every stock row the batch
+    /// locked, changed or not.
     pub stock: Vec<(Uuid, Uuid, i64, i64)>,
-    /// The new state and version of every movement changed.
+    /// State and version of every movement the batch locked.
     pub movements: Vec<(Uuid, MovementState, i64)>,
 }
 
@@ -60,25 +61,27 @@ pub async fn apply_in_transaction(
     let now = Utc::now().trunc_subsecs(6);
     let effects = apply_batch(&mut state, events, now);
 
-    let stock: Vec<(Uuid, Uuid, i64, i64)> = effects
-        .changed_stock
+    // Every locked row is reported, not only the changed ones: the cache
+    // is refreshed with all of them, so a redelivered batch (all duplicates)
+    // still repairs an entry that a crash between commit and refresh left
+    // behind.
+    let stock: Vec<(Uuid, Uuid, i64, i64)> = stock_versions
         .iter()
-        .map(|pair| {
-            let version = stock_versions.get(pair).copied().unwrap_or(0) + 1;
-            (pair.0, pair.1, state.stock[pair], version)
+        .map(|(pair, version)| {
+            let bump = i64::from(effects.changed_stock.contains(pair));
+            (pair.0, pair.1, state.stock[pair], version + bump)
         })
         .collect();
-    let movements: Vec<(Uuid, MovementState, i64)> = effects
-        .changed_movements
+    let movements: Vec<(Uuid, MovementState, i64)> = movement_versions
         .iter()
-        .map(|id| {
-            let version = movement_versions.get(id).copied().unwrap_or(0) + 1;
-            (*id, state.movements[id].clone(), version)
+        .map(|(id, version)| {
+            let bump = i64::from(effects.changed_movements.contains(id));
+            (*id, state.movements[id].clone(), version + bump)
         })
         .collect();
 
-    write_stock(conn, &stock).await?;
-    write_movements(conn, &movements).await?;
+    write_stock(conn, &stock, &effects.changed_stock).await?;
+    write_movements(conn, &movements, &effects.changed_movements).await?;
     write_event_log(conn, events, &effects.outcomes, now).await?;
 
     Ok(Applied {
@@ -220,15 +223,20 @@ async fn load_history(
             quantity,
             occurred_at: row.try_get(5)?,
         };
-        let verdict = match (row.try_get::<&str, _>(6)?, row.try_get::<Option<&str>, _>(7)?) {
+        let verdict = match (
+            row.try_get::<&str, _>(6)?,
+            row.try_get::<Option<&str>, _>(7)?,
+        ) {
             ("applied", _) => Verdict::Applied,
-            (_, Some(reason)) => Verdict::Rejected(RejectReason::parse(reason).ok_or_else(
-                || sqlx::Error::Decode(format!("unknown rejection reason {reason:?}").into()),
-            )?),
+            (_, Some(reason)) => {
+                Verdict::Rejected(RejectReason::parse(reason).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown rejection reason {reason:?}").into())
+                })?)
+            }
             (outcome, None) => {
                 return Err(sqlx::Error::Decode(
                     format!("outcome {outcome:?} without a reason").into(),
-                ))
+                ));
             }
         };
         history
@@ -250,15 +258,22 @@ fn decode_kind(s: &str) -> Result<EventKind, sqlx::Error> {
 async fn write_stock(
     conn: &mut PgConnection,
     stock: &[(Uuid, Uuid, i64, i64)],
+    changed: &HashSet<(Uuid, Uuid)>,
 ) -> Result<(), sqlx::Error> {
-    if stock.is_empty() {
+    if changed.is_empty() {
         return Ok(());
     }
-    let mut w = Vec::with_capacity(stock.len());
-    let mut p = Vec::with_capacity(stock.len());
-    let mut q = Vec::with_capacity(stock.len());
-    let mut v = Vec::with_capacity(stock.len());
+    let n = changed.len();
+    let (mut w, mut p, mut q, mut v) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for &(warehouse, product, quantity, version) in stock {
+        if !changed.contains(&(warehouse, product)) {
+            continue;
+        }
         w.push(warehouse);
         p.push(product);
         q.push(quantity);
@@ -282,16 +297,28 @@ async fn write_stock(
 async fn write_movements(
     conn: &mut PgConnection,
     movements: &[(Uuid, MovementState, i64)],
+    changed: &HashSet<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    if movements.is_empty() {
+    if changed.is_empty() {
         return Ok(());
     }
-    let n = movements.len();
-    let (mut ids, mut products, mut versions) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut dw, mut dt, mut dq) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut aw, mut at, mut aq) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for (id, m, version) in movements {
+    let n = changed.len();
+    let (mut ids, mut products, mut versions) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut dw, mut dt, mut dq) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut aw, mut at, mut aq) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (id, m, version) in movements.iter().filter(|(id, ..)| changed.contains(id)) {
         ids.push(*id);
         products.push(m.product_id);
         versions.push(*version);

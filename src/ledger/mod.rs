@@ -62,11 +62,14 @@ impl Ledger {
     }
 
     fn cache_entries(&self, applied: &Applied) -> Vec<CacheEntry> {
-        let stock = applied.stock.iter().map(|&(w, p, quantity, version)| CacheEntry {
-            key: self.cache.stock_key(w, p),
-            version,
-            payload: quantity.to_string(),
-        });
+        let stock = applied
+            .stock
+            .iter()
+            .map(|&(w, p, quantity, version)| CacheEntry {
+                key: self.cache.stock_key(w, p),
+                version,
+                payload: quantity.to_string(),
+            });
         let movements = applied.movements.iter().filter_map(|(id, state, version)| {
             let view = state.view(*id)?;
             Some(CacheEntry {

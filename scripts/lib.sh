@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Shared helpers for the setup scripts. Sourced, not run.
+
+CACHE_DIR="${WAREHOUSE_STOCK_CACHE:-$HOME/.cache/warehouse-stock}"
+mkdir -p "$CACHE_DIR"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {
+  local port=$1 what=$2
+  for _ in $(seq 1 150); do
+    port_open "$port" && return 0
+    sleep 0.2
+  done
+  log "$what did not start on port $port"
+  return 1
+}
+
+install_packages() {
+  local missing=()
+  command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  # librdkafka is built from source by the rdkafka crate.
+  command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+  dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+start_postgres() {
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+    wait_for_port 5432 PostgreSQL
+  fi
+  # The service and the tests connect as postgres over TCP without a
+  # password; a fresh Debian install wants one, so trust loopback instead.
+  if ! psql -h 127.0.0.1 -U postgres -w -tAc 'SELECT 1' postgres >/dev/null 2>&1; then
+    local version hba
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    log "allowing passwordless loopback connections in $hba"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    sleep 1
+    psql -h 127.0.0.1 -U postgres -w -tAc 'SELECT 1' postgres >/dev/null
+  fi
+}
+
+start_redis() {
+  if ! port_open 6379; then
+    log "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+      --appendonly no --dir "$CACHE_DIR" --logfile "$CACHE_DIR/redis.log"
+    wait_for_port 6379 Redis
+  fi
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite: prepares the machine (scripts/setup.sh), then runs
+# every unit and integration test against real PostgreSQL, Redis and broker.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/setup.sh
+# Test databases are disposable; drop the ones earlier runs left behind.
+psql -h 127.0.0.1 -U postgres -w -tAc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'ws_test_%'" postgres |
+  while read -r db; do
+    [ -n "$db" ] && psql -h 127.0.0.1 -U postgres -w -qc "DROP DATABASE \"$db\" WITH (FORCE)" postgres
+  done
+cargo test --locked --all-targets

@@ -1,0 +1,59 @@
+use crate::helpers::{drop_database, test_settings};
+use sqlx::PgPool;
+use std::process::Command;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warehouse-stock"));
+    // Run from an empty directory so no .env is picked up.
+    command.current_dir(std::env::temp_dir());
+    command
+}
+
+#[test]
+fn a_bad_setting_exits_with_code_2_and_one_line_naming_the_variable() {
+    let output = binary()
+        .arg("serve")
+        .env("APP_PORT", "eighty")
+        .output()
+        .unwrap();
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("APP_PORT"), "{stderr}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_its_tables() {
+    let settings = test_settings(&[]);
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        settings.database.get_username(),
+        settings.database.get_host(),
+        settings.database.get_port(),
+        settings.database.get_database().unwrap()
+    );
+
+    let output = binary()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("LOG_LEVEL", "warn")
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let pool = PgPool::connect(&url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, ["event_log", "movements", "stock"]);
+    pool.close().await;
+    drop_database(&url).await;
+}

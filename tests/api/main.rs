@@ -1,0 +1,14 @@
+//! Integration tests: the real service over HTTP, against real PostgreSQL
+//! and Redis. Each test gets its own database.
+
+mod binary;
+mod cache;
+mod cli;
+mod concurrency;
+mod health;
+mod helpers;
+mod ledger;
+mod movements;
+mod property;
+mod stock;
+mod webhook;

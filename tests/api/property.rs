@@ -1,0 +1,223 @@
+//! Random event sequences, split into random batches and applied through the
+//! real batch path, must end exactly where a plain one-event-at-a-time model
+//! ends: same outcome for every event, same stock, same movements.
+
+use crate::helpers::{TestApp, redis_url, spawn_app};
+use proptest::prelude::*;
+use serde_json::json;
+use std::collections::HashMap;
+use uuid::Uuid;
+use warehouse_stock::domain::{MovementEvent, Outcome};
+use warehouse_stock::ledger::{Ledger, reads};
+
+/// One event over a tiny universe, so that duplicates, conflicts, shortages
+/// and mismatches all happen often.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Step {
+    movement: usize,
+    departure: bool,
+    warehouse: usize,
+    product: usize,
+    quantity: i64,
+    hour: u32,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (
+        0..3usize,
+        any::<bool>(),
+        0..2usize,
+        0..2usize,
+        1..6i64,
+        0..2u32,
+    )
+        .prop_map(
+            |(movement, departure, warehouse, product, quantity, hour)| Step {
+                movement,
+                departure,
+                warehouse,
+                product,
+                quantity,
+                hour,
+            },
+        )
+}
+
+/// (product, departure (warehouse, quantity), arrival (warehouse, quantity))
+type ModelMovement = (usize, Option<(usize, i64)>, Option<(usize, i64)>);
+
+/// The specification, written as plainly as possible.
+#[derive(Default)]
+struct Model {
+    stock: HashMap<(usize, usize), i64>,
+    movements: HashMap<usize, ModelMovement>,
+    seen: HashMap<(usize, bool), Vec<(Step, String)>>,
+}
+
+impl Model {
+    fn apply(&mut self, s: Step) -> String {
+        let key = (s.movement, s.departure);
+        if let Some(earlier) = self.seen.get(&key) {
+            if let Some((_, result)) = earlier.iter().find(|(e, _)| *e == s) {
+                return if result == "applied" {
+                    "duplicate".into()
+                } else {
+                    result.clone()
+                };
+            }
+            return self.reject(s, "conflicting_duplicate");
+        }
+        if let Some((product, departure, arrival)) = self.movements.get(&s.movement) {
+            let other = if s.departure { arrival } else { departure };
+            if let Some((warehouse, _)) = other
+                && (*product != s.product || *warehouse == s.warehouse)
+            {
+                return self.reject(s, "movement_mismatch");
+            }
+        }
+        let stock = self.stock.entry((s.warehouse, s.product)).or_default();
+        if s.departure {
+            if *stock < s.quantity {
+                return self.reject(s, "insufficient_stock");
+            }
+            *stock -= s.quantity;
+        } else {
+            *stock += s.quantity;
+        }
+        let m = self
+            .movements
+            .entry(s.movement)
+            .or_insert((s.product, None, None));
+        m.0 = s.product;
+        if s.departure {
+            m.1 = Some((s.warehouse, s.quantity));
+        } else {
+            m.2 = Some((s.warehouse, s.quantity));
+        }
+        self.seen
+            .entry(key)
+            .or_default()
+            .push((s, "applied".into()));
+        "applied".into()
+    }
+
+    fn reject(&mut self, s: Step, reason: &str) -> String {
+        let result = format!("rejected:{reason}");
+        self.seen
+            .entry((s.movement, s.departure))
+            .or_default()
+            .push((s, result.clone()));
+        result
+    }
+}
+
+/// Fresh ids per case, so cases share one database without interfering.
+struct Ids {
+    warehouses: [Uuid; 2],
+    products: [Uuid; 2],
+    movements: [Uuid; 3],
+}
+
+impl Ids {
+    fn new() -> Self {
+        Ids {
+            warehouses: [Uuid::new_v4(), Uuid::new_v4()],
+            products: [Uuid::new_v4(), Uuid::new_v4()],
+            movements: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
+        }
+    }
+
+    fn event(&self, s: Step) -> MovementEvent {
+        let message = json!({
+            "id": Uuid::new_v4().to_string(), "source": "proptest", "specversion": "1.0",
+            "type": "ru.retail.warehouses.movement",
+            "data": {
+                "movement_id": self.movements[s.movement],
+                "warehouse_id": self.warehouses[s.warehouse],
+                "product_id": self.products[s.product],
+                "timestamp": format!("2025-01-01T0{}:00:00Z", s.hour),
+                "event": if s.departure { "departure" } else { "arrival" },
+                "quantity": s.quantity,
+            }
+        });
+        MovementEvent::from_structured(message.to_string().as_bytes()).unwrap()
+    }
+}
+
+fn label(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Applied { .. } => "applied".into(),
+        Outcome::Duplicate { .. } => "duplicate".into(),
+        Outcome::Rejected { reason, .. } => format!("rejected:{reason}"),
+    }
+}
+
+async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Step>, cuts: Vec<usize>) {
+    let ids = Ids::new();
+    let mut model = Model::default();
+    let expected: Vec<String> = steps.iter().map(|s| model.apply(*s)).collect();
+
+    let events: Vec<MovementEvent> = steps.iter().map(|s| ids.event(*s)).collect();
+    let mut actual = Vec::new();
+    let mut rest = &events[..];
+    let mut cuts = cuts.into_iter().cycle();
+    while !rest.is_empty() {
+        let n = cuts.next().unwrap().min(rest.len());
+        let (batch, tail) = rest.split_at(n);
+        let applied = ledger.apply(batch).await.unwrap();
+        actual.extend(applied.outcomes.iter().map(label));
+        rest = tail;
+    }
+    assert_eq!(actual, expected, "outcomes for {steps:?}");
+
+    for (w, &warehouse) in ids.warehouses.iter().enumerate() {
+        for (p, &product) in ids.products.iter().enumerate() {
+            let (quantity, _) = reads::stock(&app.pool, warehouse, product).await.unwrap();
+            assert_eq!(quantity, model.stock.get(&(w, p)).copied().unwrap_or(0));
+        }
+    }
+    for (m, &movement) in ids.movements.iter().enumerate() {
+        let stored = reads::movement(&app.pool, movement).await.unwrap();
+        match (model.movements.get(&m), stored) {
+            (None, None) => {}
+            (Some((product, departure, arrival)), Some((view, _))) => {
+                assert_eq!(view.product_id, ids.products[*product]);
+                assert_eq!(
+                    view.source_warehouse_id,
+                    departure.map(|(w, _)| ids.warehouses[w])
+                );
+                assert_eq!(
+                    view.destination_warehouse_id,
+                    arrival.map(|(w, _)| ids.warehouses[w])
+                );
+                assert_eq!(
+                    view.departure_quantity.map(i64::from),
+                    departure.map(|(_, q)| q)
+                );
+                assert_eq!(
+                    view.arrival_quantity.map(i64::from),
+                    arrival.map(|(_, q)| q)
+                );
+            }
+            (expected, stored) => panic!("movement {m}: model {expected:?}, stored {stored:?}"),
+        }
+    }
+}
+
+#[test]
+fn random_batches_end_where_one_by_one_application_ends() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (app, ledger) = runtime.block_on(async {
+        let app = spawn_app().await;
+        let ledger = app.ledger(&redis_url()).await;
+        (app, ledger)
+    });
+    let config = ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(steps in prop::collection::vec(step(), 1..40),
+                        cuts in prop::collection::vec(1..8usize, 1..6))| {
+        runtime.block_on(check(&app, &ledger, steps, cuts));
+    });
+}
