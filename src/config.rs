@@ -49,6 +49,22 @@ pub struct Settings {
     pub webhook_batch_max: usize,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub kafka: KafkaSettings,
+}
+
+/// Where and how the consumer reads (and the producer tool writes).
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub group_id: String,
+    pub dlq_topic: String,
+    /// The most messages applied in one transaction.
+    pub batch_size: usize,
+    /// How long a batch may wait to fill up once it has its first message.
+    pub batch_max_wait: Duration,
+    /// Partitions of the topics the service creates when they are missing.
+    pub topic_partitions: i32,
 }
 
 /// A variable with a value the service cannot use.
@@ -155,6 +171,30 @@ impl Settings {
             }
         };
 
+        let kafka = KafkaSettings {
+            bootstrap_servers: get("KAFKA_BOOTSTRAP_SERVERS")
+                .unwrap_or_else(|| "127.0.0.1:9092".into()),
+            topic: get("KAFKA_TOPIC").unwrap_or_else(|| "warehouse_movements".into()),
+            group_id: get("KAFKA_GROUP_ID").unwrap_or_else(|| "warehouse-service-group".into()),
+            dlq_topic: get("KAFKA_DLQ_TOPIC").unwrap_or_else(|| "warehouse_movements.dlq".into()),
+            batch_size: parse_or(&get, "KAFKA_BATCH_SIZE", 1000usize)?,
+            batch_max_wait: Duration::from_millis(parse_or(
+                &get,
+                "KAFKA_BATCH_MAX_WAIT_MS",
+                50u64,
+            )?),
+            topic_partitions: parse_or(&get, "KAFKA_TOPIC_PARTITIONS", 3i32)?,
+        };
+        if kafka.batch_size == 0 {
+            return Err(error("KAFKA_BATCH_SIZE", "must be at least 1"));
+        }
+        if kafka.topic_partitions < 1 {
+            return Err(error("KAFKA_TOPIC_PARTITIONS", "must be at least 1"));
+        }
+        if kafka.topic == kafka.dlq_topic {
+            return Err(error("KAFKA_DLQ_TOPIC", "must differ from KAFKA_TOPIC"));
+        }
+
         Ok(Settings {
             mode,
             host,
@@ -168,6 +208,7 @@ impl Settings {
             webhook_batch_max,
             log_level,
             log_format,
+            kafka,
         })
     }
 
@@ -176,7 +217,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={}",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} kafka={} topic={} dlq={} group={} batch={}/{}ms",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -189,6 +230,12 @@ impl Settings {
             self.cache_ttl_seconds,
             self.cache_prefix,
             self.log_level,
+            self.kafka.bootstrap_servers,
+            self.kafka.topic,
+            self.kafka.dlq_topic,
+            self.kafka.group_id,
+            self.kafka.batch_size,
+            self.kafka.batch_max_wait.as_millis(),
         )
     }
 }
@@ -260,6 +307,10 @@ mod tests {
         assert_eq!(s.redis_url, "redis://127.0.0.1:6379/0");
         assert_eq!(s.cache_ttl_seconds, 300);
         assert_eq!(s.cache_prefix, "warehouse-stock:warehouse:");
+        assert_eq!(s.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(s.kafka.topic, "warehouse_movements");
+        assert_eq!(s.kafka.group_id, "warehouse-service-group");
+        assert_eq!(s.kafka.dlq_topic, "warehouse_movements.dlq");
     }
 
     #[test]
@@ -305,6 +356,9 @@ mod tests {
             ("POSTGRES_PORT", "x"),
             ("REDIS_URL", "http://nope"),
             ("LOG_FORMAT", "xml"),
+            ("KAFKA_BATCH_SIZE", "0"),
+            ("KAFKA_BATCH_MAX_WAIT_MS", "soon"),
+            ("KAFKA_DLQ_TOPIC", "warehouse_movements"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{var}={value}");

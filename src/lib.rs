@@ -15,5 +15,6 @@ pub mod config;
 pub mod domain;
 pub mod ingest;
 pub mod ledger;
+pub mod produce;
 pub mod startup;
 pub mod telemetry;

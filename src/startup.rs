@@ -3,8 +3,9 @@
 
 use crate::api::{self, AppState};
 use crate::cache::{Cache, CacheSettings};
-use crate::config::Settings;
+use crate::config::{AppMode, KafkaSettings, Settings};
 use crate::ingest::GroupCommit;
+use crate::ingest::kafka::{self, KafkaStatus};
 use crate::ledger::Ledger;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -18,6 +19,8 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     committer: tokio::task::JoinHandle<()>,
+    /// Set in kafka mode: what the consumer reads.
+    kafka: Option<KafkaSettings>,
 }
 
 impl Application {
@@ -36,14 +39,19 @@ impl Application {
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
+        let (kafka, kafka_status) = match settings.mode {
+            AppMode::Kafka => (Some(settings.kafka.clone()), KafkaStatus::enabled()),
+            AppMode::WebhookOnly => (None, KafkaStatus::default()),
+        };
         Ok(Application {
             listener,
             state: AppState {
                 ledger,
                 commits,
-                mode: settings.mode,
+                kafka: kafka_status,
             },
             committer,
+            kafka,
         })
     }
 
@@ -51,19 +59,36 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` resolves, then stops taking requests, lets
-    /// in-flight ones finish (their batches commit), and returns.
+    /// Serves (and consumes, in kafka mode) until `shutdown` resolves. Then
+    /// it stops taking requests and fetching records, lets in-flight
+    /// requests and the in-flight batch commit, commits offsets, and
+    /// returns.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let probe = tokio::spawn(self.state.ledger.cache().clone().run_probe(stop_rx));
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let probe = tokio::spawn(self.state.ledger.cache().clone().run_probe(stop_rx.clone()));
+        let consumer = self.kafka.map(|settings| {
+            tokio::spawn(kafka::run(
+                settings,
+                self.state.ledger.clone(),
+                self.state.kafka.clone(),
+                stop_rx.clone(),
+            ))
+        });
         tracing::info!(address = %self.listener.local_addr()?, "serving HTTP");
 
         let app = api::router(self.state);
+        let mut http_stop = stop_rx.clone();
         axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|stop| *stop).await;
+            })
             .await
             .context("Failed to serve HTTP")?;
 
@@ -72,7 +97,9 @@ impl Application {
         self.committer
             .await
             .context("Failed to drain the committer")?;
-        let _ = stop_tx.send(true);
+        if let Some(consumer) = consumer {
+            consumer.await.context("Failed to stop the consumer")?;
+        }
         let _ = probe.await;
         tracing::info!("stopped");
         Ok(())

@@ -2,7 +2,6 @@
 //! degrades lookups to PostgreSQL, so it is reported but does not fail it.
 
 use super::AppState;
-use crate::config::AppMode;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,10 +21,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     );
     let (db, redis) = tokio::join!(db, state.ledger.cache().ping());
     let db_ok = matches!(db, Ok(Ok(_)));
-    let kafka = match state.mode {
-        AppMode::WebhookOnly => "disabled",
-        AppMode::Kafka => "down",
-    };
+    let kafka = state.kafka.as_str();
     let status = if db_ok {
         StatusCode::OK
     } else {

@@ -7,8 +7,8 @@ mod webhook;
 
 pub use error::AppError;
 
-use crate::config::AppMode;
 use crate::ingest::GroupCommit;
+use crate::ingest::kafka::KafkaStatus;
 use crate::ledger::Ledger;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -22,7 +22,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub ledger: Ledger,
     pub commits: GroupCommit,
-    pub mode: AppMode,
+    pub kafka: KafkaStatus,
 }
 
 pub fn router(state: AppState) -> Router {

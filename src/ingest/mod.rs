@@ -3,6 +3,7 @@
 //! batches; the Kafka consumer hands the ledger whole batches itself.
 
 pub mod group_commit;
+pub mod kafka;
 pub mod webhook;
 
 pub use group_commit::{CommitError, GroupCommit, Receipt};

@@ -71,7 +71,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
-    let settings = test_settings(overrides);
+    spawn_app_from(test_settings(overrides)).await
+}
+
+/// Starts a service with exactly these settings; two calls with the same
+/// settings give two instances sharing one database.
+pub async fn spawn_app_from(settings: Settings) -> TestApp {
     let app = Application::build(&settings)
         .await
         .expect("Failed to build the app");

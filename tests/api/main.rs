@@ -2,11 +2,13 @@
 //! and Redis. Each test gets its own database.
 
 mod binary;
+mod broker;
 mod cache;
 mod cli;
 mod concurrency;
 mod health;
 mod helpers;
+mod kafka;
 mod ledger;
 mod movements;
 mod property;

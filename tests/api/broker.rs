@@ -1,0 +1,266 @@
+//! Helpers for tests against the real Kafka-protocol broker: unique topics,
+//! producing, reading offsets and dead letters, and the service as a child
+//! process that can be killed.
+
+use crate::helpers::test_settings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use reqwest::StatusCode;
+use std::future::Future;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use uuid::Uuid;
+use warehouse_stock::config::Settings;
+use warehouse_stock::produce::generator::GeneratorConfig;
+use warehouse_stock::produce::{self, ProduceOptions, Produced, Source};
+
+pub fn bootstrap() -> String {
+    std::env::var("TEST_KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Settings for a kafka-mode service on a fresh database, topic and group.
+pub fn kafka_settings(partitions: u32, extra: &[(&str, &str)]) -> Settings {
+    let topic = format!("t_{}", Uuid::new_v4().simple());
+    let mut vars: Vec<(String, String)> = vec![
+        ("APP_MODE".into(), "kafka".into()),
+        ("KAFKA_BOOTSTRAP_SERVERS".into(), bootstrap()),
+        ("KAFKA_TOPIC".into(), topic.clone()),
+        ("KAFKA_DLQ_TOPIC".into(), format!("{topic}.dlq")),
+        (
+            "KAFKA_GROUP_ID".into(),
+            format!("g_{}", Uuid::new_v4().simple()),
+        ),
+        ("KAFKA_TOPIC_PARTITIONS".into(), partitions.to_string()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    test_settings(&refs)
+}
+
+pub fn generated(count: usize, seed: u64, duplicate_share: f64) -> GeneratorConfig {
+    GeneratorConfig {
+        count,
+        warehouses: 6,
+        products: 40,
+        departure_share: 0.25,
+        duplicate_share,
+        seed,
+    }
+}
+
+/// Produces a generated stream with the project's own producer.
+pub async fn produce_generated(
+    settings: &Settings,
+    config: GeneratorConfig,
+    one_per_batch: bool,
+    binary: bool,
+) -> Produced {
+    produce::produce(
+        &settings.kafka,
+        ProduceOptions {
+            topic: settings.kafka.topic.clone(),
+            source: Source::Generated(config),
+            binary,
+            one_per_batch,
+            expect: None,
+            quiet: true,
+        },
+    )
+    .await
+    .expect("Failed to produce")
+}
+
+/// Produces raw records (key, value) in order, one producer batch each.
+pub async fn produce_raw(settings: &Settings, records: &[(&str, &[u8])]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
+    warehouse_stock::ingest::kafka::topics::ensure_topics(
+        &settings.kafka.bootstrap_servers,
+        &[&settings.kafka.topic, &settings.kafka.dlq_topic],
+        settings.kafka.topic_partitions,
+    )
+    .await
+    .unwrap();
+    for (key, value) in records {
+        producer
+            .send(
+                FutureRecord::to(&settings.kafka.topic)
+                    .key(*key)
+                    .payload(*value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+}
+
+/// Sum over partitions of the group's committed offsets.
+pub fn committed_total(settings: &Settings) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+        .set("group.id", &settings.kafka.group_id)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..settings.kafka.topic_partitions {
+        tpl.add_partition(&settings.kafka.topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Reads `expected` records from the dead-letter topic, from the start.
+pub fn read_dead_letters(settings: &Settings, expected: usize) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+        .set("group.id", format!("dlq-reader-{}", Uuid::new_v4()))
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..settings.kafka.topic_partitions {
+        tpl.add_partition_offset(&settings.kafka.dlq_topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while out.len() < expected && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.detach());
+        }
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    out
+}
+
+pub async fn applied_count(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM event_log WHERE outcome = 'applied'")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+/// Polls `check` until it holds. The deadline only bounds a hung run; it
+/// is not a performance target.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..1200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting for: {what}");
+}
+
+/// The built service binary as a child process, so it can be killed.
+pub struct ServiceProcess {
+    child: Child,
+    pub address: String,
+}
+
+impl ServiceProcess {
+    pub async fn start(settings: &Settings) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let db = &settings.database;
+        let database_url = format!(
+            "postgres://{}@{}:{}/{}",
+            db.get_username(),
+            db.get_host(),
+            db.get_port(),
+            db.get_database().unwrap()
+        );
+        let k = &settings.kafka;
+        let child = Command::new(env!("CARGO_BIN_EXE_warehouse-stock"))
+            .arg("serve")
+            .current_dir(std::env::temp_dir())
+            .env("APP_MODE", "kafka")
+            .env("APP_HOST", "127.0.0.1")
+            .env("APP_PORT", port.to_string())
+            .env("DATABASE_URL", database_url)
+            .env("REDIS_URL", &settings.redis_url)
+            .env("CACHE_PREFIX", &settings.cache_prefix)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &k.bootstrap_servers)
+            .env("KAFKA_TOPIC", &k.topic)
+            .env("KAFKA_DLQ_TOPIC", &k.dlq_topic)
+            .env("KAFKA_GROUP_ID", &k.group_id)
+            .env("KAFKA_TOPIC_PARTITIONS", k.topic_partitions.to_string())
+            .env("KAFKA_BATCH_SIZE", k.batch_size.to_string())
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("Failed to start the service binary");
+        let service = ServiceProcess {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let url = format!("{}/health/ready", service.address);
+        eventually("the service process to be ready", || {
+            let request = client.get(&url).send();
+            async move {
+                match request.await {
+                    Ok(r) if r.status() == StatusCode::OK => r
+                        .json::<serde_json::Value>()
+                        .await
+                        .is_ok_and(|b| b["components"]["kafka"] == "ok"),
+                    _ => false,
+                }
+            }
+        })
+        .await;
+        service
+    }
+
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit; `None` if it took over 10 s.
+    pub fn terminate(mut self) -> Option<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,285 @@
+//! The consumer against the real Kafka-protocol broker. Each test has its
+//! own topics, consumer group and database.
+//!
+//! Tests that resume a group from committed offsets (restarts, a second
+//! instance joining) produce one record per producer batch: tansu's
+//! in-memory engine mishandles resumption inside multi-record batches.
+
+use crate::broker::{
+    ServiceProcess, applied_count, committed_total, eventually, generated, kafka_settings,
+    produce_generated, produce_raw, read_dead_letters,
+};
+use crate::helpers::{Ev, spawn_app_from};
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use serde_json::json;
+use sqlx::PgPool;
+use std::collections::HashMap;
+use uuid::Uuid;
+use warehouse_stock::config::Settings;
+use warehouse_stock::ledger::reads;
+use warehouse_stock::produce::generator::{Generator, GeneratorConfig};
+
+/// The stock the generated stream must lead to, plus extra arrivals.
+fn expected_stock(config: &GeneratorConfig) -> HashMap<(Uuid, Uuid), i64> {
+    let mut generator = Generator::new(config.clone());
+    generator.by_ref().for_each(drop);
+    generator
+        .expected_stock()
+        .into_iter()
+        .map(|(w, p, q)| ((w, p), q))
+        .collect()
+}
+
+fn unique_events(config: &GeneratorConfig) -> i64 {
+    let mut generator = Generator::new(config.clone());
+    generator.by_ref().for_each(drop);
+    (generator.produced() - generator.duplicates()) as i64
+}
+
+async fn assert_stock(pool: &PgPool, expected: &HashMap<(Uuid, Uuid), i64>) {
+    for (&(w, p), &q) in expected {
+        let (quantity, _) = reads::stock(pool, w, p).await.unwrap();
+        assert_eq!(quantity, q, "stock of {w}/{p}");
+    }
+}
+
+async fn pool_of(settings: &Settings) -> PgPool {
+    warehouse_stock::startup::connect_database(settings)
+        .await
+        .unwrap()
+}
+
+/// Waits until every produced record is committed and `applied` events are
+/// in the audit log.
+async fn until_done(settings: &Settings, pool: &PgPool, produced: i64, applied: i64) {
+    eventually("every record applied and committed", || async {
+        applied_count(pool).await == applied && committed_total(settings) == produced
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_records_with_five_percent_duplicates_end_in_the_exact_stock() {
+    let settings = kafka_settings(3, &[]);
+    let app = spawn_app_from(settings.clone()).await;
+    let config = generated(10_000, 11, 0.05);
+
+    let produced = produce_generated(&settings, config.clone(), false, false).await;
+
+    let unique = unique_events(&config);
+    assert_eq!(produced.sent as i64 - produced.duplicates as i64, unique);
+    // Every record accounted for: all offsets committed, the unique events
+    // applied, the re-sends seen as duplicates, nothing rejected.
+    until_done(&settings, &app.pool, 10_000, unique).await;
+    let rejected: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM event_log WHERE outcome = 'rejected'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(rejected, 0);
+    let expected = expected_stock(&config);
+    assert_stock(&app.pool, &expected).await;
+    // And over HTTP, through the cache.
+    for (&(w, p), &q) in expected.iter().take(20) {
+        assert_eq!(app.stock(w, p).await, q);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_mode_records_are_applied_like_structured_ones() {
+    let settings = kafka_settings(2, &[]);
+    let app = spawn_app_from(settings.clone()).await;
+    let config = generated(2_000, 12, 0.05);
+
+    produce_generated(&settings, config.clone(), false, true).await;
+
+    until_done(&settings, &app.pool, 2_000, unique_events(&config)).await;
+    assert_stock(&app.pool, &expected_stock(&config)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_mid_stream_then_a_restart_applies_everything_exactly_once() {
+    let settings = kafka_settings(3, &[("KAFKA_BATCH_SIZE", "50")]);
+    let config = generated(20_000, 13, 0.05);
+    produce_generated(&settings, config.clone(), true, false).await;
+    let unique = unique_events(&config);
+    let pool = pool_of(&settings).await;
+
+    let first = ServiceProcess::start(&settings).await;
+    eventually("some records applied", || async {
+        applied_count(&pool).await >= 2_000
+    })
+    .await;
+    first.kill_9();
+    let at_kill = applied_count(&pool).await;
+    assert!(
+        at_kill < unique,
+        "killed mid-stream ({at_kill} of {unique})"
+    );
+
+    let _second = ServiceProcess::start(&settings).await;
+    until_done(&settings, &pool, 20_000, unique).await;
+    assert_stock(&pool, &expected_stock(&config)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_mid_stream_commits_the_in_flight_batch_so_a_restart_has_nothing_to_redo() {
+    let settings = kafka_settings(3, &[("KAFKA_BATCH_SIZE", "50")]);
+    // No duplicates: every record applies once, so committed offsets and
+    // applied events must match exactly at the stop.
+    let config = generated(20_000, 14, 0.0);
+    produce_generated(&settings, config.clone(), true, false).await;
+    let pool = pool_of(&settings).await;
+
+    let service = ServiceProcess::start(&settings).await;
+    eventually("some records applied", || async {
+        applied_count(&pool).await >= 2_000
+    })
+    .await;
+    let status = service.terminate().expect("exits within 10 s of SIGTERM");
+
+    assert!(status.success(), "{status}");
+    let applied = applied_count(&pool).await;
+    assert!(applied < 20_000, "stopped mid-stream");
+    assert_eq!(
+        committed_total(&settings),
+        applied,
+        "every applied record is committed, and nothing else"
+    );
+
+    let _restart = ServiceProcess::start(&settings).await;
+    until_done(&settings, &pool, 20_000, 20_000).await;
+    assert_stock(&pool, &expected_stock(&config)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_and_rejected_records_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
+    let settings = kafka_settings(1, &[]);
+    let app = spawn_app_from(settings.clone()).await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let arrival = Ev::new(w, p, 5).arrival().to_string();
+    let too_much = Ev::new(w, p, 50).departure().to_string();
+    let later = Ev::new(w, p, 2).arrival().to_string();
+    let not_an_event = json!({"id": "x", "data": {"quantity": 0}}).to_string();
+    let garbage: &[u8] = b"\x00\xff\xfe not json";
+
+    produce_raw(
+        &settings,
+        &[
+            ("k0", arrival.as_bytes()),
+            ("k1", garbage),
+            ("k2", not_an_event.as_bytes()),
+            ("k3", too_much.as_bytes()),
+            ("k4", later.as_bytes()),
+        ],
+    )
+    .await;
+
+    until_done(&settings, &app.pool, 5, 2).await;
+    assert_eq!(
+        app.stock(w, p).await,
+        7,
+        "records after the bad ones were applied"
+    );
+    let letters = read_dead_letters(&settings, 3);
+    let summary: Vec<(String, String, Vec<u8>, String)> = letters
+        .iter()
+        .map(|m| {
+            let header = |name: &str| {
+                m.headers()
+                    .unwrap()
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).to_string())
+                    .unwrap_or_default()
+            };
+            assert_eq!(header("dlq_original_topic"), settings.kafka.topic);
+            assert_eq!(header("dlq_original_partition"), "0");
+            assert!(!header("dlq_error_detail").is_empty());
+            (
+                String::from_utf8_lossy(m.key().unwrap()).to_string(),
+                header("dlq_error_code"),
+                m.payload().unwrap().to_vec(),
+                header("dlq_original_offset"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "k1".into(),
+                "malformed_json".into(),
+                garbage.to_vec(),
+                "1".into()
+            ),
+            (
+                "k2".into(),
+                "invalid_event".into(),
+                not_an_event.into_bytes(),
+                "2".into()
+            ),
+            (
+                "k3".into(),
+                "insufficient_stock".into(),
+                too_much.into_bytes(),
+                "3".into()
+            ),
+        ]
+    );
+    // The rejected one is also in the audit log.
+    let (_, rejections) = app.get("/api/v1/rejections").await;
+    assert_eq!(rejections["items"][0]["reason"], "insufficient_stock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_in_one_group_and_concurrent_webhook_posts_stay_exact() {
+    let settings = kafka_settings(3, &[("KAFKA_BATCH_SIZE", "100")]);
+    let first = spawn_app_from(settings.clone()).await;
+    let second = spawn_app_from(settings.clone()).await;
+    let config = generated(10_000, 15, 0.05);
+    let mut expected = expected_stock(&config);
+    let pairs: Vec<(Uuid, Uuid)> = expected.keys().copied().collect();
+
+    let producing = {
+        let settings = settings.clone();
+        let config = config.clone();
+        tokio::spawn(async move { produce_generated(&settings, config, true, false).await })
+    };
+    // Meanwhile, arrivals over the webhook of both instances, on the same
+    // (warehouse, product) pairs the stream is moving.
+    let mut posts = Vec::new();
+    for i in 0..300 {
+        let (w, p) = pairs[i % pairs.len()];
+        let app = if i % 2 == 0 { &first } else { &second };
+        let client = app.client.clone();
+        let url = format!("{}/api/v1/kafka/webhook", app.address);
+        let message = Ev::new(w, p, 1).arrival();
+        posts.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&message)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+        *expected.get_mut(&(w, p)).unwrap() += 1;
+    }
+    for post in posts {
+        assert_eq!(post.await.unwrap(), reqwest::StatusCode::OK);
+    }
+    producing.await.unwrap();
+
+    until_done(&settings, &first.pool, 10_000, unique_events(&config) + 300).await;
+    assert_stock(&first.pool, &expected).await;
+    for (&(w, p), &q) in expected.iter().take(20) {
+        assert_eq!(
+            second.stock(w, p).await,
+            q,
+            "the other instance reads the same"
+        );
+    }
+}
