@@ -58,6 +58,8 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub topic: String,
     pub group_id: String,
+    /// Static group membership (`group.instance.id`), unique per instance.
+    pub group_instance_id: Option<String>,
     pub dlq_topic: String,
     /// The most messages applied in one transaction.
     pub batch_size: usize,
@@ -176,6 +178,7 @@ impl Settings {
                 .unwrap_or_else(|| "127.0.0.1:9092".into()),
             topic: get("KAFKA_TOPIC").unwrap_or_else(|| "warehouse_movements".into()),
             group_id: get("KAFKA_GROUP_ID").unwrap_or_else(|| "warehouse-service-group".into()),
+            group_instance_id: get("KAFKA_GROUP_INSTANCE_ID"),
             dlq_topic: get("KAFKA_DLQ_TOPIC").unwrap_or_else(|| "warehouse_movements.dlq".into()),
             batch_size: parse_or(&get, "KAFKA_BATCH_SIZE", 1000usize)?,
             batch_max_wait: Duration::from_millis(parse_or(

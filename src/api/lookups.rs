@@ -32,8 +32,7 @@ pub async fn stock(
     let pool = state.ledger.pool();
     let (quantity, _) = cache
         .read_through(&cache.stock_key(warehouse_id, product_id), || async {
-            let (quantity, version) = reads::stock(pool, warehouse_id, product_id).await?;
-            Ok(Some((quantity, version)))
+            Ok(Some(reads::stock(pool, warehouse_id, product_id).await?))
         })
         .await
         .map_err(from_anyhow)?;

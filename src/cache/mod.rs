@@ -1,18 +1,19 @@
 //! The Redis read-through cache for stock and movement lookups.
 //!
-//! Every cached value carries the version of the row it came from, and every
-//! write to Redis goes through one compare-and-set script that refuses to
-//! replace a newer version with an older one. After a batch commits, the
-//! ledger *refreshes* the entries it touched with their new versions (rather
-//! than deleting them): a slow reader that loaded the old row before the
-//! commit then cannot put the old value back, because its fill carries the
-//! older version and loses the comparison.
+//! Stale entries are prevented with a generation counter. After a batch
+//! commits, and before it is acknowledged, the ledger atomically increments
+//! the generation and deletes the entries of every row the batch touched.
+//! A reader notes the generation *before* it reads PostgreSQL and fills the
+//! cache only if the generation is still the same (checked and written in
+//! one script). So a slow reader that loaded a row before a commit cannot
+//! put the old value back after it: the commit changed the generation. A
+//! plain delete after commit would leave exactly that window open.
 //!
 //! Redis is optional at run time. Any error or an answer slower than the
 //! operation timeout marks the cache down: reads go straight to PostgreSQL
-//! and refreshes are remembered. A probe task watches Redis, and once it
-//! answers again the remembered refreshes are written (or, after too many,
-//! every cached entry of this service is dropped) before reads use Redis
+//! and invalidations are remembered. A probe task watches Redis, and once it
+//! answers again the remembered invalidations are applied (or, after too
+//! many, every entry of this service is dropped) before reads use Redis
 //! again, so nothing written during the outage can be served stale.
 
 use anyhow::Context;
@@ -20,7 +21,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,43 +29,22 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Writes `version|payload` for each key unless the cached version is the
-/// same or newer. KEYS are cache keys; ARGV[1] is the TTL in seconds, then a
-/// (version, payload) pair per key.
-const COMPARE_AND_SET: &str = r#"
-local ttl = ARGV[1]
-local written = 0
-for i, key in ipairs(KEYS) do
-  local version = tonumber(ARGV[2 * i])
-  local current = redis.call('GET', key)
-  local newer = true
-  if current then
-    local sep = string.find(current, '|', 1, true)
-    local cached = sep and tonumber(string.sub(current, 1, sep - 1))
-    if cached and cached >= version then newer = false end
-  end
-  if newer then
-    redis.call('SET', key, ARGV[2 * i] .. '|' .. ARGV[2 * i + 1], 'EX', ttl)
-    written = written + 1
-  end
-end
-return written
+/// Fills KEYS[1] with ARGV[2] (TTL ARGV[3] seconds) only if the generation
+/// in KEYS[2] is still ARGV[1], the one the reader saw before it read
+/// PostgreSQL.
+const FILL_IF_CURRENT: &str = r#"
+local generation = redis.call('GET', KEYS[2]) or '0'
+if generation ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
 "#;
 
-/// How many refreshes to remember during an outage before giving up on
+/// How many invalidations to remember during an outage before giving up on
 /// them one by one and dropping the whole keyspace on recovery instead.
 const MAX_PENDING: usize = 100_000;
 
 /// How often the probe asks a down Redis whether it is back.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
-
-/// A value to write after a commit: the row's new version and its JSON.
-#[derive(Debug, Clone)]
-pub struct CacheEntry {
-    pub key: String,
-    pub version: i64,
-    pub payload: String,
-}
 
 #[derive(Debug, Clone)]
 pub struct CacheSettings {
@@ -84,6 +64,7 @@ pub struct Cache {
 struct Inner {
     conn: ConnectionManager,
     prefix: String,
+    generation_key: String,
     ttl_seconds: u64,
     op_timeout: Duration,
     up: AtomicBool,
@@ -93,7 +74,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Pending {
-    entries: HashMap<String, (i64, String)>,
+    keys: HashSet<String>,
     overflowed: bool,
 }
 
@@ -121,6 +102,7 @@ impl Cache {
             inner: Arc::new(Inner {
                 conn,
                 prefix: settings.prefix.clone(),
+                generation_key: format!("{}generation", settings.prefix),
                 ttl_seconds: settings.ttl_seconds,
                 op_timeout: settings.op_timeout,
                 // Up until an operation fails: an instance that starts with
@@ -128,7 +110,7 @@ impl Cache {
                 // instances would serve the entries it left behind.
                 up: AtomicBool::new(true),
                 pending: Mutex::new(Pending::default()),
-                script: Script::new(COMPARE_AND_SET),
+                script: Script::new(FILL_IF_CURRENT),
             }),
         })
     }
@@ -146,8 +128,8 @@ impl Cache {
     }
 
     /// Reads `key` from Redis, or calls `load` (PostgreSQL) on a miss and
-    /// fills the cache with what it returned. `load` gives the value and the
-    /// version of the row it came from; `None` (not found) is not cached.
+    /// fills the cache with what it returned, unless a commit happened
+    /// meanwhile. `None` (not found) is not cached.
     pub async fn read_through<T, F, Fut>(
         &self,
         key: &str,
@@ -156,55 +138,88 @@ impl Cache {
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = anyhow::Result<Option<(T, i64)>>>,
+        Fut: Future<Output = anyhow::Result<Option<T>>>,
     {
-        let looked_up = self.is_up();
-        if looked_up && let Some(raw) = self.get(key).await {
-            match decode::<T>(&raw) {
-                Some(value) => return Ok((Some(value), CacheResult::Hit)),
-                None => tracing::warn!(key, "unreadable cache entry; reading PostgreSQL"),
+        let seen = if self.is_up() {
+            match self.get_with_generation(key).await {
+                Some((Some(raw), _)) => match serde_json::from_str::<T>(&raw) {
+                    Ok(value) => return Ok((Some(value), CacheResult::Hit)),
+                    Err(_) => {
+                        tracing::warn!(key, "unreadable cache entry; reading PostgreSQL");
+                        None
+                    }
+                },
+                Some((None, generation)) => Some(generation),
+                None => None,
             }
-        }
-        let loaded = load().await?;
-        let Some((value, version)) = loaded else {
+        } else {
+            None
+        };
+        let Some(value) = load().await? else {
             return Ok((None, CacheResult::Miss));
         };
-        self.fill(key, &value, version).await?;
-        let result = if looked_up {
-            CacheResult::Miss
-        } else {
-            CacheResult::Bypassed
-        };
-        Ok((Some(value), result))
+        match seen {
+            Some(generation) => {
+                self.fill(key, &value, &generation).await?;
+                Ok((Some(value), CacheResult::Miss))
+            }
+            None => Ok((Some(value), CacheResult::Bypassed)),
+        }
     }
 
-    /// Caches `value`, read from a row at `version`, unless the cache already
-    /// holds that version or a newer one.
+    /// Caches `value` unless the generation is no longer `generation`, the
+    /// one seen before `value` was read from PostgreSQL.
     pub async fn fill<T: Serialize>(
         &self,
         key: &str,
         value: &T,
-        version: i64,
+        generation: &str,
     ) -> anyhow::Result<()> {
+        if !self.is_up() {
+            return Ok(());
+        }
         let payload = serde_json::to_string(value).context("Failed to encode a cache entry")?;
-        self.compare_and_set(&[CacheEntry {
-            key: key.to_string(),
-            version,
-            payload,
-        }])
-        .await;
+        let mut invocation = self.inner.script.prepare_invoke();
+        invocation
+            .key(key)
+            .key(&self.inner.generation_key)
+            .arg(generation)
+            .arg(payload)
+            .arg(self.inner.ttl_seconds);
+        let mut conn = self.inner.conn.clone();
+        let call = invocation.invoke_async::<i64>(&mut conn);
+        if let Err(why) = self.bounded(call).await {
+            self.mark_down(&why);
+        }
         Ok(())
     }
 
-    /// Writes the new versions of rows a committed batch changed. Call it
-    /// after the commit and before acknowledging the batch.
-    pub async fn refresh(&self, entries: Vec<CacheEntry>) {
-        if entries.is_empty() {
+    /// Drops the entries of rows a batch committed. Call it after the
+    /// commit and before acknowledging the batch.
+    pub async fn invalidate(&self, keys: Vec<String>) {
+        if keys.is_empty() {
             return;
         }
-        if !self.is_up() || !self.compare_and_set(&entries).await {
-            self.remember(entries);
+        if !self.is_up() {
+            self.remember(keys);
+            return;
         }
+        if let Err(why) = self.invalidate_now(&keys).await {
+            self.mark_down(&why);
+            self.remember(keys);
+        }
+    }
+
+    /// Increments the generation and deletes `keys`, atomically.
+    async fn invalidate_now(&self, keys: &[String]) -> Result<(), String> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .incr(&self.inner.generation_key, 1)
+            .ignore()
+            .del(keys)
+            .ignore();
+        let mut conn = self.inner.conn.clone();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await
     }
 
     /// Whether Redis answers a PING within the operation timeout.
@@ -235,54 +250,27 @@ impl Cache {
         }
     }
 
-    async fn get(&self, key: &str) -> Option<String> {
+    /// The entry and the current generation, or `None` if Redis failed.
+    async fn get_with_generation(&self, key: &str) -> Option<(Option<String>, String)> {
         let mut conn = self.inner.conn.clone();
-        match tokio::time::timeout(self.inner.op_timeout, conn.get::<_, Option<String>>(key)).await
-        {
-            Ok(Ok(value)) => value,
-            Ok(Err(e)) => {
-                self.mark_down(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.mark_down("timed out");
-                None
-            }
-        }
-    }
-
-    /// Runs the compare-and-set script while the cache is up; false (and the
-    /// cache marked down) if Redis failed or was too slow.
-    async fn compare_and_set(&self, entries: &[CacheEntry]) -> bool {
-        if !self.is_up() {
-            return false;
-        }
-        match self.run_script(entries).await {
-            Ok(()) => true,
+        let keys = [key, self.inner.generation_key.as_str()];
+        let call = conn.mget::<_, (Option<String>, Option<String>)>(&keys);
+        match self.bounded(call).await {
+            Ok((value, generation)) => Some((value, generation.unwrap_or_else(|| "0".into()))),
             Err(why) => {
                 self.mark_down(&why);
-                false
+                None
             }
         }
     }
 
-    async fn run_script(&self, entries: &[CacheEntry]) -> Result<(), String> {
-        let mut invocation = self.inner.script.prepare_invoke();
-        invocation.arg(self.inner.ttl_seconds);
-        for entry in entries {
-            invocation
-                .key(&entry.key)
-                .arg(entry.version)
-                .arg(&entry.payload);
-        }
-        let mut conn = self.inner.conn.clone();
-        match tokio::time::timeout(
-            self.inner.op_timeout,
-            invocation.invoke_async::<i64>(&mut conn),
-        )
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
+    /// Runs a Redis call within the operation timeout.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, String> {
+        match tokio::time::timeout(self.inner.op_timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("timed out".into()),
         }
@@ -294,71 +282,59 @@ impl Cache {
         }
     }
 
-    fn remember(&self, entries: Vec<CacheEntry>) {
+    fn remember(&self, keys: Vec<String>) {
         let mut pending = self.inner.pending.lock().expect("cache pending lock");
         if pending.overflowed {
             return;
         }
-        for e in entries {
-            let keep = pending
-                .entries
-                .get(&e.key)
-                .is_none_or(|(version, _)| *version < e.version);
-            if keep {
-                pending.entries.insert(e.key, (e.version, e.payload));
-            }
-        }
-        if pending.entries.len() > MAX_PENDING {
-            pending.entries.clear();
+        pending.keys.extend(keys);
+        if pending.keys.len() > MAX_PENDING {
+            pending.keys.clear();
             pending.overflowed = true;
         }
     }
 
-    /// Writes what was missed during an outage. True when Redis is
-    /// consistent again.
+    /// Applies what was missed during an outage. True when Redis holds
+    /// nothing older than PostgreSQL again.
     async fn replay_pending(&self) -> bool {
-        let (entries, overflowed) = {
+        let (keys, overflowed) = {
             let mut pending = self.inner.pending.lock().expect("cache pending lock");
             (
-                std::mem::take(&mut pending.entries),
+                std::mem::take(&mut pending.keys),
                 std::mem::take(&mut pending.overflowed),
             )
         };
-        let ok = if overflowed {
-            self.drop_all().await
-        } else {
-            let entries: Vec<CacheEntry> = entries
-                .into_iter()
-                .map(|(key, (version, payload))| CacheEntry {
-                    key,
-                    version,
-                    payload,
-                })
-                .collect();
-            let mut ok = true;
-            for chunk in entries.chunks(1000) {
-                // The cache stays down (reads bypass it) until every chunk
-                // is written.
-                if self.run_script(chunk).await.is_err() {
-                    self.remember(chunk.to_vec());
-                    ok = false;
-                }
+        if overflowed {
+            let ok = self.drop_all().await;
+            if !ok {
+                self.inner
+                    .pending
+                    .lock()
+                    .expect("cache pending lock")
+                    .overflowed = true;
             }
-            ok
-        };
-        if !ok && overflowed {
-            self.inner
-                .pending
-                .lock()
-                .expect("cache pending lock")
-                .overflowed = true;
+            return ok;
+        }
+        let keys: Vec<String> = keys.into_iter().collect();
+        let mut ok = true;
+        // The cache stays down (reads bypass it) until every chunk is done.
+        for chunk in keys.chunks(1000) {
+            if self.invalidate_now(chunk).await.is_err() {
+                self.remember(chunk.to_vec());
+                ok = false;
+            }
         }
         ok
     }
 
-    /// Deletes every key under this service's prefix.
+    /// Deletes every key under this service's prefix (the generation first
+    /// moves on, so no fill begun before can land afterwards).
     async fn drop_all(&self) -> bool {
         let mut conn = self.inner.conn.clone();
+        let bump = conn.incr::<_, _, i64>(&self.inner.generation_key, 1);
+        if self.bounded(bump).await.is_err() {
+            return false;
+        }
         let pattern = format!("{}*", self.inner.prefix);
         let mut cursor: u64 = 0;
         loop {
@@ -390,9 +366,4 @@ impl Cache {
             cursor = next;
         }
     }
-}
-
-fn decode<T: DeserializeOwned>(raw: &str) -> Option<T> {
-    let (_, payload) = raw.split_once('|')?;
-    serde_json::from_str(payload).ok()
 }

@@ -30,11 +30,10 @@ use uuid::Uuid;
 pub struct Applied {
     pub outcomes: Vec<Outcome>,
     pub processed_at: DateTime<Utc>,
-    /// (warehouse, product, quantity, version) of every stock row the batch
-    /// locked, changed or not.
-    pub stock: Vec<(Uuid, Uuid, i64, i64)>,
-    /// State and version of every movement the batch locked.
-    pub movements: Vec<(Uuid, MovementState, i64)>,
+    /// Every (warehouse, product) the batch locked, changed or not.
+    pub stock: Vec<(Uuid, Uuid)>,
+    /// Every movement the batch locked.
+    pub movements: Vec<Uuid>,
 }
 
 /// Runs steps 1–5 on `conn`, which must be inside a transaction.
@@ -48,8 +47,8 @@ pub async fn apply_in_transaction(
         .collect();
     let movement_ids: BTreeSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
 
-    let (stock, stock_versions) = lock_stock(conn, &pairs).await?;
-    let (movements, movement_versions) = lock_movements(conn, &movement_ids).await?;
+    let stock = lock_stock(conn, &pairs).await?;
+    let movements = lock_movements(conn, &movement_ids).await?;
     let history = load_history(conn, &movement_ids).await?;
 
     let mut state = LedgerState {
@@ -61,43 +60,25 @@ pub async fn apply_in_transaction(
     let now = Utc::now().trunc_subsecs(6);
     let effects = apply_batch(&mut state, events, now);
 
-    // Every locked row is reported, not only the changed ones: the cache
-    // is refreshed with all of them, so a redelivered batch (all duplicates)
-    // still repairs an entry that a crash between commit and refresh left
-    // behind.
-    let stock: Vec<(Uuid, Uuid, i64, i64)> = stock_versions
-        .iter()
-        .map(|(pair, version)| {
-            let bump = i64::from(effects.changed_stock.contains(pair));
-            (pair.0, pair.1, state.stock[pair], version + bump)
-        })
-        .collect();
-    let movements: Vec<(Uuid, MovementState, i64)> = movement_versions
-        .iter()
-        .map(|(id, version)| {
-            let bump = i64::from(effects.changed_movements.contains(id));
-            (*id, state.movements[id].clone(), version + bump)
-        })
-        .collect();
-
-    write_stock(conn, &stock, &effects.changed_stock).await?;
-    write_movements(conn, &movements, &effects.changed_movements).await?;
+    write_stock(conn, &state.stock, &effects.changed_stock).await?;
+    write_movements(conn, &state.movements, &effects.changed_movements).await?;
     write_event_log(conn, events, &effects.outcomes, now).await?;
 
+    // Every locked row is reported, not only the changed ones: the cache
+    // drops all of them, so a redelivered batch (all duplicates) still
+    // repairs an entry that a crash between commit and invalidation left.
     Ok(Applied {
         outcomes: effects.outcomes,
         processed_at: now,
-        stock,
-        movements,
+        stock: pairs.into_iter().collect(),
+        movements: movement_ids.into_iter().collect(),
     })
 }
-
-type StockState = (HashMap<(Uuid, Uuid), i64>, HashMap<(Uuid, Uuid), i64>);
 
 async fn lock_stock(
     conn: &mut PgConnection,
     pairs: &BTreeSet<(Uuid, Uuid)>,
-) -> Result<StockState, sqlx::Error> {
+) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     // The arrays are sorted, and unnest yields them in order, so rows are
     // created in the global lock order too.
@@ -111,7 +92,7 @@ async fn lock_stock(
     .execute(&mut *conn)
     .await?;
     let rows = sqlx::query(
-        "SELECT s.warehouse_id, s.product_id, s.quantity, s.version
+        "SELECT s.warehouse_id, s.product_id, s.quantity
          FROM stock s
          JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
            ON s.warehouse_id = k.w AND s.product_id = k.p
@@ -123,21 +104,17 @@ async fn lock_stock(
     .fetch_all(&mut *conn)
     .await?;
     let mut quantities = HashMap::with_capacity(rows.len());
-    let mut versions = HashMap::with_capacity(rows.len());
     for row in rows {
         let pair: (Uuid, Uuid) = (row.try_get(0)?, row.try_get(1)?);
         quantities.insert(pair, row.try_get::<i64, _>(2)?);
-        versions.insert(pair, row.try_get::<i64, _>(3)?);
     }
-    Ok((quantities, versions))
+    Ok(quantities)
 }
-
-type MovementMaps = (HashMap<Uuid, MovementState>, HashMap<Uuid, i64>);
 
 async fn lock_movements(
     conn: &mut PgConnection,
     ids: &BTreeSet<Uuid>,
-) -> Result<MovementMaps, sqlx::Error> {
+) -> Result<HashMap<Uuid, MovementState>, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().copied().collect();
     sqlx::query(
         "INSERT INTO movements (movement_id)
@@ -150,7 +127,7 @@ async fn lock_movements(
     let rows = sqlx::query(
         "SELECT movement_id, product_id,
                 source_warehouse_id, departure_time, departure_quantity,
-                destination_warehouse_id, arrival_time, arrival_quantity, version
+                destination_warehouse_id, arrival_time, arrival_quantity
          FROM movements
          WHERE movement_id = ANY($1)
          ORDER BY movement_id
@@ -160,13 +137,11 @@ async fn lock_movements(
     .fetch_all(&mut *conn)
     .await?;
     let mut movements = HashMap::with_capacity(rows.len());
-    let mut versions = HashMap::with_capacity(rows.len());
     for row in rows {
         let id: Uuid = row.try_get(0)?;
         movements.insert(id, movement_from_row(&row, 1)?);
-        versions.insert(id, row.try_get::<i64, _>(8)?);
     }
-    Ok((movements, versions))
+    Ok(movements)
 }
 
 /// Reads a movement from the eight columns starting at `first`: product,
@@ -257,38 +232,32 @@ fn decode_kind(s: &str) -> Result<EventKind, sqlx::Error> {
 
 async fn write_stock(
     conn: &mut PgConnection,
-    stock: &[(Uuid, Uuid, i64, i64)],
+    stock: &HashMap<(Uuid, Uuid), i64>,
     changed: &HashSet<(Uuid, Uuid)>,
 ) -> Result<(), sqlx::Error> {
     if changed.is_empty() {
         return Ok(());
     }
     let n = changed.len();
-    let (mut w, mut p, mut q, mut v) = (
-        Vec::with_capacity(n),
+    let (mut w, mut p, mut q) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for &(warehouse, product, quantity, version) in stock {
-        if !changed.contains(&(warehouse, product)) {
-            continue;
-        }
-        w.push(warehouse);
-        p.push(product);
-        q.push(quantity);
-        v.push(version);
+    for pair in changed {
+        w.push(pair.0);
+        p.push(pair.1);
+        q.push(stock[pair]);
     }
     sqlx::query(
         "UPDATE stock s
-         SET quantity = u.quantity, version = u.version, updated_at = now()
-         FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[]) AS u(w, p, quantity, version)
+         SET quantity = u.quantity, updated_at = now()
+         FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS u(w, p, quantity)
          WHERE s.warehouse_id = u.w AND s.product_id = u.p",
     )
     .bind(&w)
     .bind(&p)
     .bind(&q)
-    .bind(&v)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -296,18 +265,14 @@ async fn write_stock(
 
 async fn write_movements(
     conn: &mut PgConnection,
-    movements: &[(Uuid, MovementState, i64)],
+    movements: &HashMap<Uuid, MovementState>,
     changed: &HashSet<Uuid>,
 ) -> Result<(), sqlx::Error> {
     if changed.is_empty() {
         return Ok(());
     }
     let n = changed.len();
-    let (mut ids, mut products, mut versions) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let (mut ids, mut products) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut dw, mut dt, mut dq) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -318,10 +283,10 @@ async fn write_movements(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for (id, m, version) in movements.iter().filter(|(id, ..)| changed.contains(id)) {
+    for id in changed {
+        let m = &movements[id];
         ids.push(*id);
         products.push(m.product_id);
-        versions.push(*version);
         dw.push(m.departure.map(|s| s.warehouse_id));
         dt.push(m.departure.map(|s| s.at));
         dq.push(m.departure.map(|s| s.quantity));
@@ -333,11 +298,10 @@ async fn write_movements(
         "UPDATE movements m
          SET product_id = u.product_id,
              source_warehouse_id = u.dw, departure_time = u.dt, departure_quantity = u.dq,
-             destination_warehouse_id = u.aw, arrival_time = u.at, arrival_quantity = u.aq,
-             version = u.version
+             destination_warehouse_id = u.aw, arrival_time = u.at, arrival_quantity = u.aq
          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::int4[],
-                     $6::uuid[], $7::timestamptz[], $8::int4[], $9::int8[])
-              AS u(id, product_id, dw, dt, dq, aw, at, aq, version)
+                     $6::uuid[], $7::timestamptz[], $8::int4[])
+              AS u(id, product_id, dw, dt, dq, aw, at, aq)
          WHERE m.movement_id = u.id",
     )
     .bind(&ids)
@@ -348,7 +312,6 @@ async fn write_movements(
     .bind(&aw)
     .bind(&at)
     .bind(&aq)
-    .bind(&versions)
     .execute(&mut *conn)
     .await?;
     Ok(())

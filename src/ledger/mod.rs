@@ -2,7 +2,7 @@
 //!
 //! [`Ledger::apply`] is the one way events change state, for Kafka and the
 //! webhook alike: one transaction per batch, retried on a transient conflict,
-//! and followed by a cache refresh before the caller may acknowledge
+//! and followed by a cache invalidation before the caller may acknowledge
 //! anything.
 
 mod apply;
@@ -10,7 +10,7 @@ pub mod reads;
 
 pub use apply::Applied;
 
-use crate::cache::{Cache, CacheEntry};
+use crate::cache::Cache;
 use crate::domain::MovementEvent;
 use sqlx::PgPool;
 
@@ -38,8 +38,8 @@ impl Ledger {
         &self.cache
     }
 
-    /// Applies `events` in order in one transaction and refreshes the cache
-    /// entries it changed. When this returns `Ok`, the effects are durable
+    /// Applies `events` in order in one transaction and invalidates the
+    /// cache entries of the rows it touched. When this returns `Ok`, the effects are durable
     /// and visible to every lookup.
     pub async fn apply(&self, events: &[MovementEvent]) -> Result<Applied, sqlx::Error> {
         let mut attempt = 1;
@@ -57,27 +57,20 @@ impl Ledger {
                 Err(e) => return Err(e),
             }
         };
-        self.cache.refresh(self.cache_entries(&applied)).await;
+        self.cache.invalidate(self.cache_keys(&applied)).await;
         Ok(applied)
     }
 
-    fn cache_entries(&self, applied: &Applied) -> Vec<CacheEntry> {
+    /// The cache entries of every row the batch touched.
+    fn cache_keys(&self, applied: &Applied) -> Vec<String> {
         let stock = applied
             .stock
             .iter()
-            .map(|&(w, p, quantity, version)| CacheEntry {
-                key: self.cache.stock_key(w, p),
-                version,
-                payload: quantity.to_string(),
-            });
-        let movements = applied.movements.iter().filter_map(|(id, state, version)| {
-            let view = state.view(*id)?;
-            Some(CacheEntry {
-                key: self.cache.movement_key(*id),
-                version: *version,
-                payload: serde_json::to_string(&view).ok()?,
-            })
-        });
+            .map(|&(w, p)| self.cache.stock_key(w, p));
+        let movements = applied
+            .movements
+            .iter()
+            .map(|&id| self.cache.movement_key(id));
         stock.chain(movements).collect()
     }
 }

@@ -8,33 +8,29 @@ use serde::Serialize;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-/// Quantity and row version of a (warehouse, product); (0, 0) when the pair
-/// was never seen.
+/// Quantity of a (warehouse, product); 0 when the pair was never seen.
 pub async fn stock(
     pool: &PgPool,
     warehouse_id: Uuid,
     product_id: Uuid,
-) -> Result<(i64, i64), sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT quantity, version FROM stock WHERE warehouse_id = $1 AND product_id = $2",
+) -> Result<i64, sqlx::Error> {
+    let quantity: Option<i64> = sqlx::query_scalar(
+        "SELECT quantity FROM stock WHERE warehouse_id = $1 AND product_id = $2",
     )
     .bind(warehouse_id)
     .bind(product_id)
     .fetch_optional(pool)
     .await?;
-    match row {
-        Some(row) => Ok((row.try_get(0)?, row.try_get(1)?)),
-        None => Ok((0, 0)),
-    }
+    Ok(quantity.unwrap_or(0))
 }
 
-/// The movement and its row version, or `None` when no half was applied.
+/// The movement, or `None` when no half of it was applied.
 pub async fn movement(
     pool: &PgPool,
     movement_id: Uuid,
-) -> Result<Option<(MovementView, i64)>, sqlx::Error> {
+) -> Result<Option<MovementView>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT version, product_id,
+        "SELECT product_id,
                 source_warehouse_id, departure_time, departure_quantity,
                 destination_warehouse_id, arrival_time, arrival_quantity
          FROM movements WHERE movement_id = $1",
@@ -43,10 +39,7 @@ pub async fn movement(
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let version: i64 = row.try_get(0)?;
-    Ok(movement_from_row(&row, 1)?
-        .view(movement_id)
-        .map(|view| (view, version)))
+    Ok(movement_from_row(&row, 0)?.view(movement_id))
 }
 
 /// One line of a warehouse's stock list.

@@ -163,7 +163,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..1200 {
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(150) {
         if check().await {
             return;
         }
@@ -207,6 +208,10 @@ impl ServiceProcess {
             .env("KAFKA_TOPIC", &k.topic)
             .env("KAFKA_DLQ_TOPIC", &k.dlq_topic)
             .env("KAFKA_GROUP_ID", &k.group_id)
+            .env(
+                "KAFKA_GROUP_INSTANCE_ID",
+                k.group_instance_id.as_deref().unwrap_or(""),
+            )
             .env("KAFKA_TOPIC_PARTITIONS", k.topic_partitions.to_string())
             .env("KAFKA_BATCH_SIZE", k.batch_size.to_string())
             .env("LOG_LEVEL", "warn")

@@ -172,7 +172,7 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Step>, cuts: Vec<usize
 
     for (w, &warehouse) in ids.warehouses.iter().enumerate() {
         for (p, &product) in ids.products.iter().enumerate() {
-            let (quantity, _) = reads::stock(&app.pool, warehouse, product).await.unwrap();
+            let quantity = reads::stock(&app.pool, warehouse, product).await.unwrap();
             assert_eq!(quantity, model.stock.get(&(w, p)).copied().unwrap_or(0));
         }
     }
@@ -180,7 +180,7 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Step>, cuts: Vec<usize
         let stored = reads::movement(&app.pool, movement).await.unwrap();
         match (model.movements.get(&m), stored) {
             (None, None) => {}
-            (Some((product, departure, arrival)), Some((view, _))) => {
+            (Some((product, departure, arrival)), Some(view)) => {
                 assert_eq!(view.product_id, ids.products[*product]);
                 assert_eq!(
                     view.source_warehouse_id,

@@ -1,14 +1,20 @@
-//! The consumer loop: gather a batch, apply it in one transaction, publish
-//! its dead letters, and only then store its offsets (rust-rdkafka's
-//! at-least-once pattern). librdkafka commits stored offsets in the
-//! background and once more, synchronously, at shutdown.
+//! The consumer: one fetch loop, and one worker per partition that gathers
+//! a batch, applies it in one transaction, publishes its dead letters, and
+//! only then stores its offsets (rust-rdkafka's at-least-once pattern).
+//! librdkafka commits stored offsets in the background and once more,
+//! synchronously, at shutdown.
 //!
-//! Crash safety follows from the order: an offset is stored only after the
-//! effects of its record are committed and its dead letter (if any) is
-//! acknowledged, so a crash at any point only ever causes redelivery, and
-//! redelivery is harmless because the ledger recognises duplicates.
-//! librdkafka refuses to store an offset for a partition that is no longer
-//! assigned, so nothing is committed for a revoked partition.
+//! Kafka orders records only within a partition, so partitions are applied
+//! side by side, each in its own transactions: PostgreSQL works on several
+//! at once while each partition keeps its order. The ledger's lock order
+//! keeps the concurrent transactions from deadlocking.
+//!
+//! Crash safety follows from the order of the steps: an offset is stored
+//! only after the effects of its record are committed and its dead letter
+//! (if any) is acknowledged, so a crash at any point only causes
+//! redelivery, which the ledger turns into duplicates. librdkafka refuses
+//! to store an offset for a partition that is no longer assigned, so
+//! nothing is committed for a revoked partition.
 
 use super::dead_letter::{self, DeadLetter};
 use super::decode::decode;
@@ -24,7 +30,8 @@ use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -48,7 +55,7 @@ pub async fn run(
             Err(e) => {
                 status.set_ok(false);
                 tracing::warn!(error = format!("{e:#}"), "Kafka not ready; retrying");
-                if backoff.wait_or_stop(&mut stop).await {
+                if backoff.wait_or_stop(&stop).await {
                     return;
                 }
             }
@@ -72,7 +79,8 @@ impl Pipeline {
         )
         .await
         .context("Failed to create the topics")?;
-        let consumer: StreamConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &settings.bootstrap_servers)
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "true")
@@ -85,7 +93,13 @@ impl Pipeline {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             // Bounds what librdkafka buffers ahead of the ledger.
-            .set("queued.max.messages.kbytes", "16384")
+            .set("queued.max.messages.kbytes", "16384");
+        if let Some(instance) = &settings.group_instance_id {
+            // Static membership: a restarted instance takes its partitions
+            // back at once instead of waiting for its old session to expire.
+            config.set("group.instance.id", instance);
+        }
+        let consumer: StreamConsumer = config
             .create()
             .context("Failed to create the Kafka consumer")?;
         consumer
@@ -114,133 +128,157 @@ impl Pipeline {
     }
 
     async fn consume(self, ledger: &Ledger, stop: &mut watch::Receiver<bool>) {
-        while let Some(batch) = self.next_batch(stop).await {
-            if !batch.is_empty() && !self.process(ledger, &batch, stop).await {
+        let shared = Arc::new(Shared {
+            settings: self.settings,
+            consumer: self.consumer,
+            producer: self.producer,
+            ledger: ledger.clone(),
+        });
+        let mut workers: HashMap<i32, (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
+            HashMap::new();
+        loop {
+            let record = tokio::select! {
+                _ = stop.changed() => break,
+                record = shared.consumer.recv() => record,
+            };
+            let record = match record {
+                Ok(record) => record.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let (queue, _) = workers.entry(record.partition()).or_insert_with(|| {
+                // Room for one batch waiting while another is applied.
+                let (tx, rx) = mpsc::channel(shared.settings.batch_size);
+                let worker = tokio::spawn(partition_worker(shared.clone(), rx, stop.clone()));
+                (tx, worker)
+            });
+            if queue.send(record).await.is_err() {
+                // The worker gave up because the service is stopping.
                 break;
             }
         }
+        // Stop fetching; each worker finishes the records it holds.
+        for (_, (queue, worker)) in workers {
+            drop(queue);
+            let _ = worker.await;
+        }
         // Commit what was stored since the last background commit. "No
         // offset stored" is the common, harmless answer.
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+        if let Err(e) = shared.consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(error = %e, "final offset commit");
         }
         self.health.abort();
         tracing::info!("consumer stopped");
     }
+}
 
-    /// Waits for a first record, then gathers more until the batch is full
-    /// or its wait limit passes. `None` once stopped.
-    async fn next_batch(&self, stop: &mut watch::Receiver<bool>) -> Option<Vec<OwnedMessage>> {
-        if *stop.borrow() {
-            return None;
-        }
-        let first = tokio::select! {
-            _ = stop.changed() => return None,
-            record = self.consumer.recv() => record,
-        };
-        let mut batch = Vec::with_capacity(self.settings.batch_size);
-        match first {
-            Ok(record) => batch.push(record.detach()),
-            Err(e) => {
-                tracing::warn!(error = %e, "Kafka receive failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                return Some(batch);
-            }
-        }
-        let deadline = Instant::now() + self.settings.batch_max_wait;
-        while batch.len() < self.settings.batch_size {
+/// What the partition workers share.
+struct Shared {
+    settings: KafkaSettings,
+    consumer: Arc<StreamConsumer>,
+    producer: FutureProducer,
+    ledger: Ledger,
+}
+
+/// Applies one partition's records in batches, in order, until its queue
+/// is closed and empty (or the service stops while PostgreSQL is away).
+async fn partition_worker(
+    shared: Arc<Shared>,
+    mut queue: mpsc::Receiver<OwnedMessage>,
+    stop: watch::Receiver<bool>,
+) {
+    let size = shared.settings.batch_size;
+    let mut batch = Vec::with_capacity(size);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        let deadline = Instant::now() + shared.settings.batch_max_wait;
+        while batch.len() < size {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                record = self.consumer.recv() => match record {
-                    Ok(record) => batch.push(record.detach()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Kafka receive failed");
-                        break;
-                    }
+                record = queue.recv() => match record {
+                    Some(record) => batch.push(record),
+                    None => break,
                 },
             }
         }
-        Some(batch)
+        if !process(&shared, &batch, &stop).await {
+            return;
+        }
+        batch.clear();
+    }
+}
+
+/// Applies one batch and stores its offsets. False when stopped before the
+/// batch was done; its offsets are then not stored, and it will be
+/// delivered again.
+async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver<bool>) -> bool {
+    let mut events = Vec::with_capacity(batch.len());
+    let mut origin = Vec::with_capacity(batch.len());
+    let mut letters: Vec<(usize, &'static str, String)> = Vec::new();
+    for (i, record) in batch.iter().enumerate() {
+        match decode(record) {
+            Ok(event) => {
+                events.push(event);
+                origin.push(i);
+            }
+            Err(bad) => letters.push((i, bad.code, bad.detail)),
+        }
     }
 
-    /// Applies one batch and stores its offsets. False when stopped before
-    /// the batch was done; its offsets are then not stored, and it will be
-    /// delivered again.
-    async fn process(
-        &self,
-        ledger: &Ledger,
-        batch: &[OwnedMessage],
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
-        let mut events = Vec::with_capacity(batch.len());
-        let mut origin = Vec::with_capacity(batch.len());
-        let mut letters: Vec<(usize, &'static str, String)> = Vec::new();
-        for (i, record) in batch.iter().enumerate() {
-            match decode(record) {
-                Ok(event) => {
-                    events.push(event);
-                    origin.push(i);
-                }
-                Err(bad) => letters.push((i, bad.code, bad.detail)),
-            }
-        }
-
-        if !events.is_empty() {
-            let mut backoff = Backoff::default();
-            let applied = loop {
-                match ledger.apply(&events).await {
-                    Ok(applied) => break applied,
-                    Err(e) => {
-                        tracing::error!(error = %e, batch = events.len(), "applying a Kafka batch failed; retrying");
-                        if backoff.wait_or_stop(stop).await {
-                            return false;
-                        }
+    if !events.is_empty() {
+        let mut backoff = Backoff::default();
+        let applied = loop {
+            match shared.ledger.apply(&events).await {
+                Ok(applied) => break applied,
+                Err(e) => {
+                    tracing::error!(error = %e, batch = events.len(), "applying a Kafka batch failed; retrying");
+                    if backoff.wait_or_stop(stop).await {
+                        return false;
                     }
                 }
-            };
-            for (k, outcome) in applied.outcomes.iter().enumerate() {
-                if let Outcome::Rejected { reason, .. } = outcome {
-                    letters.push((origin[k], reason.as_str(), reason.describe().to_string()));
-                }
+            }
+        };
+        for (k, outcome) in applied.outcomes.iter().enumerate() {
+            if let Outcome::Rejected { reason, .. } = outcome {
+                letters.push((origin[k], reason.as_str(), reason.describe().to_string()));
             }
         }
-
-        if !letters.is_empty() {
-            let dead: Vec<DeadLetter<'_>> = letters
-                .iter()
-                .map(|(i, code, detail)| DeadLetter {
-                    record: &batch[*i],
-                    code,
-                    detail,
-                })
-                .collect();
-            let mut backoff = Backoff::default();
-            while let Err(e) =
-                dead_letter::publish(&self.producer, &self.settings.dlq_topic, &dead).await
-            {
-                tracing::error!(error = %e, "publishing dead letters failed; retrying");
-                if backoff.wait_or_stop(stop).await {
-                    return false;
-                }
-            }
-        }
-
-        let mut last: HashMap<(&str, i32), i64> = HashMap::new();
-        for record in batch {
-            let offset = last
-                .entry((record.topic(), record.partition()))
-                .or_insert(-1);
-            *offset = (*offset).max(record.offset());
-        }
-        for ((topic, partition), offset) in last {
-            // Refused for a partition revoked meanwhile: its new owner will
-            // redeliver these records, and they will be duplicates.
-            if let Err(e) = self.consumer.store_offset(topic, partition, offset) {
-                tracing::info!(error = %e, partition, "offset not stored (partition revoked)");
-            }
-        }
-        true
     }
+
+    if !letters.is_empty() {
+        let dead: Vec<DeadLetter<'_>> = letters
+            .iter()
+            .map(|(i, code, detail)| DeadLetter {
+                record: &batch[*i],
+                code,
+                detail,
+            })
+            .collect();
+        let mut backoff = Backoff::default();
+        while let Err(e) =
+            dead_letter::publish(&shared.producer, &shared.settings.dlq_topic, &dead).await
+        {
+            tracing::error!(error = %e, "publishing dead letters failed; retrying");
+            if backoff.wait_or_stop(stop).await {
+                return false;
+            }
+        }
+    }
+
+    // One partition per batch: the last record's offset covers it.
+    if let Some(last) = batch.last()
+        && let Err(e) = shared
+            .consumer
+            .store_offset(last.topic(), last.partition(), last.offset())
+    {
+        // Refused for a partition revoked meanwhile: its new owner will
+        // redeliver these records, and they will be duplicates.
+        tracing::info!(error = %e, partition = last.partition(), "offset not stored (partition revoked)");
+    }
+    true
 }
 
 /// Keeps the `kafka` readiness component current.
@@ -269,13 +307,14 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Sleeps for the next delay; true if `stop` turned true meanwhile.
-    async fn wait_or_stop(&mut self, stop: &mut watch::Receiver<bool>) -> bool {
+    /// Sleeps for the next delay; true if the service is stopping.
+    async fn wait_or_stop(&mut self, stop: &watch::Receiver<bool>) -> bool {
         let delay = self.0;
         self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        let mut watcher = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(delay) => *stop.borrow(),
-            _ = stop.changed() => true,
+            _ = watcher.wait_for(|stopping| *stopping) => true,
         }
     }
 }
