@@ -110,10 +110,19 @@ impl Application {
 /// migrations.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     create_database_if_missing(&settings.database).await?;
+    // sqlx prepares each statement once per connection. After a few runs
+    // PostgreSQL may switch a prepared statement to a generic plan costed
+    // while the tables were small (a sequential scan of the audit log),
+    // and keep it as they grow. The batch statements are few and large, so
+    // planning each execution costs little and keeps the index lookups.
+    let options = settings
+        .database
+        .clone()
+        .options([("plan_cache_mode", "force_custom_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_pool_size)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(settings.database.clone())
+        .connect_with(options)
         .await
         .context("Failed to connect to PostgreSQL")?;
     migrate(&pool).await?;

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of every workload in BENCHMARKS.md, on this machine,
+# with PostgreSQL, Redis and the broker on the same box. Release build,
+# defaults as shipped. Checks that every result is exact (a fast wrong run
+# fails) and prints the figures as a table.
+#
+#   bash scripts/bench.sh            # all workloads except growth
+#   bash scripts/bench.sh --growth   # also the 10M-stored-events growth run
+#   COUNT=200000 bash scripts/bench.sh   # a shorter Kafka run
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+COUNT=${COUNT:-1000000}
+GROWTH=0
+[ "${1:-}" = "--growth" ] && GROWTH=1
+PORT=${BENCH_PORT:-18080}
+WORK=$(mktemp -d)
+PSQL=(psql -h 127.0.0.1 -U postgres -w -qtA)
+BIN=./target/release/warehouse-stock
+declare -A RESULT
+
+log() { printf '\n[bench] %s\n' "$*" >&2; }
+fail() { printf '\n[bench] FAILED: %s\n' "$*" >&2; exit 1; }
+
+bash scripts/setup.sh
+command -v wrk >/dev/null || { sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo; $sudo_ apt-get install -y -qq wrk >/dev/null; }
+cargo build --locked --release
+
+fresh_db() { "${PSQL[@]}" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" postgres >/dev/null; }
+
+start_service() { # db, extra env...
+  local db=$1; shift
+  env POSTGRES_DB="$db" APP_PORT="$PORT" APP_HOST=127.0.0.1 LOG_LEVEL=warn "$@" "$BIN" serve \
+    >"$WORK/service.log" 2>&1 &
+  SERVICE=$!
+  for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && return 0
+    sleep 0.1
+  done
+  fail "the service did not become ready (see $WORK/service.log)"
+}
+
+stop_service() { kill "$SERVICE" 2>/dev/null || true; wait "$SERVICE" 2>/dev/null || true; }
+trap 'stop_service' EXIT
+
+# Kafka ingest: pre-produce COUNT movements, then time from consumer start
+# until every effect is committed in PostgreSQL. Prints the rate.
+kafka_ingest() { # db, topic
+  local db=$1 topic=$2 expected
+  expected=$(python3 -c "import json,sys; print(json.load(open('$WORK/expect.json'))['applied'])")
+  local start end stored=0 peak=0 rss
+  start=$(date +%s.%N)
+  start_service "$db" APP_MODE=kafka KAFKA_TOPIC="$topic" KAFKA_DLQ_TOPIC="$topic.dlq" \
+    KAFKA_GROUP_ID="bench-$RANDOM$RANDOM"
+  local base
+  base=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log" "$db")
+  while :; do
+    rss=$(awk '/VmHWM/{print $2}' "/proc/$SERVICE/status")
+    [ "$rss" -gt "$peak" ] && peak=$rss
+    stored=$("${PSQL[@]}" -c "SELECT coalesce(max(seq), 0) FROM event_log" "$db")
+    printf '\r[bench] kafka ingest: %s / %s events stored' "$((stored - base))" "$expected" >&2
+    [ "$((stored - base))" -ge "$expected" ] && break
+    kill -0 "$SERVICE" || fail "the service died (see $WORK/service.log)"
+    sleep 0.2
+  done
+  end=$(date +%s.%N)
+  stop_service
+  # Exactness: the audit log and every stock figure.
+  local applied
+  applied=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log WHERE outcome = 'applied'" "$db")
+  [ "$((applied - base))" -eq "$expected" ] || fail "applied $((applied - base)), expected $expected"
+  python3 - "$WORK/expect.json" >"$WORK/expect.csv" <<'PY'
+import json, sys
+for s in json.load(open(sys.argv[1]))["stock"]:
+    print(f'{s["warehouse_id"]},{s["product_id"]},{s["quantity"]}')
+PY
+  local wrong
+  wrong=$("${PSQL[@]}" "$db" <<SQL
+CREATE TEMP TABLE expected (warehouse_id uuid, product_id uuid, quantity bigint);
+\copy expected FROM '$WORK/expect.csv' WITH (FORMAT csv)
+SELECT count(*) FROM expected e LEFT JOIN stock s USING (warehouse_id, product_id)
+WHERE coalesce(s.quantity, 0) <> e.quantity;
+SQL
+)
+  [ "$(echo "$wrong" | tail -n1)" = "0" ] || fail "stock differs from the generator's model in $wrong pairs"
+  RATE=$(python3 -c "print(round($COUNT / ($end - $start)))")
+  PEAK_MB=$((peak / 1024))
+  log "kafka ingest: $COUNT records in $(python3 -c "print(round($end - $start, 1))") s = $RATE records/s, peak RSS $PEAK_MB MB, exact"
+}
+
+log "producing $COUNT movements (50 warehouses x 2000 products, 25% departures, 5% duplicates)"
+TOPIC="bench_$(date +%s)"
+KAFKA_TOPIC=$TOPIC KAFKA_DLQ_TOPIC="$TOPIC.dlq" "$BIN" produce --count "$COUNT" --warehouses 50 \
+  --products 2000 --departure-share 0.25 --duplicate-share 0.05 --seed 7 --expect "$WORK/expect.json"
+
+fresh_db ws_bench
+kafka_ingest ws_bench "$TOPIC"
+RESULT[kafka]="$RATE records/s"
+RESULT[memory]="$PEAK_MB MB"
+EMPTY_RATE=$RATE
+
+# The 100,000 stocked pairs, for the cache-miss run.
+"${PSQL[@]}" -c "SELECT warehouse_id || '/' || product_id FROM stock" ws_bench >"$WORK/pairs.txt"
+
+log "webhook ingest: unique single-event POSTs, 64 connections, 30 s"
+fresh_db ws_bench_webhook
+start_service ws_bench_webhook
+wrk -t2 -c64 -d30s --latency -s scripts/bench/webhook.lua "http://127.0.0.1:$PORT" | tee "$WORK/webhook.txt"
+stop_service
+requests=$(awk '/requests in/{print $1}' "$WORK/webhook.txt")
+non2xx=$(awk '/Non-2xx/{print $4}' "$WORK/webhook.txt"); non2xx=${non2xx:-0}
+applied=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log WHERE outcome = 'applied'" ws_bench_webhook)
+total=$("${PSQL[@]}" -c "SELECT coalesce(sum(quantity), 0) FROM stock" ws_bench_webhook)
+[ "$non2xx" = 0 ] || fail "$non2xx webhook requests failed"
+[ "$total" = "$applied" ] || fail "stock total $total differs from $applied applied arrivals"
+[ "$applied" -ge "$requests" ] || fail "$requests answered but only $applied applied"
+RESULT[webhook]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/webhook.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/webhook.txt")"
+
+log "GET stock, cache hit: one hot pair, wrk -t2 -c64 -d15s"
+start_service ws_bench
+hot=$(head -n1 "$WORK/pairs.txt")
+want=$("${PSQL[@]}" -c "SELECT quantity FROM stock WHERE warehouse_id || '/' || product_id = '$hot'" ws_bench)
+got=$(curl -s "http://127.0.0.1:$PORT/api/v1/warehouse/${hot/\//\/products\/}" | python3 -c "import json,sys; print(json.load(sys.stdin)['quantity'])")
+[ "$got" = "$want" ] || fail "GET answered $got, PostgreSQL has $want"
+wrk -t2 -c64 -d15s --latency "http://127.0.0.1:$PORT/api/v1/warehouse/${hot/\//\/products\/}" | tee "$WORK/hit.txt"
+RESULT[hit]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/hit.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/hit.txt")"
+
+log "GET stock, cache miss: random pairs out of $(wc -l <"$WORK/pairs.txt"), cache emptied first"
+redis-cli --scan --pattern 'warehouse-stock:ws_bench:*' | xargs -r -n 1000 redis-cli unlink >/dev/null
+BENCH_PAIRS="$WORK/pairs.txt" wrk -t2 -c64 -d15s --latency -s scripts/bench/random_stock.lua \
+  "http://127.0.0.1:$PORT" | tee "$WORK/miss.txt"
+stop_service
+RESULT[miss]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/miss.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/miss.txt")"
+
+if [ "$GROWTH" = 1 ]; then
+  log "growth: 10,000,000 events already stored, then the same Kafka ingest"
+  fresh_db ws_bench_growth
+  POSTGRES_DB=ws_bench_growth LOG_LEVEL=warn "$BIN" migrate
+  "${PSQL[@]}" ws_bench_growth <<'SQL'
+INSERT INTO event_log (message_id, source, movement_id, event, warehouse_id, product_id,
+                       quantity, occurred_at, outcome, received_at)
+SELECT 'seed-' || i, 'seed', md5('m' || i)::uuid, 'arrival', md5('w' || (i % 500))::uuid,
+       md5('p' || (i % 20000))::uuid, 1, now(), 'applied', now()
+FROM generate_series(1, 10000000) AS i;
+INSERT INTO movements (movement_id, product_id, destination_warehouse_id, arrival_time, arrival_quantity)
+SELECT movement_id, product_id, warehouse_id, occurred_at, quantity FROM event_log;
+INSERT INTO stock (warehouse_id, product_id, quantity)
+SELECT warehouse_id, product_id, count(*) FROM event_log GROUP BY 1, 2;
+VACUUM ANALYZE;
+SQL
+  kafka_ingest ws_bench_growth "$TOPIC"
+  RESULT[growth]="$RATE records/s = $(python3 -c "print(round(100 * $RATE / $EMPTY_RATE))")% of the empty-database rate"
+fi
+
+printf '\n| figure | result |\n|---|---|\n'
+printf '| Kafka ingest (%s records, 3 partitions) | %s |\n' "$COUNT" "${RESULT[kafka]}"
+printf '| webhook ingest (64 connections, 30 s) | %s |\n' "${RESULT[webhook]}"
+printf '| GET stock, cache hit | %s |\n' "${RESULT[hit]}"
+printf '| GET stock, cache miss | %s |\n' "${RESULT[miss]}"
+printf '| peak RSS during Kafka ingest | %s |\n' "${RESULT[memory]}"
+printf '| growth (10M events stored) | %s |\n' "${RESULT[growth]:-not run (--growth)}"
