@@ -10,6 +10,7 @@ use warehouse_stock::config::Settings;
 use warehouse_stock::domain::{LedgerState, MovementEvent, apply_batch};
 use warehouse_stock::ledger::Ledger;
 use warehouse_stock::produce::generator::{Generator, GeneratorConfig};
+use warehouse_stock::telemetry::Metrics;
 
 fn stream(count: usize, seed: u64) -> impl Iterator<Item = MovementEvent> {
     Generator::new(GeneratorConfig {
@@ -54,14 +55,18 @@ fn postgres(c: &mut Criterion) {
         let pool = warehouse_stock::startup::connect_database(&settings)
             .await
             .expect("PostgreSQL for the bench (run scripts/setup.sh)");
-        let cache = Cache::new(&CacheSettings {
-            url: settings.redis_url.clone(),
-            prefix: "warehouse-stock:bench:".into(),
-            ttl_seconds: 300,
-            op_timeout: std::time::Duration::from_millis(50),
-        })
+        let metrics = Metrics::new();
+        let cache = Cache::new(
+            &CacheSettings {
+                url: settings.redis_url.clone(),
+                prefix: "warehouse-stock:bench:".into(),
+                ttl_seconds: 300,
+                op_timeout: std::time::Duration::from_millis(50),
+            },
+            metrics.clone(),
+        )
         .unwrap();
-        Ledger::new(pool, cache)
+        Ledger::new(pool, cache, metrics)
     });
     // One long stream, so every iteration applies fresh events.
     let mut events = stream(usize::MAX, rand_seed());

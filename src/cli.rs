@@ -26,6 +26,9 @@ pub enum Command {
     Serve,
     /// Create the database if needed and apply pending migrations, then exit.
     Migrate,
+    /// Recompute every stock figure and movement from the audit log and
+    /// compare them with the tables; exits 1 with the differences if any.
+    Verify,
     /// Send movement events to the Kafka topic: JSON lines from a file or
     /// stdin, or a generated stream whose final stock is known.
     Produce(ProduceArgs),
@@ -94,6 +97,22 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             connect_database(&settings).await?;
             tracing::info!("migrations applied");
             Ok(())
+        }
+        Command::Verify => {
+            let pool = connect_database(&settings).await?;
+            let diff = crate::ledger::verify::verify(&pool, 1000).await?;
+            if diff.is_empty() {
+                println!("consistent: stock and movements match the audit log");
+                Ok(())
+            } else {
+                for line in &diff {
+                    println!("{line}");
+                }
+                anyhow::bail!(
+                    "{} differences between the tables and the audit log",
+                    diff.len()
+                )
+            }
         }
         Command::Produce(args) => {
             let source = match (args.file, args.count) {

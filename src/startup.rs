@@ -7,6 +7,7 @@ use crate::config::{AppMode, KafkaSettings, Settings};
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::{self, KafkaStatus};
 use crate::ledger::Ledger;
+use crate::telemetry::Metrics;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
@@ -28,13 +29,17 @@ impl Application {
     /// serving yet. Port 0 picks a free port (see [`Application::port`]).
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = connect_database(settings).await?;
-        let cache = Cache::new(&CacheSettings {
-            url: settings.redis_url.clone(),
-            prefix: settings.cache_prefix.clone(),
-            ttl_seconds: settings.cache_ttl_seconds,
-            op_timeout: settings.redis_timeout,
-        })?;
-        let ledger = Ledger::new(pool, cache);
+        let metrics = Metrics::new();
+        let cache = Cache::new(
+            &CacheSettings {
+                url: settings.redis_url.clone(),
+                prefix: settings.cache_prefix.clone(),
+                ttl_seconds: settings.cache_ttl_seconds,
+                op_timeout: settings.redis_timeout,
+            },
+            metrics.clone(),
+        )?;
+        let ledger = Ledger::new(pool, cache, metrics);
         let (commits, committer) = GroupCommit::spawn(ledger.clone(), settings.webhook_batch_max);
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
@@ -110,19 +115,10 @@ impl Application {
 /// migrations.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     create_database_if_missing(&settings.database).await?;
-    // sqlx prepares each statement once per connection. After a few runs
-    // PostgreSQL may switch a prepared statement to a generic plan costed
-    // while the tables were small (a sequential scan of the audit log),
-    // and keep it as they grow. The batch statements are few and large, so
-    // planning each execution costs little and keeps the index lookups.
-    let options = settings
-        .database
-        .clone()
-        .options([("plan_cache_mode", "force_custom_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_pool_size)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
+        .connect_with(settings.database.clone())
         .await
         .context("Failed to connect to PostgreSQL")?;
     migrate(&pool).await?;

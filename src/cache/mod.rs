@@ -16,6 +16,7 @@
 //! many, every entry of this service is dropped) before reads use Redis
 //! again, so nothing written during the outage can be served stale.
 
+use crate::telemetry::Metrics;
 use anyhow::Context;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
@@ -70,6 +71,7 @@ struct Inner {
     up: AtomicBool,
     pending: Mutex<Pending>,
     script: Script,
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -88,7 +90,7 @@ pub enum CacheResult {
 
 impl Cache {
     /// Creates the cache without connecting: Redis may be down at start.
-    pub fn new(settings: &CacheSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &CacheSettings, metrics: Metrics) -> anyhow::Result<Self> {
         let client = redis::Client::open(settings.url.as_str())
             .with_context(|| format!("Failed to parse the Redis URL {}", settings.url))?;
         let config = ConnectionManagerConfig::new()
@@ -111,6 +113,7 @@ impl Cache {
                 up: AtomicBool::new(true),
                 pending: Mutex::new(Pending::default()),
                 script: Script::new(FILL_IF_CURRENT),
+                metrics,
             }),
         })
     }
@@ -131,6 +134,25 @@ impl Cache {
     /// fills the cache with what it returned, unless a commit happened
     /// meanwhile. `None` (not found) is not cached.
     pub async fn read_through<T, F, Fut>(
+        &self,
+        key: &str,
+        load: F,
+    ) -> anyhow::Result<(Option<T>, CacheResult)>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = anyhow::Result<Option<T>>>,
+    {
+        let (value, result) = self.lookup(key, load).await?;
+        self.inner.metrics.cache(match result {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Bypassed => "error",
+        });
+        Ok((value, result))
+    }
+
+    async fn lookup<T, F, Fut>(
         &self,
         key: &str,
         load: F,

@@ -9,6 +9,7 @@
 
 use crate::domain::{MovementEvent, Outcome};
 use crate::ledger::Ledger;
+use crate::telemetry::Source;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -64,6 +65,9 @@ async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
         let (events, replies): (Vec<MovementEvent>, Vec<_>) = jobs.drain(..).unzip();
         match ledger.apply(&events).await {
             Ok(applied) => {
+                ledger
+                    .metrics()
+                    .outcomes(Source::Webhook, &applied.outcomes);
                 for (reply, outcome) in replies.into_iter().zip(applied.outcomes) {
                     // A caller that went away no longer needs its answer;
                     // its event is committed all the same.

@@ -7,12 +7,15 @@
 
 mod apply;
 pub mod reads;
+pub mod verify;
 
 pub use apply::Applied;
 
 use crate::cache::Cache;
 use crate::domain::MovementEvent;
+use crate::telemetry::Metrics;
 use sqlx::PgPool;
+use std::time::Instant;
 
 /// How often a batch is retried when PostgreSQL reports a deadlock or a
 /// serialization failure. The lock order makes both unexpected; the retry
@@ -23,11 +26,20 @@ const MAX_ATTEMPTS: u32 = 5;
 pub struct Ledger {
     pool: PgPool,
     cache: Cache,
+    metrics: Metrics,
 }
 
 impl Ledger {
-    pub fn new(pool: PgPool, cache: Cache) -> Self {
-        Ledger { pool, cache }
+    pub fn new(pool: PgPool, cache: Cache, metrics: Metrics) -> Self {
+        Ledger {
+            pool,
+            cache,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -42,6 +54,7 @@ impl Ledger {
     /// cache entries of the rows it touched. When this returns `Ok`, the effects are durable
     /// and visible to every lookup.
     pub async fn apply(&self, events: &[MovementEvent]) -> Result<Applied, sqlx::Error> {
+        let started = Instant::now();
         let mut attempt = 1;
         let applied = loop {
             let mut tx = self.pool.begin().await?;
@@ -57,6 +70,7 @@ impl Ledger {
                 Err(e) => return Err(e),
             }
         };
+        self.metrics.batch(events.len(), started.elapsed());
         self.cache.invalidate(self.cache_keys(&applied)).await;
         Ok(applied)
     }

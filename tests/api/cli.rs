@@ -57,3 +57,53 @@ async fn migrate_creates_the_database_and_its_tables() {
     pool.close().await;
     drop_database(&url).await;
 }
+
+#[tokio::test]
+async fn verify_passes_on_a_consistent_ledger_and_names_what_was_tampered_with() {
+    let app = crate::helpers::spawn_app().await;
+    let (w, p, m) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    crate::helpers::stock_up(&app, w, p, 10).await;
+    app.post(&crate::helpers::Ev::new(w, p, 4).movement(m).departure())
+        .await;
+    app.post(&crate::helpers::Ev::new(w, p, 400).departure())
+        .await; // rejected
+    let verify = || {
+        binary()
+            .arg("verify")
+            .env("DATABASE_URL", &app.database_url)
+            .env("LOG_LEVEL", "warn")
+            .output()
+            .unwrap()
+    };
+
+    let clean = verify();
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    sqlx::query("UPDATE stock SET quantity = quantity + 1")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE movements SET departure_quantity = 5")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let tampered = verify();
+
+    assert_eq!(tampered.status.code(), Some(1));
+    let report = String::from_utf8(tampered.stdout).unwrap();
+    assert!(
+        report.contains(&format!(
+            "stock {w}/{p}: audit log gives 6, stock table has 7"
+        )),
+        "{report}"
+    );
+    assert!(report.contains(&format!("movement {m}")), "{report}");
+}

@@ -16,6 +16,7 @@ use warehouse_stock::cache::{Cache, CacheSettings};
 use warehouse_stock::config::Settings;
 use warehouse_stock::ledger::Ledger;
 use warehouse_stock::startup::{Application, connect_database};
+use warehouse_stock::telemetry::Metrics;
 
 /// The PostgreSQL server tests create their databases on.
 pub fn server_url() -> String {
@@ -142,6 +143,21 @@ impl TestApp {
         body["quantity"].as_i64().expect("quantity")
     }
 
+    /// The value of one sample of `/metrics`: the line of `name` whose
+    /// labels include every `labels` pair (0 when there is none).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, name, labels)
+    }
+
     /// Waits until the service's cache has seen Redis (it starts down).
     pub async fn wait_for_cache(&self) {
         for _ in 0..100 {
@@ -158,15 +174,19 @@ impl TestApp {
 
     /// A ledger of the test's own on the same database and cache prefix.
     pub async fn ledger(&self, redis_url: &str) -> Ledger {
-        let cache = Cache::new(&CacheSettings {
-            url: redis_url.to_string(),
-            prefix: self.settings.cache_prefix.clone(),
-            ttl_seconds: 300,
-            op_timeout: Duration::from_millis(200),
-        })
+        let metrics = Metrics::new();
+        let cache = Cache::new(
+            &CacheSettings {
+                url: redis_url.to_string(),
+                prefix: self.settings.cache_prefix.clone(),
+                ttl_seconds: 300,
+                op_timeout: Duration::from_millis(200),
+            },
+            metrics.clone(),
+        )
         .unwrap();
         let pool = connect_database(&self.settings).await.unwrap();
-        Ledger::new(pool, cache)
+        Ledger::new(pool, cache, metrics)
     }
 
     /// Stops the service gracefully and waits for it.
@@ -316,4 +336,22 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Sums the samples of `name` whose labels include every `labels` pair.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            if metric != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }

@@ -9,7 +9,7 @@ use crate::broker::{
     ServiceProcess, applied_count, committed_total, eventually, generated, kafka_settings,
     produce_generated, produce_raw, read_dead_letters,
 };
-use crate::helpers::{Ev, spawn_app_from};
+use crate::helpers::{Ev, metric_value, spawn_app_from};
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use serde_json::json;
@@ -37,7 +37,12 @@ fn unique_events(config: &GeneratorConfig) -> i64 {
     (generator.produced() - generator.duplicates()) as i64
 }
 
+/// The expected stock, and the tables agree with the audit log.
 async fn assert_stock(pool: &PgPool, expected: &HashMap<(Uuid, Uuid), i64>) {
+    let diff = warehouse_stock::ledger::verify::verify(pool, 20)
+        .await
+        .unwrap();
+    assert!(diff.is_empty(), "verify found: {diff:#?}");
     for (&(w, p), &q) in expected {
         let quantity = reads::stock(pool, w, p).await.unwrap();
         assert_eq!(quantity, q, "stock of {w}/{p}");
@@ -89,6 +94,29 @@ async fn ten_thousand_records_with_five_percent_duplicates_end_in_the_exact_stoc
     assert_eq!(rejected, 0);
     let expected = expected_stock(&config);
     assert_stock(&app.pool, &expected).await;
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let kafka = |outcome| {
+        metric_value(
+            &text,
+            "events_total",
+            &[("source", "kafka"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        metric_value(&text, "kafka_messages_consumed_total", &[]),
+        10_000.0
+    );
+    assert_eq!(kafka("applied"), unique as f64);
+    assert_eq!(kafka("duplicate"), produced.duplicates as f64);
+    assert_eq!(kafka("rejected"), 0.0);
     // And over HTTP, through the cache.
     for (&(w, p), &q) in expected.iter().take(20) {
         assert_eq!(app.stock(w, p).await, q);
@@ -251,6 +279,12 @@ async fn undecodable_and_rejected_records_go_to_the_dead_letter_topic_and_the_pa
     // The rejected one is also in the audit log.
     let (_, rejections) = app.get("/api/v1/rejections").await;
     assert_eq!(rejections["items"][0]["reason"], "insufficient_stock");
+    assert_eq!(app.metric("kafka_dlq_messages_total", &[]).await, 3.0);
+    assert_eq!(
+        app.metric("kafka_dlq_messages_total", &[("code", "malformed_json")])
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod kafka;
 mod ledger;
+mod metrics;
 mod movements;
 mod property;
 mod stock;

@@ -22,6 +22,7 @@ use super::{KafkaStatus, topics};
 use crate::config::KafkaSettings;
 use crate::domain::Outcome;
 use crate::ledger::Ledger;
+use crate::telemetry::Source;
 use anyhow::Context;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -29,6 +30,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -46,7 +48,7 @@ pub async fn run(
 ) {
     let mut backoff = Backoff::default();
     loop {
-        match Pipeline::start(&settings, &status).await {
+        match Pipeline::start(&settings, &status, &ledger).await {
             Ok(pipeline) => {
                 tracing::info!(topic = %settings.topic, group = %settings.group_id, "consuming");
                 pipeline.consume(&ledger, &mut stop).await;
@@ -68,10 +70,18 @@ struct Pipeline {
     consumer: Arc<StreamConsumer>,
     producer: FutureProducer,
     health: tokio::task::JoinHandle<()>,
+    progress: Progress,
 }
 
+/// Per partition, the offset after the last record whose offset is stored.
+type Progress = Arc<Mutex<HashMap<i32, i64>>>;
+
 impl Pipeline {
-    async fn start(settings: &KafkaSettings, status: &KafkaStatus) -> anyhow::Result<Self> {
+    async fn start(
+        settings: &KafkaSettings,
+        status: &KafkaStatus,
+        ledger: &Ledger,
+    ) -> anyhow::Result<Self> {
         topics::ensure_topics(
             &settings.bootstrap_servers,
             &[&settings.topic, &settings.dlq_topic],
@@ -114,16 +124,20 @@ impl Pipeline {
             .context("Failed to create the dead-letter producer")?;
         let consumer = Arc::new(consumer);
         status.set_ok(true);
+        let progress = Progress::default();
         let health = tokio::spawn(watch_health(
             consumer.clone(),
             settings.topic.clone(),
             status.clone(),
+            progress.clone(),
+            ledger.clone(),
         ));
         Ok(Pipeline {
             settings: settings.clone(),
             consumer,
             producer,
             health,
+            progress,
         })
     }
 
@@ -133,6 +147,7 @@ impl Pipeline {
             consumer: self.consumer,
             producer: self.producer,
             ledger: ledger.clone(),
+            progress: self.progress,
         });
         let mut workers: HashMap<i32, (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
             HashMap::new();
@@ -142,7 +157,10 @@ impl Pipeline {
                 record = shared.consumer.recv() => record,
             };
             let record = match record {
-                Ok(record) => record.detach(),
+                Ok(record) => {
+                    ledger.metrics().kafka_consumed();
+                    record.detach()
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "Kafka receive failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -181,6 +199,7 @@ struct Shared {
     consumer: Arc<StreamConsumer>,
     producer: FutureProducer,
     ledger: Ledger,
+    progress: Progress,
 }
 
 /// Applies one partition's records in batches, in order, until its queue
@@ -241,6 +260,10 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
                 }
             }
         };
+        shared
+            .ledger
+            .metrics()
+            .outcomes(Source::Kafka, &applied.outcomes);
         for (k, outcome) in applied.outcomes.iter().enumerate() {
             if let Outcome::Rejected { reason, .. } = outcome {
                 letters.push((origin[k], reason.as_str(), reason.describe().to_string()));
@@ -266,33 +289,67 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
                 return false;
             }
         }
+        for (_, code, _) in &letters {
+            shared.ledger.metrics().dead_letter(code);
+        }
     }
 
     // One partition per batch: the last record's offset covers it.
-    if let Some(last) = batch.last()
-        && let Err(e) = shared
+    if let Some(last) = batch.last() {
+        match shared
             .consumer
             .store_offset(last.topic(), last.partition(), last.offset())
-    {
-        // Refused for a partition revoked meanwhile: its new owner will
-        // redeliver these records, and they will be duplicates.
-        tracing::info!(error = %e, partition = last.partition(), "offset not stored (partition revoked)");
+        {
+            Ok(()) => {
+                let mut progress = shared.progress.lock().expect("progress lock");
+                progress.insert(last.partition(), last.offset() + 1);
+            }
+            // Refused for a partition revoked meanwhile: its new owner will
+            // redeliver these records, and they will be duplicates.
+            Err(e) => {
+                tracing::info!(error = %e, partition = last.partition(), "offset not stored (partition revoked)")
+            }
+        }
     }
     true
 }
 
-/// Keeps the `kafka` readiness component current.
-async fn watch_health(consumer: Arc<StreamConsumer>, topic: String, status: KafkaStatus) {
+/// Keeps the `kafka` readiness component and the lag gauges current.
+async fn watch_health(
+    consumer: Arc<StreamConsumer>,
+    topic: String,
+    status: KafkaStatus,
+    progress: Progress,
+    ledger: Ledger,
+) {
     loop {
         let c = consumer.clone();
         let t = topic.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            c.fetch_metadata(Some(&t), Duration::from_millis(1500))
-                .is_ok()
+        let done: Vec<(i32, i64)> = progress
+            .lock()
+            .expect("progress lock")
+            .iter()
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        let (ok, lags) = tokio::task::spawn_blocking(move || {
+            let ok = c
+                .fetch_metadata(Some(&t), Duration::from_millis(1500))
+                .is_ok();
+            let lags: Vec<(i32, i64)> = done
+                .into_iter()
+                .filter_map(|(p, next)| {
+                    let (_, high) = c.fetch_watermarks(&t, p, Duration::from_millis(500)).ok()?;
+                    Some((p, high - next))
+                })
+                .collect();
+            (ok, lags)
         })
         .await
-        .unwrap_or(false);
+        .unwrap_or((false, Vec::new()));
         status.set_ok(ok);
+        for (partition, lag) in lags {
+            ledger.metrics().kafka_lag(partition, lag);
+        }
         tokio::time::sleep(HEALTH_INTERVAL).await;
     }
 }

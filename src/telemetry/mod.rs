@@ -1,4 +1,9 @@
-//! Logging through `tracing`, as text for people or JSON for collectors.
+//! Logs through `tracing` (text for people or JSON for collectors) and
+//! Prometheus metrics.
+
+pub mod metrics;
+
+pub use metrics::{Metrics, Source};
 
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,212 @@
+//! Prometheus metrics. Each application owns its registry (no global
+//! state), so instances in one process, tests included, count separately.
+
+use crate::domain::Outcome;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where events came from, for `events_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    Kafka,
+    Webhook,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Kafka => "kafka",
+            Source::Webhook => "webhook",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    events: IntCounterVec,
+    kafka_consumed: IntCounter,
+    kafka_lag: IntGaugeVec,
+    kafka_dlq: IntCounterVec,
+    batch_size: Histogram,
+    batch_duration: Histogram,
+    cache_requests: IntCounterVec,
+    db_pool: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests answered"),
+            &["method", "route", "status"],
+        )
+        .expect("metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            ),
+            &["route"],
+        )
+        .expect("metric");
+        let events = IntCounterVec::new(
+            Opts::new("events_total", "Movement events by source and outcome"),
+            &["source", "outcome", "reason"],
+        )
+        .expect("metric");
+        let kafka_consumed =
+            IntCounter::new("kafka_messages_consumed_total", "Kafka records received")
+                .expect("metric");
+        let kafka_lag = IntGaugeVec::new(
+            Opts::new(
+                "kafka_consumer_lag",
+                "Records behind the partition's high watermark",
+            ),
+            &["partition"],
+        )
+        .expect("metric");
+        let kafka_dlq = IntCounterVec::new(
+            Opts::new(
+                "kafka_dlq_messages_total",
+                "Records sent to the dead-letter topic",
+            ),
+            &["code"],
+        )
+        .expect("metric");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("ledger_batch_size", "Events per ledger transaction").buckets(vec![
+                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+            ]),
+        )
+        .expect("metric");
+        let batch_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "ledger_batch_duration_seconds",
+                "Time to apply and commit a ledger transaction",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        )
+        .expect("metric");
+        let cache_requests = IntCounterVec::new(
+            Opts::new("cache_requests_total", "Cache lookups by result"),
+            &["result"],
+        )
+        .expect("metric");
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "PostgreSQL pool connections"),
+            &["state"],
+        )
+        .expect("metric");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(events.clone()),
+            Box::new(kafka_consumed.clone()),
+            Box::new(kafka_lag.clone()),
+            Box::new(kafka_dlq.clone()),
+            Box::new(batch_size.clone()),
+            Box::new(batch_duration.clone()),
+            Box::new(cache_requests.clone()),
+            Box::new(db_pool.clone()),
+        ] {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Metrics(Arc::new(Inner {
+            registry,
+            http_requests,
+            http_duration,
+            events,
+            kafka_consumed,
+            kafka_lag,
+            kafka_dlq,
+            batch_size,
+            batch_duration,
+            cache_requests,
+            db_pool,
+        }))
+    }
+
+    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.0
+            .http_requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.0
+            .http_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn outcomes(&self, source: Source, outcomes: &[Outcome]) {
+        for outcome in outcomes {
+            let reason = match outcome {
+                Outcome::Rejected { reason, .. } => reason.as_str(),
+                _ => "",
+            };
+            self.0
+                .events
+                .with_label_values(&[source.as_str(), outcome.label(), reason])
+                .inc();
+        }
+    }
+
+    pub fn batch(&self, size: usize, elapsed: Duration) {
+        self.0.batch_size.observe(size as f64);
+        self.0.batch_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn kafka_consumed(&self) {
+        self.0.kafka_consumed.inc();
+    }
+
+    pub fn kafka_lag(&self, partition: i32, lag: i64) {
+        self.0
+            .kafka_lag
+            .with_label_values(&[&partition.to_string()])
+            .set(lag.max(0));
+    }
+
+    pub fn dead_letter(&self, code: &str) {
+        self.0.kafka_dlq.with_label_values(&[code]).inc();
+    }
+
+    pub fn cache(&self, result: &str) {
+        self.0.cache_requests.with_label_values(&[result]).inc();
+    }
+
+    pub fn db_pool(&self, size: u32, idle: usize, max: u32) {
+        let g = &self.0.db_pool;
+        g.with_label_values(&["open"]).set(i64::from(size));
+        g.with_label_values(&["idle"]).set(idle as i64);
+        g.with_label_values(&["max"]).set(i64::from(max));
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.0.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("UTF-8 exposition")
+    }
+}
