@@ -58,7 +58,7 @@ kafka_ingest() { # db, topic
     rss=$(awk '/VmHWM/{print $2}' "/proc/$SERVICE/status")
     [ "$rss" -gt "$peak" ] && peak=$rss
     stored=$("${PSQL[@]}" -c "SELECT coalesce(max(seq), 0) FROM event_log" "$db")
-    printf '\r[bench] kafka ingest: %s / %s events stored' "$((stored - base))" "$expected" >&2
+    [ $((SECONDS % 5)) = 0 ] && printf '[bench] kafka ingest: %s / %s events stored\n' "$((stored - base))" "$expected" >&2
     [ "$((stored - base))" -ge "$expected" ] && break
     kill -0 "$SERVICE" || fail "the service died (see $WORK/service.log)"
     sleep 0.2

@@ -32,6 +32,8 @@ install_packages() {
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  # Validates docker-compose.yml; no Docker engine is needed for that.
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq

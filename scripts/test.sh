@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
+docker-compose -f docker-compose.yml config -q
 # Test databases are disposable; drop the ones earlier runs left behind.
 psql -h 127.0.0.1 -U postgres -w -tAc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'ws_test_%'" postgres |
