@@ -186,14 +186,7 @@ impl ServiceProcess {
             .local_addr()
             .unwrap()
             .port();
-        let db = &settings.database;
-        let database_url = format!(
-            "postgres://{}@{}:{}/{}",
-            db.get_username(),
-            db.get_host(),
-            db.get_port(),
-            db.get_database().unwrap()
-        );
+        let database_url = crate::helpers::database_url(settings);
         let k = &settings.kafka;
         let child = Command::new(env!("CARGO_BIN_EXE_warehouse-stock"))
             .arg("serve")

@@ -26,13 +26,7 @@ fn a_bad_setting_exits_with_code_2_and_one_line_naming_the_variable() {
 #[tokio::test]
 async fn migrate_creates_the_database_and_its_tables() {
     let settings = test_settings(&[]);
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        settings.database.get_username(),
-        settings.database.get_host(),
-        settings.database.get_port(),
-        settings.database.get_database().unwrap()
-    );
+    let url = crate::helpers::database_url(&settings);
 
     let output = binary()
         .arg("migrate")

@@ -89,13 +89,7 @@ pub async fn spawn_app_from(settings: Settings) -> TestApp {
     let pool = PgPool::connect_with(settings.database.clone())
         .await
         .expect("Failed to connect to the test database");
-    let database_url = format!(
-        "postgres://{}@{}:{}/{}",
-        settings.database.get_username(),
-        settings.database.get_host(),
-        settings.database.get_port(),
-        settings.database.get_database().unwrap()
-    );
+    let database_url = database_url(&settings);
     TestApp {
         address,
         client: reqwest::Client::new(),
@@ -146,16 +140,19 @@ impl TestApp {
     /// The value of one sample of `/metrics`: the line of `name` whose
     /// labels include every `labels` pair (0 when there is none).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let text = self
-            .client
+        metric_value(&self.metrics_text().await, name, labels)
+    }
+
+    /// The whole `/metrics` page.
+    pub async fn metrics_text(&self) -> String {
+        self.client
             .get(format!("{}/metrics", self.address))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        metric_value(&text, name, labels)
+            .unwrap()
     }
 
     /// Waits until the service's cache has seen Redis (it starts down).
@@ -198,6 +195,18 @@ impl TestApp {
             server.await.unwrap().unwrap();
         }
     }
+}
+
+/// A URL of the settings' database (tests connect without a password).
+pub fn database_url(settings: &Settings) -> String {
+    let db = &settings.database;
+    format!(
+        "postgres://{}@{}:{}/{}",
+        db.get_username(),
+        db.get_host(),
+        db.get_port(),
+        db.get_database().unwrap()
+    )
 }
 
 /// Drops a test database even while connections are open.

@@ -94,15 +94,7 @@ async fn ten_thousand_records_with_five_percent_duplicates_end_in_the_exact_stoc
     assert_eq!(rejected, 0);
     let expected = expected_stock(&config);
     assert_stock(&app.pool, &expected).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     let kafka = |outcome| {
         metric_value(
             &text,
