@@ -10,12 +10,14 @@ source "$here/lib.sh"
 
 TANSU_VERSION=0.6.0
 port="${BROKER_PORT:-9092}"
-root="$CACHE_DIR/tansu-$TANSU_VERSION"
+# The postgres feature lets the fault suite run a broker that survives a
+# restart (its in-memory engine forgets everything).
+root="$CACHE_DIR/tansu-$TANSU_VERSION-pg"
 tansu="$root/bin/tansu"
 
 if [ ! -x "$tansu" ]; then
   log "building tansu $TANSU_VERSION (about 10 minutes, once per machine)"
-  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore \
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres \
     --root "$root" --quiet
 fi
 

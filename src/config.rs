@@ -49,7 +49,49 @@ pub struct Settings {
     pub webhook_batch_max: usize,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub http: HttpSettings,
     pub kafka: KafkaSettings,
+}
+
+/// What protects the HTTP server from callers and from itself.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// When set, the webhook requires `Authorization: Bearer <token>`.
+    pub webhook_token: Option<WebhookToken>,
+    /// The longest a request may take before it is answered 503 `timeout`.
+    pub request_timeout: Duration,
+    /// Requests served at once by the API routes; more get 503 `overloaded`.
+    pub max_concurrent_requests: usize,
+}
+
+/// The shared secret of the webhook. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookToken(String);
+
+impl WebhookToken {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let token = raw.trim();
+        if token.len() < 16 {
+            return Err("must be at least 16 characters".into());
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("must be printable ASCII without spaces".into());
+        }
+        Ok(WebhookToken(token.to_string()))
+    }
+
+    /// Compares in constant time, so response timing reveals nothing about
+    /// how much of a guess was right.
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for WebhookToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WebhookToken(***)")
+    }
 }
 
 /// Where and how the consumer reads (and the producer tool writes).
@@ -173,6 +215,24 @@ impl Settings {
             }
         };
 
+        let http = HttpSettings {
+            webhook_token: get("WEBHOOK_TOKEN")
+                .map(|raw| WebhookToken::parse(&raw).map_err(|e| error("WEBHOOK_TOKEN", e)))
+                .transpose()?,
+            request_timeout: Duration::from_millis(parse_or(
+                &get,
+                "REQUEST_TIMEOUT_MS",
+                10_000u64,
+            )?),
+            max_concurrent_requests: parse_or(&get, "MAX_CONCURRENT_REQUESTS", 1024usize)?,
+        };
+        if http.request_timeout.is_zero() {
+            return Err(error("REQUEST_TIMEOUT_MS", "must be at least 1"));
+        }
+        if http.max_concurrent_requests == 0 {
+            return Err(error("MAX_CONCURRENT_REQUESTS", "must be at least 1"));
+        }
+
         let kafka = KafkaSettings {
             bootstrap_servers: get("KAFKA_BOOTSTRAP_SERVERS")
                 .unwrap_or_else(|| "127.0.0.1:9092".into()),
@@ -211,6 +271,7 @@ impl Settings {
             webhook_batch_max,
             log_level,
             log_format,
+            http,
             kafka,
         })
     }
@@ -220,7 +281,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} kafka={} topic={} dlq={} group={} batch={}/{}ms",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={} kafka={} topic={} dlq={} group={} batch={}/{}ms",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -233,6 +294,13 @@ impl Settings {
             self.cache_ttl_seconds,
             self.cache_prefix,
             self.log_level,
+            if self.http.webhook_token.is_some() {
+                "***"
+            } else {
+                "none"
+            },
+            self.http.request_timeout.as_millis(),
+            self.http.max_concurrent_requests,
             self.kafka.bootstrap_servers,
             self.kafka.topic,
             self.kafka.dlq_topic,
@@ -379,5 +447,35 @@ mod tests {
         assert!(!line.contains("pg-secret"), "{line}");
         assert!(!line.contains("redis-secret"), "{line}");
         assert!(line.contains("redis://user:***@h:6379/0"), "{line}");
+    }
+
+    #[test]
+    fn the_webhook_token_is_masked_in_the_description_and_in_debug_output() {
+        let s = settings(&[("WEBHOOK_TOKEN", "a-long-enough-secret")]).unwrap();
+        assert!(s.describe().contains("webhook_token=***"));
+        assert!(!s.describe().contains("a-long-enough-secret"));
+        assert!(!format!("{s:?}").contains("a-long-enough-secret"));
+    }
+
+    #[test]
+    fn the_webhook_token_matches_only_itself() {
+        let token = WebhookToken::parse("a-long-enough-secret").unwrap();
+        assert!(token.matches("a-long-enough-secret"));
+        assert!(!token.matches("a-long-enough-secreT"));
+        assert!(!token.matches("a-long-enough-secret2"));
+        assert!(!token.matches(""));
+    }
+
+    #[test]
+    fn a_short_or_spaced_webhook_token_is_refused() {
+        assert_eq!(
+            settings(&[("WEBHOOK_TOKEN", "short")])
+                .unwrap_err()
+                .variable,
+            "WEBHOOK_TOKEN"
+        );
+        assert!(settings(&[("WEBHOOK_TOKEN", "has a space inside it")]).is_err());
+        assert!(settings(&[("REQUEST_TIMEOUT_MS", "0")]).is_err());
+        assert!(settings(&[("MAX_CONCURRENT_REQUESTS", "0")]).is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::api::{self, AppState};
 use crate::cache::{Cache, CacheSettings};
-use crate::config::{AppMode, KafkaSettings, Settings};
+use crate::config::{AppMode, HttpSettings, KafkaSettings, Settings};
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::{self, KafkaStatus};
 use crate::ledger::Ledger;
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    http: HttpSettings,
     committer: tokio::task::JoinHandle<()>,
     /// Set in kafka mode: what the consumer reads.
     kafka: Option<KafkaSettings>,
@@ -55,6 +56,7 @@ impl Application {
                 commits,
                 kafka: kafka_status,
             },
+            http: settings.http.clone(),
             committer,
             kafka,
         })
@@ -88,7 +90,7 @@ impl Application {
         });
         tracing::info!(address = %self.listener.local_addr()?, "serving HTTP");
 
-        let app = api::router(self.state);
+        let app = api::router(self.state, &self.http);
         let mut http_stop = stop_rx.clone();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {

@@ -8,7 +8,23 @@ use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for programs: `malformed_json`, `invalid_event`,
+    /// `invalid_uuid`, `not_found`, `unauthorized`, `unavailable`, …
+    #[schema(example = "invalid_uuid")]
+    pub code: &'static str,
+    /// What went wrong, for people.
+    #[schema(example = "warehouse_id must be a UUID, got \"abc\"")]
+    pub detail: String,
+    /// Every broken field, for `invalid_event` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -26,9 +42,17 @@ pub enum AppError {
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
     Unavailable(String),
+    #[error("the server is handling as many requests as it allows; retry shortly")]
+    Overloaded,
+    #[error("the request took longer than the limit of {0:?}")]
+    Timeout(std::time::Duration),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -52,8 +76,12 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            AppError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -62,18 +90,44 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let body = match &self {
-            AppError::InvalidEvent { detail, errors } => {
-                json!({"code": code, "detail": detail, "errors": errors})
-            }
+        let body = match self {
+            AppError::InvalidEvent { detail, errors } => ErrorBody {
+                code,
+                detail,
+                errors: Some(errors),
+            },
             AppError::Internal(e) => {
                 // The cause goes to the log, not to the caller.
                 tracing::error!(error = ?e, "request failed");
-                json!({"code": code, "detail": "internal error"})
+                ErrorBody {
+                    code,
+                    detail: "internal error".into(),
+                    errors: None,
+                }
             }
-            other => json!({"code": code, "detail": other.to_string()}),
+            other => ErrorBody {
+                code,
+                detail: other.to_string(),
+                errors: None,
+            },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        match code {
+            "unauthorized" => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            "overloaded" | "unavailable" => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -5,35 +5,101 @@ use super::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::time::Duration;
+use utoipa::ToSchema;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn live() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok`, or `unavailable` while PostgreSQL does not answer.
+    #[schema(example = "ok")]
+    status: &'static str,
+    components: Components,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Components {
+    /// `ok` or `down`.
+    db: &'static str,
+    /// `ok` or `down`; lookups fall back to PostgreSQL while it is down.
+    redis: &'static str,
+    /// `disabled` (webhook_only mode), `ok` or `down`.
+    kafka: &'static str,
+}
+
+/// The process is up and serving HTTP.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    responses((status = 200, description = "Always, while the process serves", body = Liveness))
+)]
+pub async fn live() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
+}
+
+/// The previous service's liveness path, kept for its probes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/liveness",
+    tag = "operations",
+    responses((status = 200, description = "Always, while the process serves", body = Liveness))
+)]
+pub async fn live_legacy() -> Json<Liveness> {
+    live().await
+}
+
+/// Whether the service can take traffic, with the state of each component.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "PostgreSQL answers", body = Readiness),
+        (status = 503, description = "PostgreSQL does not answer", body = Readiness),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let db = tokio::time::timeout(
         CHECK_TIMEOUT,
         sqlx::query("SELECT 1").execute(state.ledger.pool()),
     );
     let (db, redis) = tokio::join!(db, state.ledger.cache().ping());
     let db_ok = matches!(db, Ok(Ok(_)));
-    let kafka = state.kafka.as_str();
     let status = if db_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if db_ok { "ok" } else { "unavailable" },
-        "components": {
-            "db": if db_ok { "ok" } else { "down" },
-            "redis": if redis { "ok" } else { "down" },
-            "kafka": kafka,
-        }
-    });
+    let body = Readiness {
+        status: if db_ok { "ok" } else { "unavailable" },
+        components: Components {
+            db: if db_ok { "ok" } else { "down" },
+            redis: if redis { "ok" } else { "down" },
+            kafka: state.kafka.as_str(),
+        },
+    };
     (status, Json(body))
+}
+
+/// The previous service's readiness path, kept for its probes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/readiness",
+    tag = "operations",
+    responses(
+        (status = 200, description = "PostgreSQL answers", body = Readiness),
+        (status = 503, description = "PostgreSQL does not answer", body = Readiness),
+    )
+)]
+pub async fn ready_legacy(state: State<AppState>) -> (StatusCode, Json<Readiness>) {
+    ready(state).await
 }

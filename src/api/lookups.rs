@@ -2,7 +2,7 @@
 //! rejected events. Stock and movements read through the cache.
 
 use super::AppState;
-use super::error::AppError;
+use super::error::{AppError, ErrorBody};
 use crate::domain::MovementView;
 use crate::ledger::reads::{self, Rejection, StockItem};
 use axum::Json;
@@ -10,18 +10,37 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 
-#[derive(Serialize)]
+/// The stock of one product at one warehouse.
+#[derive(Serialize, ToSchema)]
 pub struct StockView {
     warehouse_id: Uuid,
     product_id: Uuid,
+    /// 0 for a pair the ledger has never seen.
     quantity: i64,
 }
 
+/// The stock of a product at a warehouse.
+#[utoipa::path(
+    get,
+    path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}",
+    tag = "stock",
+    params(
+        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
+        ("product_id" = Uuid, Path, description = "The product"),
+    ),
+    responses(
+        (status = 200, description = "Current stock; read through the cache", body = StockView),
+        (status = 400, description = "`invalid_uuid`: an id is not a UUID", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn stock(
     State(state): State<AppState>,
     Path((warehouse_id, product_id)): Path<(String, String)>,
@@ -43,6 +62,45 @@ pub async fn stock(
     }))
 }
 
+/// The same answer under the previous service's singular path, kept so that
+/// its clients switch without changes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/warehouse/{warehouse_id}/products/{product_id}",
+    tag = "stock",
+    params(
+        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
+        ("product_id" = Uuid, Path, description = "The product"),
+    ),
+    responses(
+        (status = 200, description = "Current stock; read through the cache", body = StockView),
+        (status = 400, description = "`invalid_uuid`: an id is not a UUID", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn stock_singular(
+    state: State<AppState>,
+    ids: Path<(String, String)>,
+) -> Result<Json<StockView>, AppError> {
+    stock(state, ids).await
+}
+
+/// A movement by its `movement_id`: where from, where to, when, how long it
+/// took and how much went missing.
+#[utoipa::path(
+    get,
+    path = "/api/v1/movements/{movement_id}",
+    tag = "movements",
+    params(("movement_id" = Uuid, Path, description = "The movement_id of the events")),
+    responses(
+        (status = 200, description = "The movement; read through the cache", body = MovementView),
+        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no applied event has this movement_id", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn movement(
     State(state): State<AppState>,
     Path(movement_id): Path<String>,
@@ -51,7 +109,8 @@ pub async fn movement(
     find_movement(&state, movement_id).await.map(Json)
 }
 
-#[derive(Serialize)]
+/// How long a completed movement took.
+#[derive(Serialize, ToSchema)]
 pub struct DurationView {
     movement_id: Uuid,
     duration_seconds: f64,
@@ -59,6 +118,20 @@ pub struct DurationView {
     arrival_time: DateTime<Utc>,
 }
 
+/// How long a movement took, from departure to arrival.
+#[utoipa::path(
+    get,
+    path = "/api/v1/movements/{movement_id}/duration",
+    tag = "movements",
+    params(("movement_id" = Uuid, Path, description = "The movement_id of the events")),
+    responses(
+        (status = 200, description = "Both halves are applied", body = DurationView),
+        (status = 400, description = "`invalid_uuid`, or `movement_incomplete` while a half is missing", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn movement_duration(
     State(state): State<AppState>,
     Path(movement_id): Path<String>,
@@ -101,23 +174,50 @@ async fn find_movement(state: &AppState, movement_id: Uuid) -> Result<MovementVi
 }
 
 /// `?limit=&after=`, parsed by hand so that bad values get our error shape.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// Page size, 1 to 1000; 100 when absent.
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
+    /// The `next_after` of the previous page.
     after: Option<String>,
 }
 
-#[derive(Serialize)]
-pub struct Page<T, A> {
-    items: Vec<T>,
-    next_after: Option<A>,
+/// Products in stock at a warehouse, by product_id.
+#[derive(Serialize, ToSchema)]
+pub struct StockPage {
+    items: Vec<StockItem>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<Uuid>,
 }
 
+/// Rejected events, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct RejectionPage {
+    items: Vec<Rejection>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
+}
+
+/// The products in stock (quantity > 0) at a warehouse, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/warehouses/{warehouse_id}/products",
+    tag = "stock",
+    params(("warehouse_id" = Uuid, Path, description = "The warehouse"), PageParams),
+    responses(
+        (status = 200, description = "One page, read from PostgreSQL", body = StockPage),
+        (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn warehouse_stock(
     State(state): State<AppState>,
     Path(warehouse_id): Path<String>,
     params: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<Page<StockItem, Uuid>>, AppError> {
+) -> Result<Json<StockPage>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let Query(params) =
         params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
@@ -130,13 +230,26 @@ pub async fn warehouse_stock(
         .transpose()?;
     let items = reads::warehouse_stock(state.ledger.pool(), warehouse_id, after, limit).await?;
     let next_after = next_cursor(&items, limit, |i| i.product_id);
-    Ok(Json(Page { items, next_after }))
+    Ok(Json(StockPage { items, next_after }))
 }
 
+/// Rejected events from the audit log, with their reasons, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/rejections",
+    tag = "audit",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page, read from PostgreSQL", body = RejectionPage),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn rejections(
     State(state): State<AppState>,
     params: Result<Query<PageParams>, QueryRejection>,
-) -> Result<Json<Page<Rejection, i64>>, AppError> {
+) -> Result<Json<RejectionPage>, AppError> {
     let Query(params) =
         params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = parse_limit(params.limit.as_deref())?;
@@ -151,7 +264,7 @@ pub async fn rejections(
     };
     let items = reads::rejections(state.ledger.pool(), after, limit).await?;
     let next_after = next_cursor(&items, limit, |r| r.seq);
-    Ok(Json(Page { items, next_after }))
+    Ok(Json(RejectionPage { items, next_after }))
 }
 
 /// A full page may have a successor; a short one is the last.

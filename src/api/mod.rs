@@ -1,22 +1,30 @@
-//! The HTTP API: routes, shared state and the middleware around them.
+//! The HTTP API: the route table, shared state and the middleware around
+//! the routes.
 
+mod docs;
 mod error;
+mod guard;
 mod health;
 mod lookups;
+mod ops;
 mod webhook;
 
+pub use docs::{ApiDoc, DOCS_PATH, SPEC_PATH};
 pub use error::AppError;
 
+use crate::config::HttpSettings;
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::KafkaStatus;
 use crate::ledger::Ledger;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use std::time::Instant;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{Method, Response};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{MethodRouter, get, post};
+use guard::Guard;
+use std::time::Duration;
 use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 /// The largest webhook body accepted: an event is a few hundred bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -28,96 +36,175 @@ pub struct AppState {
     pub kafka: KafkaStatus,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/kafka/webhook", post(webhook::receive))
-        .route("/api/v1/movements/{movement_id}", get(lookups::movement))
-        .route(
-            "/api/v1/movements/{movement_id}/duration",
-            get(lookups::movement_duration),
-        )
-        // The seed's singular path, kept for its clients, and the plural one
-        // that matches the list endpoint.
-        .route(
-            "/api/v1/warehouse/{warehouse_id}/products/{product_id}",
-            get(lookups::stock),
-        )
-        .route(
+/// Who may call a route, and under which limits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Health, metrics and the API description: never refused, so probes
+    /// and scrapes keep working under load.
+    Operations,
+    /// Lookups: bounded concurrency.
+    Read,
+    /// The webhook: bounded concurrency and, when configured, the token.
+    Write,
+}
+
+struct Route {
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<AppState>,
+    access: Access,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        handler,
+        access,
+    }
+}
+
+/// Every route the server answers besides the Swagger UI. This one table
+/// builds the router, and the API description is checked against it.
+fn table() -> Vec<Route> {
+    use Access::*;
+    vec![
+        route(
+            Method::POST,
+            "/api/v1/kafka/webhook",
+            Write,
+            post(webhook::receive),
+        ),
+        route(
+            Method::GET,
             "/api/v1/warehouses/{warehouse_id}/products/{product_id}",
+            Read,
             get(lookups::stock),
-        )
-        .route(
+        ),
+        // The previous service's singular path, kept for its clients.
+        route(
+            Method::GET,
+            "/api/v1/warehouse/{warehouse_id}/products/{product_id}",
+            Read,
+            get(lookups::stock_singular),
+        ),
+        route(
+            Method::GET,
             "/api/v1/warehouses/{warehouse_id}/products",
+            Read,
             get(lookups::warehouse_stock),
-        )
-        .route("/api/v1/rejections", get(lookups::rejections))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/api/v1/admin/liveness", get(health::live))
-        .route("/api/v1/admin/readiness", get(health::ready))
-        .route("/metrics", get(metrics))
+        ),
+        route(
+            Method::GET,
+            "/api/v1/movements/{movement_id}",
+            Read,
+            get(lookups::movement),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/movements/{movement_id}/duration",
+            Read,
+            get(lookups::movement_duration),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/rejections",
+            Read,
+            get(lookups::rejections),
+        ),
+        route(Method::GET, "/health/live", Operations, get(health::live)),
+        route(Method::GET, "/health/ready", Operations, get(health::ready)),
+        route(
+            Method::GET,
+            "/api/v1/admin/liveness",
+            Operations,
+            get(health::live_legacy),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/admin/readiness",
+            Operations,
+            get(health::ready_legacy),
+        ),
+        route(Method::GET, "/metrics", Operations, get(ops::metrics)),
+        route(Method::GET, SPEC_PATH, Operations, get(docs::openapi_json)),
+    ]
+}
+
+/// `(method, path)` of every route the server answers, the Swagger UI page
+/// included, as written in the route table.
+pub fn served_routes() -> Vec<(Method, &'static str)> {
+    let mut routes: Vec<_> = table().into_iter().map(|r| (r.method, r.path)).collect();
+    routes.push((Method::GET, DOCS_PATH));
+    routes
+}
+
+pub fn router(state: AppState, http: &HttpSettings) -> Router {
+    let guard = Guard::new(http);
+    let mut router = Router::new();
+    for Route {
+        path,
+        handler,
+        access,
+        ..
+    } in table()
+    {
+        let handler = match access {
+            Access::Operations => handler,
+            Access::Read => {
+                handler.layer(from_fn_with_state(guard.clone(), guard::limit_concurrency))
+            }
+            Access::Write => handler
+                .layer(from_fn_with_state(guard.clone(), guard::require_token))
+                .layer(from_fn_with_state(guard.clone(), guard::limit_concurrency)),
+        };
+        router = router.route(path, handler);
+    }
+    router
+        .merge(docs::swagger_ui())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .layer(from_fn_with_state(guard, guard::time_limit))
+        .layer(from_fn_with_state(state.clone(), ops::count_request))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(MatchedPath::as_str)
-                    .unwrap_or("unmatched");
-                tracing::info_span!("http", method = %request.method(), route)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str)
+                        .unwrap_or("unmatched");
+                    tracing::info_span!(
+                        "http",
+                        method = %request.method(),
+                        route,
+                        status = tracing::field::Empty,
+                        latency_ms = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(|response: &Response<_>, latency: Duration, span: &Span| {
+                    span.record("status", response.status().as_u16());
+                    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+                    // One line per request is an access log; it is DEBUG so
+                    // that the default level stays quiet at 10k requests/s.
+                    tracing::debug!("finished");
+                })
+                .on_failure(()),
         )
         .with_state(state)
-}
-
-/// Counts and times every request by method, matched route and status.
-async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(request).await;
-    state.ledger.metrics().http_request(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
-}
-
-/// `GET /metrics`: Prometheus text format.
-async fn metrics(State(state): State<AppState>) -> Response {
-    let pool = state.ledger.pool();
-    state.ledger.metrics().db_pool(
-        pool.size(),
-        pool.num_idle(),
-        pool.options().get_max_connections(),
-    );
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.ledger.metrics().render(),
-    )
-        .into_response()
 }
 
 async fn not_found() -> AppError {
     AppError::NotFound("no such endpoint".into())
 }
 
-async fn method_not_allowed() -> Response {
-    (
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(serde_json::json!({"code": "method_not_allowed", "detail": "method not allowed for this endpoint"})),
-    )
-        .into_response()
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed("method not allowed for this endpoint".into())
 }

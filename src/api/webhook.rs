@@ -1,7 +1,8 @@
 //! `POST /api/v1/kafka/webhook`: one movement event over HTTP, answered after
 //! its transaction has committed.
 
-use super::error::{AppError, body_rejection};
+use super::docs::MovementMessage;
+use super::error::{AppError, ErrorBody, body_rejection};
 use super::{AppState, BODY_LIMIT};
 use crate::domain::{EventContent, Outcome};
 use crate::ingest::webhook::decode;
@@ -13,27 +14,75 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-#[derive(Serialize)]
-struct Processed {
+/// The answer for an applied event, or for a duplicate of one.
+#[derive(Serialize, ToSchema)]
+pub struct Processed {
+    /// `processed`, or `duplicate` for a re-sent event (applied once only).
+    #[schema(example = "processed")]
     status: &'static str,
     message_id: String,
     movement_id: Uuid,
     details: Details,
 }
 
-#[derive(Serialize)]
-struct Details {
+#[derive(Serialize, ToSchema)]
+pub struct Details {
+    /// `arrival` or `departure`.
+    #[schema(example = "arrival")]
     event_type: &'static str,
     warehouse_id: Uuid,
     product_id: Uuid,
     quantity: i32,
+    /// The stock of the pair right after this event.
     stock_after: i64,
+    /// When the event was applied; for a duplicate, when the original was.
     processed_at: DateTime<Utc>,
 }
 
+/// The answer for an event the ledger refused, with the reason it stored.
+#[derive(Serialize, ToSchema)]
+pub struct Rejected {
+    #[schema(example = "rejected")]
+    status: &'static str,
+    /// `insufficient_stock`, `conflicting_duplicate`, `movement_mismatch`
+    /// or `stock_overflow`.
+    #[schema(example = "insufficient_stock")]
+    code: &'static str,
+    detail: &'static str,
+    message_id: String,
+    movement_id: Uuid,
+}
+
+/// Accepts one movement event and answers once its transaction has
+/// committed. Structured mode takes the whole CloudEvent as JSON; binary
+/// mode takes the attributes as `ce-*` headers and `data` as the body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/kafka/webhook",
+    tag = "ingest",
+    request_body(
+        description = "A CloudEvents 1.0 message of type ru.retail.warehouses.movement",
+        content(
+            (MovementMessage = "application/json"),
+            (MovementMessage = "application/cloudevents+json"),
+        ),
+    ),
+    security((), ("webhook_token" = [])),
+    responses(
+        (status = 200, description = "Applied (`processed`) or already applied (`duplicate`)", body = Processed),
+        (status = 400, description = "`malformed_json` or `unreadable_body`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: WEBHOOK_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
+        (status = 409, description = "Rejected by the ledger, with the stored reason", body = Rejected),
+        (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_event`, with every broken field", body = ErrorBody),
+        (status = 503, description = "`unavailable` (PostgreSQL down), `overloaded` or `timeout`; safe to retry", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -59,13 +108,13 @@ pub async fn receive(
         } => processed("duplicate", message_id, &content, stock_after, processed_at),
         Outcome::Rejected { reason, .. } => (
             StatusCode::CONFLICT,
-            Json(json!({
-                "status": "rejected",
-                "code": reason.as_str(),
-                "detail": reason.describe(),
-                "message_id": message_id,
-                "movement_id": content.movement_id,
-            })),
+            Json(Rejected {
+                status: "rejected",
+                code: reason.as_str(),
+                detail: reason.describe(),
+                message_id,
+                movement_id: content.movement_id,
+            }),
         )
             .into_response(),
     })

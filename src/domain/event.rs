@@ -112,7 +112,7 @@ pub struct MovementEvent {
 }
 
 /// One broken field of an otherwise well-formed JSON message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -76,7 +76,7 @@ impl MovementState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MovementStatus {
     /// Departed, not arrived yet.
@@ -88,7 +88,7 @@ pub enum MovementStatus {
 }
 
 /// `GET /api/v1/movements/{movement_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MovementView {
     pub movement_id: Uuid,
     pub product_id: Uuid,

@@ -12,10 +12,12 @@ pub mod verify;
 pub use apply::Applied;
 
 use crate::cache::Cache;
-use crate::domain::MovementEvent;
+use crate::domain::{MovementEvent, Outcome};
 use crate::telemetry::Metrics;
 use sqlx::PgPool;
 use std::time::Instant;
+use tracing::Span;
+use tracing::field::Empty;
 
 /// How often a batch is retried when PostgreSQL reports a deadlock or a
 /// serialization failure. The lock order makes both unexpected; the retry
@@ -53,6 +55,18 @@ impl Ledger {
     /// Applies `events` in order in one transaction and invalidates the
     /// cache entries of the rows it touched. When this returns `Ok`, the effects are durable
     /// and visible to every lookup.
+    #[tracing::instrument(
+        name = "batch",
+        skip_all,
+        fields(
+            size = events.len(),
+            applied = Empty,
+            duplicates = Empty,
+            rejected = Empty,
+            attempts = Empty,
+            duration_ms = Empty,
+        )
+    )]
     pub async fn apply(&self, events: &[MovementEvent]) -> Result<Applied, sqlx::Error> {
         let started = Instant::now();
         let mut attempt = 1;
@@ -72,6 +86,21 @@ impl Ledger {
         };
         self.metrics.batch(events.len(), started.elapsed());
         self.cache.invalidate(self.cache_keys(&applied)).await;
+        let span = Span::current();
+        let mut counts = [0usize; 3];
+        for outcome in &applied.outcomes {
+            counts[match outcome {
+                Outcome::Applied { .. } => 0,
+                Outcome::Duplicate { .. } => 1,
+                Outcome::Rejected { .. } => 2,
+            }] += 1;
+        }
+        span.record("applied", counts[0]);
+        span.record("duplicates", counts[1]);
+        span.record("rejected", counts[2]);
+        span.record("attempts", attempt);
+        span.record("duration_ms", started.elapsed().as_secs_f64() * 1000.0);
+        tracing::debug!("batch committed");
         Ok(applied)
     }
 

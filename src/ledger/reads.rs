@@ -43,7 +43,7 @@ pub async fn movement(
 }
 
 /// One line of a warehouse's stock list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StockItem {
     pub product_id: Uuid,
     pub quantity: i64,
@@ -78,7 +78,7 @@ pub async fn warehouse_stock(
 }
 
 /// One rejected event from the audit log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rejection {
     /// Position in the audit log; pass it as `after` for the next page.
     pub seq: i64,

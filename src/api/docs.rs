@@ -1,0 +1,153 @@
+//! The OpenAPI description of the API, generated from the handlers' own
+//! annotations and types, and the Swagger UI that renders it (its assets are
+//! compiled in, so nothing is fetched at build or run time).
+
+use super::error::ErrorBody;
+use super::{health, lookups, ops, webhook};
+use crate::domain::{FieldError, MovementStatus, MovementView};
+use crate::ledger::reads::{Rejection, StockItem};
+use axum::Json;
+use serde::Serialize;
+use std::sync::{Arc, LazyLock};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HttpMethod, OpenApi as Spec, PathItem, ResponseBuilder, path::OperationBuilder,
+};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+use uuid::Uuid;
+
+/// Where the UI is served.
+pub const DOCS_PATH: &str = "/docs";
+/// Where the description is served.
+pub const SPEC_PATH: &str = "/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "warehouse-stock",
+        description = "Exact, never-negative warehouse stock from CloudEvents movement events, \
+                       with stock and movement lookups read through Redis."
+    ),
+    paths(
+        webhook::receive,
+        lookups::stock,
+        lookups::stock_singular,
+        lookups::warehouse_stock,
+        lookups::movement,
+        lookups::movement_duration,
+        lookups::rejections,
+        health::live,
+        health::ready,
+        health::live_legacy,
+        health::ready_legacy,
+        ops::metrics,
+        openapi_json,
+    ),
+    components(schemas(
+        ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
+        MovementMessage, MovementData
+    )),
+    modifiers(&Extras),
+    tags(
+        (name = "ingest", description = "Movement events over HTTP"),
+        (name = "stock", description = "Stock figures"),
+        (name = "movements", description = "Transfers between warehouses"),
+        (name = "audit", description = "The audit log"),
+        (name = "operations", description = "Health, metrics and this description"),
+    )
+)]
+pub struct ApiDoc;
+
+/// What the derive cannot express: the bearer scheme of the webhook and the
+/// UI's own page.
+struct Extras;
+
+impl Modify for Extras {
+    fn modify(&self, spec: &mut Spec) {
+        let components = spec.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "webhook_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Required only when WEBHOOK_TOKEN is set"))
+                    .build(),
+            ),
+        );
+        let page = OperationBuilder::new()
+            .tag("operations")
+            .summary(Some("This description, rendered by Swagger UI"))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("The Swagger UI page")
+                    .content("text/html", ContentBuilder::new().build())
+                    .build(),
+            )
+            .build();
+        spec.paths
+            .paths
+            .insert(DOCS_PATH.into(), PathItem::new(HttpMethod::Get, page));
+    }
+}
+
+static SPEC: LazyLock<Arc<Spec>> = LazyLock::new(|| Arc::new(ApiDoc::openapi()));
+
+/// The OpenAPI 3 description of this API.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))
+)]
+pub async fn openapi_json() -> Json<Arc<Spec>> {
+    Json(SPEC.clone())
+}
+
+/// The Swagger UI, pointed at [`SPEC_PATH`].
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new(DOCS_PATH).config(Config::from(SPEC_PATH))
+}
+
+/// The webhook's message as documented. The parser reads the JSON by hand
+/// (see `domain::event`) so that it can name every broken field; this type
+/// only describes the contract.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MovementMessage {
+    /// Unique per message; re-sending the same event keeps it.
+    #[schema(example = "4f7c6a9e-0b7d-4f7e-8a35-0d5d3f5f2a11")]
+    id: String,
+    #[schema(example = "warehouse-7")]
+    source: String,
+    #[schema(example = "1.0")]
+    specversion: String,
+    #[schema(example = "ru.retail.warehouses.movement")]
+    r#type: String,
+    /// Epoch milliseconds (integer) or an RFC 3339 timestamp.
+    #[schema(value_type = Option<String>, example = 1737370800000i64)]
+    time: Option<String>,
+    #[schema(example = "application/json")]
+    datacontenttype: Option<String>,
+    data: MovementData,
+}
+
+/// What happened: goods arrived at or departed from a warehouse.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct MovementData {
+    /// Shared by the departure and the arrival of one transfer.
+    movement_id: Uuid,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    /// `arrival` or `departure`.
+    #[schema(example = "departure")]
+    event: String,
+    /// RFC 3339 with an offset; stored to the microsecond.
+    #[schema(example = "2025-01-20T10:00:00Z")]
+    timestamp: String,
+    /// 1 to 2147483647.
+    #[schema(minimum = 1, maximum = 2147483647, example = 10)]
+    quantity: i32,
+}

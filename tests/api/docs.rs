@@ -1,0 +1,115 @@
+//! The API description: it must list exactly the routes the router serves,
+//! and the Swagger UI must come from the compiled-in assets.
+
+use crate::helpers::spawn_app;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use uuid::Uuid;
+use warehouse_stock::api::served_routes;
+
+/// `(METHOD, path)` of every operation in an OpenAPI document.
+fn operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let paths = spec["paths"].as_object().expect("paths");
+    paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("path item")
+                .keys()
+                .filter(|k| {
+                    ["get", "post", "put", "patch", "delete", "head", "options"]
+                        .contains(&k.as_str())
+                })
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_description_lists_exactly_the_routes_the_router_serves() {
+    let app = spawn_app().await;
+    let (status, spec) = app.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let described = operations(&spec);
+    let served: BTreeSet<(String, String)> = served_routes()
+        .into_iter()
+        .map(|(method, path)| (method.to_string(), path.to_string()))
+        .collect();
+
+    assert_eq!(described, served);
+}
+
+#[tokio::test]
+async fn every_described_operation_is_answered_by_a_route() {
+    let app = spawn_app().await;
+    let (_, spec) = app.get("/openapi.json").await;
+    let id = Uuid::new_v4().to_string();
+
+    for (method, path) in operations(&spec) {
+        let concrete = path
+            .replace("{warehouse_id}", &id)
+            .replace("{product_id}", &id)
+            .replace("{movement_id}", &id);
+        let response = app
+            .client
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{concrete}", app.address),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        // The fallbacks answer these two; a described route must not reach them.
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(
+            !body.contains("no such endpoint"),
+            "{method} {path} reached the fallback"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_error_answer_of_the_description_has_a_documented_body() {
+    let app = spawn_app().await;
+    let (_, spec) = app.get("/openapi.json").await;
+
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let schema = &response["content"]["application/json"]["schema"]["$ref"];
+                    assert!(
+                        schema
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("#/components/schemas/")),
+                        "{method} {path} {status} has no JSON body schema"
+                    );
+                }
+            }
+        }
+    }
+    let error = &spec["components"]["schemas"]["ErrorBody"]["properties"];
+    assert!(error["code"].is_object() && error["detail"].is_object());
+}
+
+#[tokio::test]
+async fn the_swagger_ui_is_served_from_compiled_in_assets() {
+    let app = spawn_app().await;
+    let get = |path: &str| app.client.get(format!("{}{path}", app.address)).send();
+
+    let page = get("/docs/").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("swagger-ui"));
+
+    let css = get("/docs/swagger-ui.css").await.unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(css.text().await.unwrap().len() > 1000);
+
+    let init = get("/docs/swagger-initializer.js").await.unwrap();
+    assert_eq!(init.status(), StatusCode::OK);
+    assert!(init.text().await.unwrap().contains("/openapi.json"));
+}

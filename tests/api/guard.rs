@@ -1,0 +1,155 @@
+//! The webhook token, the per-request time limit and the bound on requests
+//! served at once.
+
+use crate::helpers::{Ev, spawn_app_with};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+const TOKEN: &str = "s3cret-token-of-the-webhook";
+
+async fn post_with(
+    app: &crate::helpers::TestApp,
+    auth: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = app
+        .client
+        .post(format!("{}/api/v1/kafka/webhook", app.address))
+        .json(&Ev::new(Uuid::new_v4(), Uuid::new_v4(), 5).arrival());
+    if let Some(auth) = auth {
+        request = request.header("Authorization", auth);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, response.json().await.unwrap(), challenge)
+}
+
+#[tokio::test]
+async fn with_a_token_configured_the_webhook_refuses_a_call_without_it() {
+    let app = spawn_app_with(&[("WEBHOOK_TOKEN", TOKEN)]).await;
+
+    let (status, body, challenge) = post_with(&app, None).await;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "unauthorized");
+    assert!(body["detail"].as_str().unwrap().contains("Bearer"));
+    assert_eq!(challenge.as_deref(), Some("Bearer"));
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM event_log")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, 0, "a refused call must not reach the ledger");
+}
+
+#[tokio::test]
+async fn with_a_token_configured_the_webhook_refuses_a_wrong_token() {
+    let app = spawn_app_with(&[("WEBHOOK_TOKEN", TOKEN)]).await;
+
+    for wrong in [
+        "Bearer s3cret-token-of-the-webhooK",
+        "Bearer s3cret-token-of-the-webhook-and-more",
+        "Bearer ",
+        "Basic czNjcmV0LXRva2VuLW9mLXRoZS13ZWJob29r",
+        TOKEN,
+    ] {
+        let (status, body, _) = post_with(&app, Some(wrong)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong}");
+        assert_eq!(body["code"], "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn with_the_right_token_the_webhook_applies_the_event_and_reads_stay_open() {
+    let app = spawn_app_with(&[("WEBHOOK_TOKEN", TOKEN)]).await;
+
+    let (status, body, _) = post_with(&app, Some(&format!("Bearer {TOKEN}"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "processed");
+
+    let w = body["details"]["warehouse_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let p = body["details"]["product_id"].as_str().unwrap().to_string();
+    let (status, stock) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stock["quantity"], 5);
+}
+
+#[tokio::test]
+async fn without_a_token_configured_the_webhook_takes_calls_without_one() {
+    let app = spawn_app_with(&[]).await;
+
+    let (status, body, _) = post_with(&app, None).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Opens a webhook request whose body never finishes, so the server holds it
+/// (and its permit) until the time limit or until the socket closes.
+async fn stalled_request(app: &crate::helpers::TestApp) -> TcpStream {
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/v1/kafka/webhook HTTP/1.1\r\nHost: test\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":",
+        )
+        .await
+        .unwrap();
+    stream
+}
+
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer before the test's own limit")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_is_answered_503_timeout() {
+    let app = spawn_app_with(&[("REQUEST_TIMEOUT_MS", "300")]).await;
+    let mut stream = stalled_request(&app).await;
+
+    let answer = read_answer(&mut stream).await;
+
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"code\":\"timeout\""), "{answer}");
+}
+
+#[tokio::test]
+async fn past_the_concurrency_bound_a_request_is_shed_with_503_overloaded() {
+    let app = spawn_app_with(&[("MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let _held = stalled_request(&app).await;
+    // Give the server time to route the stalled request and take the permit.
+    let id = Uuid::new_v4();
+    let mut shed = None;
+    for _ in 0..50 {
+        let (status, body) = app
+            .get(&format!("/api/v1/warehouses/{id}/products/{id}"))
+            .await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            shed = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = shed.expect("a request past the bound is shed");
+    assert_eq!(body["code"], "overloaded");
+
+    // Probes are never shed.
+    let (status, _) = app.get("/health/live").await;
+    assert_eq!(status, StatusCode::OK);
+}
