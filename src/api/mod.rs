@@ -26,8 +26,8 @@ use std::time::Duration;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
-/// The largest webhook body accepted: an event is a few hundred bytes.
-pub const BODY_LIMIT: usize = 64 * 1024;
+/// The largest webhook body accepted.
+pub const BODY_LIMIT: usize = crate::domain::event::MAX_MESSAGE_BYTES;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -21,6 +21,9 @@ use uuid::Uuid;
 pub const EVENT_TYPE: &str = "ru.retail.warehouses.movement";
 /// The only CloudEvents `specversion` this service accepts.
 pub const SPEC_VERSION: &str = "1.0";
+/// The largest message either transport accepts: an event is a few hundred
+/// bytes, and one limit keeps the verdict the same over HTTP and Kafka.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Attributes the service interprets itself; every other attribute is kept
 /// verbatim in the audit log.

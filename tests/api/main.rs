@@ -6,6 +6,7 @@ mod broker;
 mod cache;
 mod cli;
 mod concurrency;
+mod corpus;
 mod docs;
 mod guard;
 mod health;

@@ -2,7 +2,7 @@
 //! (the value is the JSON event) or binary mode (`ce_*` headers, value =
 //! data), as the CloudEvents Kafka binding says.
 
-use crate::domain::event::is_json_media_type;
+use crate::domain::event::{MAX_MESSAGE_BYTES, is_json_media_type};
 use crate::domain::{FieldError, MovementEvent, ParseError};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 
@@ -13,9 +13,6 @@ pub struct Undecodable {
     pub detail: String,
 }
 
-/// A record larger than this is refused without parsing.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
-
 pub fn decode(record: &OwnedMessage) -> Result<MovementEvent, Undecodable> {
     let Some(value) = record.payload() else {
         return Err(Undecodable {
@@ -23,11 +20,11 @@ pub fn decode(record: &OwnedMessage) -> Result<MovementEvent, Undecodable> {
             detail: "the record has no value".into(),
         });
     };
-    if value.len() > MAX_RECORD_BYTES {
+    if value.len() > MAX_MESSAGE_BYTES {
         return Err(Undecodable {
             code: "payload_too_large",
             detail: format!(
-                "the record value is {} bytes, over the limit of {MAX_RECORD_BYTES}",
+                "the record value is {} bytes, over the limit of {MAX_MESSAGE_BYTES}",
                 value.len()
             ),
         });
