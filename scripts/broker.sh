@@ -8,12 +8,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib.sh
 source "$here/lib.sh"
 
-TANSU_VERSION=0.6.0
 port="${BROKER_PORT:-9092}"
-# The postgres feature lets the fault suite run a broker that survives a
-# restart (its in-memory engine forgets everything).
-root="$CACHE_DIR/tansu-$TANSU_VERSION-pg"
-tansu="$root/bin/tansu"
+tansu="$TANSU_BIN"
+root="$(dirname "$(dirname "$tansu")")"
 
 if [ ! -x "$tansu" ]; then
   log "building tansu $TANSU_VERSION (about 10 minutes, once per machine)"

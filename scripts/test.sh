@@ -3,6 +3,8 @@
 # every unit and integration test against real PostgreSQL, Redis and broker.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 bash scripts/setup.sh
 docker-compose -f docker-compose.yml config -q

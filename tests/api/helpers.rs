@@ -339,6 +339,22 @@ impl PrivateRedis {
             let _ = child.wait();
         }
     }
+
+    /// Freezes the server (SIGSTOP): it keeps its data but answers nothing,
+    /// like a Redis behind a partition. [`PrivateRedis::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+        assert!(status.success());
+    }
 }
 
 impl Drop for PrivateRedis {

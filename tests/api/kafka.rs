@@ -21,7 +21,7 @@ use warehouse_stock::ledger::reads;
 use warehouse_stock::produce::generator::{Generator, GeneratorConfig};
 
 /// The stock the generated stream must lead to, plus extra arrivals.
-fn expected_stock(config: &GeneratorConfig) -> HashMap<(Uuid, Uuid), i64> {
+pub(crate) fn expected_stock(config: &GeneratorConfig) -> HashMap<(Uuid, Uuid), i64> {
     let mut generator = Generator::new(config.clone());
     generator.by_ref().for_each(drop);
     generator
@@ -31,14 +31,14 @@ fn expected_stock(config: &GeneratorConfig) -> HashMap<(Uuid, Uuid), i64> {
         .collect()
 }
 
-fn unique_events(config: &GeneratorConfig) -> i64 {
+pub(crate) fn unique_events(config: &GeneratorConfig) -> i64 {
     let mut generator = Generator::new(config.clone());
     generator.by_ref().for_each(drop);
     (generator.produced() - generator.duplicates()) as i64
 }
 
 /// The expected stock, and the tables agree with the audit log.
-async fn assert_stock(pool: &PgPool, expected: &HashMap<(Uuid, Uuid), i64>) {
+pub(crate) async fn assert_stock(pool: &PgPool, expected: &HashMap<(Uuid, Uuid), i64>) {
     let diff = warehouse_stock::ledger::verify::verify(pool, 20)
         .await
         .unwrap();
@@ -49,7 +49,7 @@ async fn assert_stock(pool: &PgPool, expected: &HashMap<(Uuid, Uuid), i64>) {
     }
 }
 
-async fn pool_of(settings: &Settings) -> PgPool {
+pub(crate) async fn pool_of(settings: &Settings) -> PgPool {
     warehouse_stock::startup::connect_database(settings)
         .await
         .unwrap()
@@ -59,7 +59,7 @@ async fn pool_of(settings: &Settings) -> PgPool {
 /// record's offset is committed. Offsets are read only once the events are
 /// in: each read is a client of the group, and tansu's group coordinator is
 /// best left alone while members join.
-async fn until_done(settings: &Settings, pool: &PgPool, produced: i64, applied: i64) {
+pub(crate) async fn until_done(settings: &Settings, pool: &PgPool, produced: i64, applied: i64) {
     eventually("every record applied", || async {
         let now = applied_count(pool).await;
         assert!(now <= applied, "overshoot: applied {now} of {applied}");

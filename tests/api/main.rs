@@ -8,6 +8,7 @@ mod cli;
 mod concurrency;
 mod corpus;
 mod docs;
+mod faults;
 mod guard;
 mod health;
 mod helpers;
