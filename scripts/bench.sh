@@ -28,11 +28,29 @@ cargo build --locked --release
 
 fresh_db() { "${PSQL[@]}" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" postgres >/dev/null; }
 
+# A server with autovacuum off never gathers statistics on the tables, which
+# start empty here, so PostgreSQL keeps the plans it made for empty tables
+# (sequential scans) as they grow. Deployments run autovacuum; where this
+# server does not, ANALYZE the bench database every 5 s in its place.
+AUTOVACUUM=$("${PSQL[@]}" -c "SHOW autovacuum" postgres)
+ANALYZER=""
+start_analyzer() { # db
+  [ "$AUTOVACUUM" = "on" ] && return 0
+  ( while :; do sleep 5; "${PSQL[@]}" -c "ANALYZE" "$1" >/dev/null 2>&1 || true; done ) &
+  ANALYZER=$!
+}
+stop_analyzer() {
+  if [ -n "$ANALYZER" ]; then kill "$ANALYZER" 2>/dev/null || true; fi
+  ANALYZER=""
+}
+[ "$AUTOVACUUM" = "on" ] || log "autovacuum is off on this server: analyzing the bench database every 5 s in its place"
+
 start_service() { # db, extra env...
   local db=$1; shift
   env POSTGRES_DB="$db" APP_PORT="$PORT" APP_HOST=127.0.0.1 LOG_LEVEL=warn "$@" "$BIN" serve \
     >"$WORK/service.log" 2>&1 &
   SERVICE=$!
+  start_analyzer "$db"
   for _ in $(seq 1 300); do
     curl -sf "http://127.0.0.1:$PORT/health/ready" >/dev/null && return 0
     sleep 0.1
@@ -40,7 +58,11 @@ start_service() { # db, extra env...
   fail "the service did not become ready (see $WORK/service.log)"
 }
 
-stop_service() { kill "$SERVICE" 2>/dev/null || true; wait "$SERVICE" 2>/dev/null || true; }
+stop_service() {
+  stop_analyzer
+  kill "$SERVICE" 2>/dev/null || true
+  wait "$SERVICE" 2>/dev/null || true
+}
 trap 'stop_service' EXIT
 
 # Kafka ingest: pre-produce COUNT movements, then time from consumer start

@@ -124,7 +124,21 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
         .await
         .context("Failed to connect to PostgreSQL")?;
     migrate(&pool).await?;
+    warn_without_autovacuum(&pool).await;
     Ok(pool)
+}
+
+/// Without autovacuum the tables are never analyzed, and PostgreSQL keeps
+/// planning the ledger's statements as if they were still empty: ingest slows
+/// several times over as they grow. Say so once, where operators look.
+async fn warn_without_autovacuum(pool: &PgPool) {
+    let setting: Result<String, _> = sqlx::query_scalar("SHOW autovacuum").fetch_one(pool).await;
+    if setting.is_ok_and(|s| s == "off") {
+        tracing::warn!(
+            "PostgreSQL runs with autovacuum off: the ledger's tables are never analyzed, \
+             so ingest slows as they grow; turn it on or ANALYZE them regularly"
+        );
+    }
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
