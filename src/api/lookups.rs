@@ -10,7 +10,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 use uuid::Uuid;
 
 const DEFAULT_PAGE: i64 = 100;
@@ -25,6 +25,24 @@ pub struct StockView {
     quantity: i64,
 }
 
+/// The answers of both stock routes, as documented.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+enum StockAnswers {
+    /// Current stock; read through the cache
+    #[response(status = 200)]
+    Found(StockView),
+    /// `invalid_uuid`: an id is not a UUID
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// `unavailable`, `overloaded` or `timeout`
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// `internal`
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
 /// The stock of a product at a warehouse.
 #[utoipa::path(
     get,
@@ -34,12 +52,7 @@ pub struct StockView {
         ("warehouse_id" = Uuid, Path, description = "The warehouse"),
         ("product_id" = Uuid, Path, description = "The product"),
     ),
-    responses(
-        (status = 200, description = "Current stock; read through the cache", body = StockView),
-        (status = 400, description = "`invalid_uuid`: an id is not a UUID", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
+    responses(StockAnswers)
 )]
 pub async fn stock(
     State(state): State<AppState>,
@@ -72,12 +85,7 @@ pub async fn stock(
         ("warehouse_id" = Uuid, Path, description = "The warehouse"),
         ("product_id" = Uuid, Path, description = "The product"),
     ),
-    responses(
-        (status = 200, description = "Current stock; read through the cache", body = StockView),
-        (status = 400, description = "`invalid_uuid`: an id is not a UUID", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
-    )
+    responses(StockAnswers)
 )]
 pub async fn stock_singular(
     state: State<AppState>,
