@@ -181,11 +181,7 @@ pub struct ServiceProcess {
 
 impl ServiceProcess {
     pub async fn start(settings: &Settings) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::helpers::free_port();
         let database_url = crate::helpers::database_url(settings);
         let k = &settings.kafka;
         let child = Command::new(env!("CARGO_BIN_EXE_warehouse-stock"))

@@ -8,7 +8,7 @@
 use crate::broker::{
     ServiceProcess, applied_count, eventually, generated, kafka_settings, produce_generated,
 };
-use crate::helpers::{PrivateRedis, spawn_app_from};
+use crate::helpers::{PrivateRedis, free_port, spawn_app_from, wait_for_port};
 use crate::kafka::{assert_stock, expected_stock, pool_of, unique_events, until_done};
 use reqwest::StatusCode;
 use sqlx::PgPool;
@@ -111,11 +111,7 @@ impl PrivatePostgres {
         let _ = Command::new("chown")
             .args(["postgres:postgres", dir.to_str().unwrap()])
             .status();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let status = Self::command("initdb")
             .args(["-D", dir.join("data").to_str().unwrap()])
             .args(["-A", "trust", "-U", "postgres", "--no-sync"])
@@ -283,11 +279,7 @@ impl PrivateBroker {
     }
 
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut broker = PrivateBroker { port, child: None };
         broker.restart();
         broker
@@ -309,13 +301,7 @@ impl PrivateBroker {
             .spawn()
             .expect("the tansu broker (scripts/broker.sh builds it)");
         self.child = Some(child);
-        for _ in 0..250 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("private broker did not start");
+        wait_for_port(self.port, "private broker");
     }
 
     fn stop(&mut self) {

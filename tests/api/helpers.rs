@@ -293,6 +293,26 @@ pub async fn stock_up(app: &TestApp, warehouse: Uuid, product: Uuid, quantity: i
     assert_eq!(body["status"], "processed", "{body}");
 }
 
+/// A port nothing listens on right now, for a server a test starts.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until a server a test started accepts connections on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..250 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not start on port {port}");
+}
+
 /// A Redis server of the test's own, which the test may stop and restart.
 pub struct PrivateRedis {
     pub port: u16,
@@ -301,11 +321,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     pub fn start() -> Self {
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut redis = PrivateRedis { port, child: None };
         redis.restart();
         redis
@@ -324,13 +340,7 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server must be installed (.ci/run installs it)");
         self.child = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("private redis-server did not start");
+        wait_for_port(self.port, "private redis-server");
     }
 
     pub fn stop(&mut self) {

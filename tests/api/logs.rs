@@ -19,11 +19,7 @@ struct LoggedService {
 impl LoggedService {
     async fn start(log_level: &str) -> Self {
         let settings = test_settings(&[]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::helpers::free_port();
         let log = std::env::temp_dir().join(format!("ws-log-{}.txt", Uuid::new_v4().simple()));
         let child = Command::new(env!("CARGO_BIN_EXE_warehouse-stock"))
             .arg("serve")
