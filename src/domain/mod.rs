@@ -7,6 +7,4 @@ pub mod rules;
 
 pub use event::{EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity};
 pub use movement::{MovementState, MovementStatus, MovementView, Side};
-pub use rules::{
-    BatchEffects, LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch,
-};
+pub use rules::{LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch};

@@ -8,7 +8,7 @@
 use super::event::{EventContent, EventKind, MovementEvent};
 use super::movement::{MovementState, Side};
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use uuid::Uuid;
 
@@ -137,37 +137,18 @@ pub struct LedgerState {
     pub history: HashMap<(Uuid, EventKind), Vec<PriorEvent>>,
 }
 
-/// The result of applying a batch: one outcome per event, in order, and the
-/// keys whose state must be written back.
-#[derive(Debug, Default)]
-pub struct BatchEffects {
-    pub outcomes: Vec<Outcome>,
-    pub changed_stock: HashSet<(Uuid, Uuid)>,
-    pub changed_movements: HashSet<Uuid>,
-}
-
 /// Applies `events` in order to `state`, exactly as if they arrived one by
-/// one. `now` is the processing time recorded for the events it applies.
+/// one, and returns one outcome per event, in order. `now` is the
+/// processing time recorded for the events it applies.
 pub fn apply_batch(
     state: &mut LedgerState,
     events: &[MovementEvent],
     now: DateTime<Utc>,
-) -> BatchEffects {
-    let mut effects = BatchEffects {
-        outcomes: Vec::with_capacity(events.len()),
-        ..Default::default()
-    };
-    for event in events {
-        let outcome = apply_one(state, &event.content, now);
-        if let Outcome::Applied { .. } = outcome {
-            effects
-                .changed_stock
-                .insert((event.content.warehouse_id, event.content.product_id));
-            effects.changed_movements.insert(event.content.movement_id);
-        }
-        effects.outcomes.push(outcome);
-    }
-    effects
+) -> Vec<Outcome> {
+    events
+        .iter()
+        .map(|event| apply_one(state, &event.content, now))
+        .collect()
 }
 
 fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Outcome {
@@ -282,8 +263,8 @@ mod tests {
         Utc.timestamp_opt(1_800_000_000, 0).unwrap()
     }
 
-    fn labels(effects: &BatchEffects) -> Vec<&'static str> {
-        effects.outcomes.iter().map(Outcome::label).collect()
+    fn labels(outcomes: &[Outcome]) -> Vec<&'static str> {
+        outcomes.iter().map(Outcome::label).collect()
     }
 
     #[test]
@@ -298,7 +279,7 @@ mod tests {
         assert_eq!(labels(&effects), ["applied", "rejected", "applied"]);
         assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(20))], 20);
         assert_eq!(
-            effects.outcomes[1],
+            effects[1],
             Outcome::Rejected {
                 reason: RejectReason::InsufficientStock,
                 replayed: false
@@ -313,7 +294,7 @@ mod tests {
         let effects = apply_batch(&mut state, &[a.clone(), a], now());
         assert_eq!(labels(&effects), ["applied", "duplicate"]);
         assert_eq!(
-            effects.outcomes[1],
+            effects[1],
             Outcome::Duplicate {
                 stock_after: 7,
                 processed_at: now()
@@ -330,7 +311,7 @@ mod tests {
         let effects = apply_batch(&mut state, &[a, b.clone(), b], now());
         assert_eq!(labels(&effects), ["applied", "rejected", "rejected"]);
         assert_eq!(
-            effects.outcomes[1],
+            effects[1],
             Outcome::Rejected {
                 reason: RejectReason::ConflictingDuplicate,
                 replayed: false
@@ -338,7 +319,7 @@ mod tests {
         );
         // The conflicting event itself, re-sent, is a replay of its rejection.
         assert_eq!(
-            effects.outcomes[2],
+            effects[2],
             Outcome::Rejected {
                 reason: RejectReason::ConflictingDuplicate,
                 replayed: true
@@ -354,7 +335,7 @@ mod tests {
         assert_eq!(labels(&first), ["rejected", "applied"]);
         let again = apply_batch(&mut state, &[d], now());
         assert_eq!(
-            again.outcomes[0],
+            again[0],
             Outcome::Rejected {
                 reason: RejectReason::InsufficientStock,
                 replayed: true
@@ -395,7 +376,7 @@ mod tests {
         let effects = apply_batch(&mut state, &[other_product, arrival_other_product], now());
         assert_eq!(labels(&effects), ["applied", "rejected"]);
         assert_eq!(
-            effects.outcomes[1],
+            effects[1],
             Outcome::Rejected {
                 reason: RejectReason::MovementMismatch,
                 replayed: false
@@ -413,15 +394,6 @@ mod tests {
     }
 
     #[test]
-    fn only_applied_events_mark_state_as_changed() {
-        let mut state = LedgerState::default();
-        let effects = apply_batch(&mut state, &[ev(Departure, 1, 10, 20, 1)], now());
-        assert!(effects.changed_stock.is_empty());
-        assert!(effects.changed_movements.is_empty());
-        assert!(effects.outcomes[0].is_recorded());
-    }
-
-    #[test]
     fn an_arrival_that_would_overflow_the_counter_is_refused() {
         let mut state = LedgerState::default();
         state
@@ -429,7 +401,7 @@ mod tests {
             .insert((Uuid::from_u128(10), Uuid::from_u128(20)), i64::MAX - 1);
         let effects = apply_batch(&mut state, &[ev(Arrival, 1, 10, 20, 2)], now());
         assert_eq!(
-            effects.outcomes[0],
+            effects[0],
             Outcome::Rejected {
                 reason: RejectReason::StockOverflow,
                 replayed: false

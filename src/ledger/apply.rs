@@ -1,28 +1,40 @@
-//! Applying a batch of events in one PostgreSQL transaction.
+//! Applying a batch of events to PostgreSQL.
 //!
-//! A batch costs a fixed handful of set-based statements, whatever its size:
+//! A batch is read, decided in memory by the pure rules
+//! ([`crate::domain::apply_batch`]), and written back in **one statement**,
+//! which PostgreSQL commits on its own. That statement checks, row by row,
+//! that what the batch read is still true:
 //!
-//! 1. create missing stock rows, then lock every stock row the batch names,
-//!    in (warehouse, product) order;
-//! 2. the same for movement rows, in movement_id order;
-//! 3. read the audit log entries of those movements;
-//! 4. run the pure rules ([`crate::domain::apply_batch`]) in memory;
-//! 5. write changed stock, changed movements and new audit entries back.
+//! - a stock row is updated only where its quantity is still the one the
+//!   batch read, and created only where it still does not exist;
+//! - a movement half is filled only where it is still empty, and only next
+//!   to a compatible other half (same product, another warehouse), which is
+//!   the same test the rules apply;
+//! - an audit entry that decides a `(movement_id, event)` is inserted only if
+//!   no other transaction decided that key first (a unique index).
 //!
-//! Every transaction takes its row locks in one global order (stock before
-//! movements, each sorted), so concurrent batches from other tasks or other
-//! instances wait for each other per (warehouse, product) and per movement
-//! but cannot deadlock. Creating missing rows first matters: a row that does
-//! not exist cannot be locked, and two batches that both saw "no row" would
-//! both decide on the same empty state.
+//! If any check fails, a concurrent batch changed something this one relied
+//! on: the statement raises `serialization_failure`, nothing of it is
+//! written, and [`super::Ledger::apply`] runs the batch again. Only rows
+//! whose value a decision depended on are checked, so batches that merely
+//! touch the same movement (its departure in one Kafka partition, its
+//! arrival in another) merge without a retry.
+//!
+//! This is optimistic: no row locks, three reads that run side by side, and
+//! one write round trip that is also the commit. Under heavy contention on
+//! the same rows the ledger falls back to [`Mode::Locking`]: the same reads
+//! and the same write inside a transaction that first creates and locks
+//! every row the batch names, in one global order (stock before movements,
+//! each sorted), so it cannot lose the race again and cannot deadlock with
+//! another locking batch.
 
 use crate::domain::{
     EventContent, EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent,
     Quantity, RejectReason, Side, Verdict, apply_batch,
 };
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::{PgConnection, Row};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use sqlx::{PgExecutor, PgPool, Row};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
 /// What a committed batch did, for the caller and for the cache.
@@ -30,58 +42,353 @@ use uuid::Uuid;
 pub struct Applied {
     pub outcomes: Vec<Outcome>,
     pub processed_at: DateTime<Utc>,
-    /// Every (warehouse, product) the batch locked, changed or not.
+    /// Every (warehouse, product) the batch read, changed or not.
     pub stock: Vec<(Uuid, Uuid)>,
-    /// Every movement the batch locked.
+    /// Every movement the batch read.
     pub movements: Vec<Uuid>,
 }
 
-/// Runs steps 1–5 on `conn`, which must be inside a transaction.
-pub async fn apply_in_transaction(
-    conn: &mut PgConnection,
+/// How an attempt guards against concurrent batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read without locks; the write checks what was read.
+    Optimistic,
+    /// Create and lock every row first, inside a transaction.
+    Locking,
+}
+
+type Stock = HashMap<(Uuid, Uuid), i64>;
+type Movements = HashMap<Uuid, MovementState>;
+type History = HashMap<(Uuid, EventKind), Vec<PriorEvent>>;
+
+/// One attempt at applying `events`. An `Err` with SQLSTATE 40001 means a
+/// concurrent batch got in the way and nothing was written.
+pub async fn apply_once(
+    pool: &PgPool,
     events: &[MovementEvent],
+    mode: Mode,
 ) -> Result<Applied, sqlx::Error> {
     let pairs: BTreeSet<(Uuid, Uuid)> = events
         .iter()
         .map(|e| (e.content.warehouse_id, e.content.product_id))
         .collect();
     let movement_ids: BTreeSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
-
-    let stock = lock_stock(conn, &pairs).await?;
-    let movements = lock_movements(conn, &movement_ids).await?;
-    let history = load_history(conn, &movement_ids).await?;
-
-    let mut state = LedgerState {
-        stock,
-        movements,
-        history,
-    };
     // One timestamp for the whole batch: it commits as one.
     let now = Utc::now().trunc_subsecs(6);
-    let effects = apply_batch(&mut state, events, now);
 
-    write_stock(conn, &state.stock, &effects.changed_stock).await?;
-    write_movements(conn, &state.movements, &effects.changed_movements).await?;
-    write_event_log(conn, events, &effects.outcomes, now).await?;
+    let outcomes = match mode {
+        Mode::Optimistic => {
+            let (stock, history) = tokio::try_join!(
+                read_stock(pool, &pairs, false),
+                read_history(pool, &movement_ids),
+            )?;
+            decide_and_write(pool, events, stock, history, now).await?
+        }
+        Mode::Locking => {
+            let mut tx = pool.begin().await?;
+            create_missing(&mut tx, &pairs, &movement_ids).await?;
+            let stock = read_stock(&mut *tx, &pairs, true).await?;
+            lock_movements(&mut tx, &movement_ids).await?;
+            let history = read_history(&mut *tx, &movement_ids).await?;
+            let outcomes = decide_and_write(&mut *tx, events, stock, history, now).await?;
+            tx.commit().await?;
+            outcomes
+        }
+    };
 
-    // Every locked row is reported, not only the changed ones: the cache
+    // Every row read is reported, not only the changed ones: the cache
     // drops all of them, so a redelivered batch (all duplicates) still
     // repairs an entry that a crash between commit and invalidation left.
     Ok(Applied {
-        outcomes: effects.outcomes,
+        outcomes,
         processed_at: now,
         stock: pairs.into_iter().collect(),
         movements: movement_ids.into_iter().collect(),
     })
 }
 
-async fn lock_stock(
-    conn: &mut PgConnection,
+/// Runs the rules over what was read and writes their effects, checking
+/// that what they relied on still holds.
+async fn decide_and_write(
+    conn: impl PgExecutor<'_>,
+    events: &[MovementEvent],
+    stock: Stock,
+    history: History,
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let read = stock.clone();
+    let mut state = LedgerState {
+        stock,
+        movements: movements_from(&history),
+        history,
+    };
+    let outcomes = apply_batch(&mut state, events, now);
+    WritePlan::new(&read, &state.stock, events, &outcomes, now)
+        .execute(conn)
+        .await?;
+    Ok(outcomes)
+}
+
+/// The batch's effects as column arrays for the write statement, with what
+/// each row is expected to look like before the write.
+#[derive(Default)]
+struct WritePlan<'a> {
+    /// Existing stock rows: (warehouse, product, quantity read, new quantity).
+    updated: (Vec<Uuid>, Vec<Uuid>, Vec<i64>, Vec<i64>),
+    /// Stock rows that did not exist when read: (warehouse, product, quantity).
+    created: (Vec<Uuid>, Vec<Uuid>, Vec<i64>),
+    /// Per changed movement, the halves this batch fills (sorted by id).
+    movements: BTreeMap<Uuid, MovementState>,
+    log: LogColumns<'a>,
+}
+
+#[derive(Default)]
+struct LogColumns<'a> {
+    message_ids: Vec<&'a str>,
+    sources: Vec<&'a str>,
+    event_times: Vec<Option<DateTime<Utc>>>,
+    movement_ids: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    warehouses: Vec<Uuid>,
+    products: Vec<Uuid>,
+    quantities: Vec<i32>,
+    occurred: Vec<DateTime<Utc>>,
+    outcomes: Vec<&'static str>,
+    reasons: Vec<Option<&'static str>>,
+    attributes: Vec<serde_json::Value>,
+    received_at: DateTime<Utc>,
+}
+
+impl<'a> WritePlan<'a> {
+    fn new(
+        read: &Stock,
+        stock: &Stock,
+        events: &'a [MovementEvent],
+        outcomes: &[Outcome],
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut plan = WritePlan::default();
+        plan.log.received_at = now;
+        // The stock rows a decision depended on: every row the batch
+        // changes, and every row whose quantity refused an event. The
+        // latter are written back unchanged, which checks that the
+        // refusal still holds when the batch commits.
+        let mut checked: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
+        for (event, outcome) in events.iter().zip(outcomes) {
+            let c = &event.content;
+            match outcome {
+                Outcome::Applied { .. } => {
+                    checked.insert((c.warehouse_id, c.product_id));
+                    plan.movements.entry(c.movement_id).or_default().record(
+                        c.kind,
+                        c.product_id,
+                        Side {
+                            warehouse_id: c.warehouse_id,
+                            at: c.occurred_at,
+                            quantity: c.quantity.get(),
+                        },
+                    );
+                }
+                Outcome::Rejected {
+                    reason: RejectReason::InsufficientStock | RejectReason::StockOverflow,
+                    replayed: false,
+                } => {
+                    checked.insert((c.warehouse_id, c.product_id));
+                }
+                _ => {}
+            }
+            if outcome.is_recorded() {
+                plan.log.push(event, outcome);
+            }
+        }
+        for pair in checked {
+            let new = stock.get(&pair).copied().unwrap_or(0);
+            match read.get(&pair) {
+                Some(&old) => {
+                    plan.updated.0.push(pair.0);
+                    plan.updated.1.push(pair.1);
+                    plan.updated.2.push(old);
+                    plan.updated.3.push(new);
+                }
+                None => {
+                    plan.created.0.push(pair.0);
+                    plan.created.1.push(pair.1);
+                    plan.created.2.push(new);
+                }
+            }
+        }
+        plan
+    }
+
+    /// Writes everything in one statement. Each part returns the rows it
+    /// wrote; a part that wrote fewer rows than planned met a row that a
+    /// concurrent batch changed, and `ledger_conflict()` then aborts the
+    /// whole statement with SQLSTATE 40001.
+    async fn execute(self, conn: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+        let n = self.movements.len();
+        let mut m = MovementColumns::with_capacity(n);
+        for (id, state) in &self.movements {
+            m.push(*id, state);
+        }
+        let log = self.log;
+        sqlx::query(
+            "WITH stock_updated AS (
+                 UPDATE stock s SET quantity = u.new, updated_at = now()
+                 FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[]) AS u(w, p, old, new)
+                 WHERE s.warehouse_id = u.w AND s.product_id = u.p AND s.quantity = u.old
+                 RETURNING 1),
+             stock_created AS (
+                 INSERT INTO stock (warehouse_id, product_id, quantity)
+                 SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::int8[])
+                 RETURNING 1),
+             movements_written AS (
+                 INSERT INTO movements AS m (movement_id, product_id,
+                     source_warehouse_id, departure_time, departure_quantity,
+                     destination_warehouse_id, arrival_time, arrival_quantity)
+                 SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::timestamptz[],
+                                      $12::int4[], $13::uuid[], $14::timestamptz[], $15::int4[])
+                 ON CONFLICT (movement_id) DO UPDATE SET
+                     product_id = excluded.product_id,
+                     source_warehouse_id = coalesce(excluded.source_warehouse_id, m.source_warehouse_id),
+                     departure_time = coalesce(excluded.departure_time, m.departure_time),
+                     departure_quantity = coalesce(excluded.departure_quantity, m.departure_quantity),
+                     destination_warehouse_id = coalesce(excluded.destination_warehouse_id, m.destination_warehouse_id),
+                     arrival_time = coalesce(excluded.arrival_time, m.arrival_time),
+                     arrival_quantity = coalesce(excluded.arrival_quantity, m.arrival_quantity)
+                 WHERE (excluded.departure_time IS NULL OR m.departure_time IS NULL)
+                   AND (excluded.arrival_time IS NULL OR m.arrival_time IS NULL)
+                   AND (m.product_id IS NULL OR m.product_id = excluded.product_id)
+                   AND (excluded.source_warehouse_id IS NULL
+                        OR m.destination_warehouse_id IS DISTINCT FROM excluded.source_warehouse_id)
+                   AND (excluded.destination_warehouse_id IS NULL
+                        OR m.source_warehouse_id IS DISTINCT FROM excluded.destination_warehouse_id)
+                 RETURNING 1),
+             logged AS (
+                 INSERT INTO event_log (message_id, source, event_time, movement_id, event,
+                                        warehouse_id, product_id, quantity, occurred_at,
+                                        outcome, reason, attributes, received_at)
+                 SELECT *, $28::timestamptz
+                 FROM unnest($16::text[], $17::text[], $18::timestamptz[], $19::uuid[], $20::text[],
+                             $21::uuid[], $22::uuid[], $23::int4[], $24::timestamptz[],
+                             $25::text[], $26::text[], $27::jsonb[])
+                 RETURNING 1)
+             SELECT CASE WHEN (SELECT count(*) FROM stock_updated) = cardinality($1::uuid[])
+                          AND (SELECT count(*) FROM stock_created) = cardinality($5::uuid[])
+                          AND (SELECT count(*) FROM movements_written) = cardinality($8::uuid[])
+                          AND (SELECT count(*) FROM logged) = cardinality($16::text[])
+                         THEN 0 ELSE ledger_conflict() END",
+        )
+        .bind(&self.updated.0)
+        .bind(&self.updated.1)
+        .bind(&self.updated.2)
+        .bind(&self.updated.3)
+        .bind(&self.created.0)
+        .bind(&self.created.1)
+        .bind(&self.created.2)
+        .bind(&m.ids)
+        .bind(&m.products)
+        .bind(&m.dw)
+        .bind(&m.dt)
+        .bind(&m.dq)
+        .bind(&m.aw)
+        .bind(&m.at)
+        .bind(&m.aq)
+        .bind(&log.message_ids)
+        .bind(&log.sources)
+        .bind(&log.event_times)
+        .bind(&log.movement_ids)
+        .bind(&log.kinds)
+        .bind(&log.warehouses)
+        .bind(&log.products)
+        .bind(&log.quantities)
+        .bind(&log.occurred)
+        .bind(&log.outcomes)
+        .bind(&log.reasons)
+        .bind(&log.attributes)
+        .bind(log.received_at)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+impl<'a> LogColumns<'a> {
+    fn push(&mut self, e: &'a MovementEvent, outcome: &Outcome) {
+        let c = &e.content;
+        self.message_ids.push(e.message_id.as_str());
+        self.sources.push(e.source.as_str());
+        self.event_times.push(e.event_time);
+        self.movement_ids.push(c.movement_id);
+        self.kinds.push(c.kind.as_str());
+        self.warehouses.push(c.warehouse_id);
+        self.products.push(c.product_id);
+        self.quantities.push(c.quantity.get());
+        self.occurred.push(c.occurred_at);
+        match outcome {
+            Outcome::Rejected { reason, .. } => {
+                self.outcomes.push("rejected");
+                self.reasons.push(Some(reason.as_str()));
+            }
+            _ => {
+                self.outcomes.push("applied");
+                self.reasons.push(None);
+            }
+        }
+        self.attributes
+            .push(serde_json::Value::Object(e.attributes.clone()));
+    }
+}
+
+/// Movement halves as column arrays; a half this batch does not fill is
+/// NULL, which the write statement reads as "leave as it is".
+struct MovementColumns {
+    ids: Vec<Uuid>,
+    products: Vec<Option<Uuid>>,
+    dw: Vec<Option<Uuid>>,
+    dt: Vec<Option<DateTime<Utc>>>,
+    dq: Vec<Option<i32>>,
+    aw: Vec<Option<Uuid>>,
+    at: Vec<Option<DateTime<Utc>>>,
+    aq: Vec<Option<i32>>,
+}
+
+impl MovementColumns {
+    fn with_capacity(n: usize) -> Self {
+        MovementColumns {
+            ids: Vec::with_capacity(n),
+            products: Vec::with_capacity(n),
+            dw: Vec::with_capacity(n),
+            dt: Vec::with_capacity(n),
+            dq: Vec::with_capacity(n),
+            aw: Vec::with_capacity(n),
+            at: Vec::with_capacity(n),
+            aq: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, id: Uuid, m: &MovementState) {
+        self.ids.push(id);
+        self.products.push(m.product_id);
+        self.dw.push(m.departure.map(|s| s.warehouse_id));
+        self.dt.push(m.departure.map(|s| s.at));
+        self.dq.push(m.departure.map(|s| s.quantity));
+        self.aw.push(m.arrival.map(|s| s.warehouse_id));
+        self.at.push(m.arrival.map(|s| s.at));
+        self.aq.push(m.arrival.map(|s| s.quantity));
+    }
+}
+
+/// Creates the stock and movement rows the batch names that do not exist
+/// yet, then locks them all, in the global order: a row that does not exist
+/// cannot be locked, and two batches that both saw "no row" would both
+/// decide on the same empty state. The arrays are sorted, and unnest yields
+/// them in order, so rows are created in that order too.
+async fn create_missing(
+    conn: &mut sqlx::PgConnection,
     pairs: &BTreeSet<(Uuid, Uuid)>,
-) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
+    ids: &BTreeSet<Uuid>,
+) -> Result<(), sqlx::Error> {
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    // The arrays are sorted, and unnest yields them in order, so rows are
-    // created in the global lock order too.
     sqlx::query(
         "INSERT INTO stock (warehouse_id, product_id)
          SELECT * FROM unnest($1::uuid[], $2::uuid[])
@@ -91,30 +398,6 @@ async fn lock_stock(
     .bind(&products)
     .execute(&mut *conn)
     .await?;
-    let rows = sqlx::query(
-        "SELECT s.warehouse_id, s.product_id, s.quantity
-         FROM stock s
-         JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
-           ON s.warehouse_id = k.w AND s.product_id = k.p
-         ORDER BY s.warehouse_id, s.product_id
-         FOR UPDATE OF s",
-    )
-    .bind(&warehouses)
-    .bind(&products)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut quantities = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let pair: (Uuid, Uuid) = (row.try_get(0)?, row.try_get(1)?);
-        quantities.insert(pair, row.try_get::<i64, _>(2)?);
-    }
-    Ok(quantities)
-}
-
-async fn lock_movements(
-    conn: &mut PgConnection,
-    ids: &BTreeSet<Uuid>,
-) -> Result<HashMap<Uuid, MovementState>, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().copied().collect();
     sqlx::query(
         "INSERT INTO movements (movement_id)
@@ -124,83 +407,125 @@ async fn lock_movements(
     .bind(&ids)
     .execute(&mut *conn)
     .await?;
-    let rows = sqlx::query(
-        "SELECT movement_id, product_id,
-                source_warehouse_id, departure_time, departure_quantity,
-                destination_warehouse_id, arrival_time, arrival_quantity
-         FROM movements
+    Ok(())
+}
+
+/// The stock rows of `pairs` that exist. With `lock`, each is locked, in
+/// (warehouse, product) order.
+async fn read_stock(
+    conn: impl PgExecutor<'_>,
+    pairs: &BTreeSet<(Uuid, Uuid)>,
+    lock: bool,
+) -> Result<Stock, sqlx::Error> {
+    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let query = if lock {
+        "SELECT s.warehouse_id, s.product_id, s.quantity
+         FROM stock s
+         JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
+           ON s.warehouse_id = k.w AND s.product_id = k.p
+         ORDER BY s.warehouse_id, s.product_id
+         FOR UPDATE OF s"
+    } else {
+        "SELECT s.warehouse_id, s.product_id, s.quantity
+         FROM stock s
+         JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
+           ON s.warehouse_id = k.w AND s.product_id = k.p"
+    };
+    let rows = sqlx::query(query)
+        .bind(&warehouses)
+        .bind(&products)
+        .fetch_all(conn)
+        .await?;
+    let mut quantities = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let pair: (Uuid, Uuid) = (row.try_get(0)?, row.try_get(1)?);
+        quantities.insert(pair, row.try_get::<i64, _>(2)?);
+    }
+    Ok(quantities)
+}
+
+/// Locks the movement rows of `ids` (which [`create_missing`] made sure
+/// exist), in movement_id order. Their content is not needed: the audit log
+/// holds the same halves, and the batch reads them from there.
+async fn lock_movements(
+    conn: &mut sqlx::PgConnection,
+    ids: &BTreeSet<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = ids.iter().copied().collect();
+    sqlx::query(
+        "SELECT 1 FROM movements
          WHERE movement_id = ANY($1)
          ORDER BY movement_id
          FOR UPDATE",
     )
     .bind(&ids)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    let mut movements = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let id: Uuid = row.try_get(0)?;
-        movements.insert(id, movement_from_row(&row, 1)?);
+    Ok(())
+}
+
+/// The movements as the audit log gives them: each applied entry is one
+/// half. The movements table holds exactly this (`verify` checks it), so
+/// the batch need not read that table as well.
+fn movements_from(history: &History) -> Movements {
+    let mut movements = Movements::new();
+    for prior in history.values().flatten() {
+        if prior.verdict == Verdict::Applied {
+            let c = &prior.content;
+            movements.entry(c.movement_id).or_default().record(
+                c.kind,
+                c.product_id,
+                Side {
+                    warehouse_id: c.warehouse_id,
+                    at: c.occurred_at,
+                    quantity: c.quantity.get(),
+                },
+            );
+        }
     }
-    Ok(movements)
+    movements
 }
 
-/// Reads a movement from the eight columns starting at `first`: product,
-/// then warehouse, time and quantity of the departure and of the arrival.
-pub(crate) fn movement_from_row(
-    row: &sqlx::postgres::PgRow,
-    first: usize,
-) -> Result<MovementState, sqlx::Error> {
-    let side = |at: usize| -> Result<Option<Side>, sqlx::Error> {
-        let warehouse: Option<Uuid> = row.try_get(at)?;
-        let time: Option<DateTime<Utc>> = row.try_get(at + 1)?;
-        let quantity: Option<i32> = row.try_get(at + 2)?;
-        Ok(match (warehouse, time, quantity) {
-            (Some(warehouse_id), Some(at), Some(quantity)) => Some(Side {
-                warehouse_id,
-                at,
-                quantity,
-            }),
-            _ => None,
-        })
-    };
-    Ok(MovementState {
-        product_id: row.try_get(first)?,
-        departure: side(first + 1)?,
-        arrival: side(first + 4)?,
-    })
-}
-
-async fn load_history(
-    conn: &mut PgConnection,
+/// The audit entries of the movements `ids`, oldest first. The two halves
+/// of the union match the two partial unique indexes of the log: the entry
+/// that decided each (movement_id, event), and the rare later entries that
+/// were refused as conflicting duplicates.
+async fn read_history(
+    conn: impl PgExecutor<'_>,
     ids: &BTreeSet<Uuid>,
-) -> Result<HashMap<(Uuid, EventKind), Vec<PriorEvent>>, sqlx::Error> {
+) -> Result<History, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().copied().collect();
     let rows = sqlx::query(
-        "SELECT movement_id, event, warehouse_id, product_id, quantity, occurred_at,
+        "SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
                 outcome, reason, received_at
          FROM event_log
-         WHERE movement_id = ANY($1)
+         WHERE movement_id = ANY($1) AND reason IS DISTINCT FROM 'conflicting_duplicate'
+         UNION ALL
+         SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
+                outcome, reason, received_at
+         FROM event_log
+         WHERE movement_id = ANY($1) AND reason = 'conflicting_duplicate'
          ORDER BY seq",
     )
     .bind(&ids)
-    .fetch_all(&mut *conn)
+    .fetch_all(conn)
     .await?;
-    let mut history: HashMap<(Uuid, EventKind), Vec<PriorEvent>> = HashMap::new();
+    let mut history: History = HashMap::new();
     for row in rows {
-        let kind = decode_kind(row.try_get(1)?)?;
-        let quantity = Quantity::parse(i64::from(row.try_get::<i32, _>(4)?))
+        let kind = decode_kind(row.try_get(2)?)?;
+        let quantity = Quantity::parse(i64::from(row.try_get::<i32, _>(5)?))
             .map_err(|e| sqlx::Error::Decode(e.into()))?;
         let content = EventContent {
-            movement_id: row.try_get(0)?,
+            movement_id: row.try_get(1)?,
             kind,
-            warehouse_id: row.try_get(2)?,
-            product_id: row.try_get(3)?,
+            warehouse_id: row.try_get(3)?,
+            product_id: row.try_get(4)?,
             quantity,
-            occurred_at: row.try_get(5)?,
+            occurred_at: row.try_get(6)?,
         };
         let verdict = match (
-            row.try_get::<&str, _>(6)?,
-            row.try_get::<Option<&str>, _>(7)?,
+            row.try_get::<&str, _>(7)?,
+            row.try_get::<Option<&str>, _>(8)?,
         ) {
             ("applied", _) => Verdict::Applied,
             (_, Some(reason)) => {
@@ -220,7 +545,7 @@ async fn load_history(
             .push(PriorEvent {
                 content,
                 verdict,
-                processed_at: row.try_get(8)?,
+                processed_at: row.try_get(9)?,
             });
     }
     Ok(history)
@@ -228,169 +553,4 @@ async fn load_history(
 
 fn decode_kind(s: &str) -> Result<EventKind, sqlx::Error> {
     EventKind::parse(s).ok_or_else(|| sqlx::Error::Decode(format!("unknown event {s:?}").into()))
-}
-
-async fn write_stock(
-    conn: &mut PgConnection,
-    stock: &HashMap<(Uuid, Uuid), i64>,
-    changed: &HashSet<(Uuid, Uuid)>,
-) -> Result<(), sqlx::Error> {
-    if changed.is_empty() {
-        return Ok(());
-    }
-    let n = changed.len();
-    let (mut w, mut p, mut q) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for pair in changed {
-        w.push(pair.0);
-        p.push(pair.1);
-        q.push(stock[pair]);
-    }
-    sqlx::query(
-        "UPDATE stock s
-         SET quantity = u.quantity, updated_at = now()
-         FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS u(w, p, quantity)
-         WHERE s.warehouse_id = u.w AND s.product_id = u.p",
-    )
-    .bind(&w)
-    .bind(&p)
-    .bind(&q)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn write_movements(
-    conn: &mut PgConnection,
-    movements: &HashMap<Uuid, MovementState>,
-    changed: &HashSet<Uuid>,
-) -> Result<(), sqlx::Error> {
-    if changed.is_empty() {
-        return Ok(());
-    }
-    let n = changed.len();
-    let (mut ids, mut products) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut dw, mut dt, mut dq) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut aw, mut at, mut aq) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for id in changed {
-        let m = &movements[id];
-        ids.push(*id);
-        products.push(m.product_id);
-        dw.push(m.departure.map(|s| s.warehouse_id));
-        dt.push(m.departure.map(|s| s.at));
-        dq.push(m.departure.map(|s| s.quantity));
-        aw.push(m.arrival.map(|s| s.warehouse_id));
-        at.push(m.arrival.map(|s| s.at));
-        aq.push(m.arrival.map(|s| s.quantity));
-    }
-    sqlx::query(
-        "UPDATE movements m
-         SET product_id = u.product_id,
-             source_warehouse_id = u.dw, departure_time = u.dt, departure_quantity = u.dq,
-             destination_warehouse_id = u.aw, arrival_time = u.at, arrival_quantity = u.aq
-         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::int4[],
-                     $6::uuid[], $7::timestamptz[], $8::int4[])
-              AS u(id, product_id, dw, dt, dq, aw, at, aq)
-         WHERE m.movement_id = u.id",
-    )
-    .bind(&ids)
-    .bind(&products)
-    .bind(&dw)
-    .bind(&dt)
-    .bind(&dq)
-    .bind(&aw)
-    .bind(&at)
-    .bind(&aq)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn write_event_log(
-    conn: &mut PgConnection,
-    events: &[MovementEvent],
-    outcomes: &[Outcome],
-    received_at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let recorded: Vec<(&MovementEvent, &Outcome)> = events
-        .iter()
-        .zip(outcomes)
-        .filter(|(_, o)| o.is_recorded())
-        .collect();
-    if recorded.is_empty() {
-        return Ok(());
-    }
-    let n = recorded.len();
-    let mut message_ids = Vec::with_capacity(n);
-    let mut sources = Vec::with_capacity(n);
-    let mut event_times = Vec::with_capacity(n);
-    let mut movement_ids = Vec::with_capacity(n);
-    let mut kinds = Vec::with_capacity(n);
-    let mut warehouses = Vec::with_capacity(n);
-    let mut products = Vec::with_capacity(n);
-    let mut quantities = Vec::with_capacity(n);
-    let mut occurred = Vec::with_capacity(n);
-    let mut verdicts = Vec::with_capacity(n);
-    let mut reasons = Vec::with_capacity(n);
-    let mut attributes = Vec::with_capacity(n);
-    for (e, outcome) in recorded {
-        let c = &e.content;
-        message_ids.push(e.message_id.as_str());
-        sources.push(e.source.as_str());
-        event_times.push(e.event_time);
-        movement_ids.push(c.movement_id);
-        kinds.push(c.kind.as_str());
-        warehouses.push(c.warehouse_id);
-        products.push(c.product_id);
-        quantities.push(c.quantity.get());
-        occurred.push(c.occurred_at);
-        match outcome {
-            Outcome::Rejected { reason, .. } => {
-                verdicts.push("rejected");
-                reasons.push(Some(reason.as_str()));
-            }
-            _ => {
-                verdicts.push("applied");
-                reasons.push(None);
-            }
-        }
-        attributes.push(serde_json::Value::Object(e.attributes.clone()));
-    }
-    sqlx::query(
-        "INSERT INTO event_log (message_id, source, event_time, movement_id, event,
-                                warehouse_id, product_id, quantity, occurred_at,
-                                outcome, reason, attributes, received_at)
-         SELECT *, $13::timestamptz
-         FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[], $5::text[],
-                     $6::uuid[], $7::uuid[], $8::int4[], $9::timestamptz[],
-                     $10::text[], $11::text[], $12::jsonb[])
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&message_ids)
-    .bind(&sources)
-    .bind(&event_times)
-    .bind(&movement_ids)
-    .bind(&kinds)
-    .bind(&warehouses)
-    .bind(&products)
-    .bind(&quantities)
-    .bind(&occurred)
-    .bind(&verdicts)
-    .bind(&reasons)
-    .bind(&attributes)
-    .bind(received_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

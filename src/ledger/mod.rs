@@ -1,15 +1,17 @@
 //! The ledger: stock, movements and the audit log in PostgreSQL.
 //!
 //! [`Ledger::apply`] is the one way events change state, for Kafka and the
-//! webhook alike: one transaction per batch, retried on a transient conflict,
-//! and followed by a cache invalidation before the caller may acknowledge
-//! anything.
+//! webhook alike: one atomic write per batch, run again when a concurrent
+//! batch got in the way, and followed by a cache invalidation before the
+//! caller may acknowledge anything.
 
 mod apply;
 pub mod reads;
 pub mod verify;
 
 pub use apply::Applied;
+
+use apply::Mode;
 
 use crate::cache::Cache;
 use crate::domain::{MovementEvent, Outcome};
@@ -19,10 +21,16 @@ use std::time::Instant;
 use tracing::Span;
 use tracing::field::Empty;
 
-/// How often a batch is retried when PostgreSQL reports a deadlock or a
-/// serialization failure. The lock order makes both unexpected; the retry
-/// keeps such an error from ever reaching a caller.
-const MAX_ATTEMPTS: u32 = 5;
+/// Optimistic attempts before a batch falls back to locking its rows. A
+/// conflict needs a concurrent batch to change a row this one decided on
+/// in the few milliseconds between its read and its write, so a second
+/// conflict in a row means the rows are contended and locking is cheaper.
+const OPTIMISTIC_ATTEMPTS: u32 = 2;
+
+/// Attempts in all before the error reaches the caller. Locking attempts
+/// can still meet a deadlock with an optimistic writer (PostgreSQL breaks
+/// it by failing one side), so they are retried too.
+const MAX_ATTEMPTS: u32 = 6;
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -71,14 +79,17 @@ impl Ledger {
         let started = Instant::now();
         let mut attempt = 1;
         let applied = loop {
-            let mut tx = self.pool.begin().await?;
-            match apply::apply_in_transaction(&mut tx, events).await {
-                Ok(applied) => {
-                    tx.commit().await?;
-                    break applied;
-                }
-                Err(e) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
-                    tracing::warn!(error = %e, attempt, "retrying batch after a transient conflict");
+            let mode = if attempt <= OPTIMISTIC_ATTEMPTS {
+                Mode::Optimistic
+            } else {
+                Mode::Locking
+            };
+            match apply::apply_once(&self.pool, events, mode).await {
+                Ok(applied) => break applied,
+                Err(e) if attempt < MAX_ATTEMPTS && transient(&e).is_some() => {
+                    let cause = transient(&e).unwrap_or_default();
+                    self.metrics.batch_retry(cause);
+                    tracing::debug!(error = %e, attempt, ?mode, "running the batch again");
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -118,10 +129,23 @@ impl Ledger {
     }
 }
 
-/// Deadlock detected or serialization failure.
-fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(
-        e.as_database_error().and_then(|d| d.code()).as_deref(),
-        Some("40P01") | Some("40001")
-    )
+/// Why running the batch again may succeed: the write statement found a
+/// row changed since it was read (a serialization failure it raised
+/// itself), a concurrent batch created a row this one meant to create (a
+/// unique violation on one of the ledger's keys), or a deadlock.
+fn transient(e: &sqlx::Error) -> Option<&'static str> {
+    let db = e.as_database_error()?;
+    match db.code().as_deref() {
+        Some("40001") => Some("conflict"),
+        Some("23505") if db.constraint().is_some_and(|c| CREATED_KEYS.contains(&c)) => {
+            Some("conflict")
+        }
+        Some("40P01") => Some("deadlock"),
+        _ => None,
+    }
 }
+
+/// The unique keys of rows a batch creates without `ON CONFLICT` (which
+/// would cost a speculative insertion per row): whoever commits first
+/// wins, and the batch that loses is run again on what was committed.
+const CREATED_KEYS: [&str; 3] = ["event_log_decisive", "event_log_conflicts", "stock_pkey"];

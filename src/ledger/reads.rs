@@ -1,8 +1,7 @@
 //! Plain PostgreSQL reads behind the lookup endpoints. The cache sits in
 //! front of the first two; the paginated lists always read PostgreSQL.
 
-use super::apply::movement_from_row;
-use crate::domain::MovementView;
+use crate::domain::{MovementState, MovementView, Side};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
@@ -39,7 +38,7 @@ pub async fn movement(
     .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    Ok(movement_from_row(&row, 0)?.view(movement_id))
+    Ok(movement_from_row(&row)?.view(movement_id))
 }
 
 /// One line of a warehouse's stock list.
@@ -129,4 +128,27 @@ pub async fn rejections(
             })
         })
         .collect()
+}
+
+/// Reads a movement from the seven columns of the lookup above: product,
+/// then warehouse, time and quantity of the departure and of the arrival.
+fn movement_from_row(row: &sqlx::postgres::PgRow) -> Result<MovementState, sqlx::Error> {
+    let side = |at: usize| -> Result<Option<Side>, sqlx::Error> {
+        let warehouse: Option<Uuid> = row.try_get(at)?;
+        let time: Option<DateTime<Utc>> = row.try_get(at + 1)?;
+        let quantity: Option<i32> = row.try_get(at + 2)?;
+        Ok(match (warehouse, time, quantity) {
+            (Some(warehouse_id), Some(at), Some(quantity)) => Some(Side {
+                warehouse_id,
+                at,
+                quantity,
+            }),
+            _ => None,
+        })
+    };
+    Ok(MovementState {
+        product_id: row.try_get(0)?,
+        departure: side(1)?,
+        arrival: side(4)?,
+    })
 }

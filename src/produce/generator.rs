@@ -248,15 +248,13 @@ mod tests {
             .map(|r| MovementEvent::from_structured(r.event.to_string().as_bytes()).unwrap())
             .collect();
         let mut state = LedgerState::default();
-        let effects = apply_batch(&mut state, &events, Utc::now());
+        let outcomes = apply_batch(&mut state, &events, Utc::now());
 
-        let duplicates = effects
-            .outcomes
+        let duplicates = outcomes
             .iter()
             .filter(|o| matches!(o, Outcome::Duplicate { .. }))
             .count();
-        let rejected = effects
-            .outcomes
+        let rejected = outcomes
             .iter()
             .filter(|o| matches!(o, Outcome::Rejected { .. }))
             .count();

@@ -38,6 +38,7 @@ struct Inner {
     kafka_dlq: IntCounterVec,
     batch_size: Histogram,
     batch_duration: Histogram,
+    batch_retries: IntCounterVec,
     cache_requests: IntCounterVec,
     db_pool: IntGaugeVec,
 }
@@ -105,6 +106,14 @@ impl Metrics {
             ]),
         )
         .expect("metric");
+        let batch_retries = IntCounterVec::new(
+            Opts::new(
+                "ledger_batch_retries_total",
+                "Ledger batches run again after a concurrent batch got in the way",
+            ),
+            &["cause"],
+        )
+        .expect("metric");
         let cache_requests = IntCounterVec::new(
             Opts::new("cache_requests_total", "Cache lookups by result"),
             &["result"],
@@ -124,6 +133,7 @@ impl Metrics {
             Box::new(kafka_dlq.clone()),
             Box::new(batch_size.clone()),
             Box::new(batch_duration.clone()),
+            Box::new(batch_retries.clone()),
             Box::new(cache_requests.clone()),
             Box::new(db_pool.clone()),
         ] {
@@ -141,6 +151,7 @@ impl Metrics {
             kafka_dlq,
             batch_size,
             batch_duration,
+            batch_retries,
             cache_requests,
             db_pool,
         }))
@@ -173,6 +184,12 @@ impl Metrics {
     pub fn batch(&self, size: usize, elapsed: Duration) {
         self.0.batch_size.observe(size as f64);
         self.0.batch_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// `cause`: `conflict` (a row read was changed before the write) or
+    /// `deadlock`.
+    pub fn batch_retry(&self, cause: &str) {
+        self.0.batch_retries.with_label_values(&[cause]).inc();
     }
 
     pub fn kafka_consumed(&self) {

@@ -1,10 +1,13 @@
 //! The batch path itself, driven directly rather than over HTTP.
 
-use crate::helpers::{Ev, redis_url, spawn_app};
+use crate::helpers::{Ev, metric_value, redis_url, spawn_app};
 use serde_json::Value;
+use sqlx::PgPool;
 use std::collections::HashMap;
+use std::time::Duration;
 use uuid::Uuid;
-use warehouse_stock::domain::{MovementEvent, Outcome};
+use warehouse_stock::domain::{MovementEvent, Outcome, RejectReason};
+use warehouse_stock::ledger::Ledger;
 
 pub fn parse(message: &Value) -> MovementEvent {
     MovementEvent::from_structured(&serde_json::to_vec(message).unwrap()).unwrap()
@@ -77,4 +80,170 @@ async fn concurrent_batches_on_shared_pairs_lose_no_update_and_never_deadlock() 
     for (w, p) in pairs {
         assert_eq!(app.stock(w, p).await, expected[&(w, p)], "pair {w}/{p}");
     }
+}
+
+/// Waits until a ledger write statement is blocked on a row lock held by
+/// another transaction of this database.
+async fn wait_for_blocked_write(pool: &PgPool) {
+    for _ in 0..500 {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query LIKE 'WITH stock_updated%'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if blocked > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the ledger's write never waited for the other transaction");
+}
+
+fn retries(ledger: &Ledger) -> f64 {
+    metric_value(
+        &ledger.metrics().render(),
+        "ledger_batch_retries_total",
+        &[("cause", "conflict")],
+    )
+}
+
+/// Applies `events` in the background; the caller makes it wait first.
+fn apply_later(
+    ledger: &Ledger,
+    events: Vec<MovementEvent>,
+) -> tokio::task::JoinHandle<Vec<Outcome>> {
+    let ledger = ledger.clone();
+    tokio::spawn(async move { ledger.apply(&events).await.unwrap().outcomes })
+}
+
+#[tokio::test]
+async fn a_departure_decided_on_stock_that_changed_before_its_write_is_decided_again() {
+    let app = spawn_app().await;
+    let ledger = app.ledger(&redis_url()).await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    ledger
+        .apply(&[parse(&Ev::new(w, p, 10).arrival())])
+        .await
+        .unwrap();
+    // Another writer takes all ten, and has not committed when the
+    // departure below reads the stock.
+    let mut other = app.pool.begin().await.unwrap();
+    sqlx::query("UPDATE stock SET quantity = 0 WHERE warehouse_id = $1 AND product_id = $2")
+        .bind(w)
+        .bind(p)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+
+    let pending = apply_later(&ledger, vec![parse(&Ev::new(w, p, 8).departure())]);
+    wait_for_blocked_write(&app.pool).await;
+    other.commit().await.unwrap();
+    let outcomes = pending.await.unwrap();
+
+    // Decided on the ten it read, the departure would have written 2 over
+    // the other writer's 0: a lost update. Decided again, it is refused.
+    assert_eq!(
+        outcomes[0],
+        Outcome::Rejected {
+            reason: RejectReason::InsufficientStock,
+            replayed: false
+        }
+    );
+    assert_eq!(app.stock(w, p).await, 0);
+    assert_eq!(retries(&ledger), 1.0);
+}
+
+/// Another transaction's uncommitted departure of `movement`: the row and
+/// the audit entry a ledger batch would write.
+async fn uncommitted_departure(
+    pool: &PgPool,
+    movement: Uuid,
+    warehouse: Uuid,
+    product: Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO movements (movement_id, product_id, source_warehouse_id,
+                                departure_time, departure_quantity)
+         VALUES ($1, $2, $3, '2025-02-18T10:00:00Z', 5)",
+    )
+    .bind(movement)
+    .bind(product)
+    .bind(warehouse)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO event_log (message_id, source, movement_id, event, warehouse_id,
+                                product_id, quantity, occurred_at, outcome, received_at)
+         VALUES ('other', 'test', $1, 'departure', $2, $3, 5,
+                 '2025-02-18T10:00:00Z', 'applied', now())",
+    )
+    .bind(movement)
+    .bind(warehouse)
+    .bind(product)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx
+}
+
+#[tokio::test]
+async fn an_arrival_written_beside_a_mismatching_departure_is_decided_again() {
+    let app = spawn_app().await;
+    let ledger = app.ledger(&redis_url()).await;
+    let (from, to, product, other_product, movement) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let other = uncommitted_departure(&app.pool, movement, from, product).await;
+
+    let arrival = Ev::new(to, other_product, 5).movement(movement).arrival();
+    let pending = apply_later(&ledger, vec![parse(&arrival)]);
+    wait_for_blocked_write(&app.pool).await;
+    other.commit().await.unwrap();
+    let outcomes = pending.await.unwrap();
+
+    assert_eq!(
+        outcomes[0],
+        Outcome::Rejected {
+            reason: RejectReason::MovementMismatch,
+            replayed: false
+        }
+    );
+    assert_eq!(app.stock(to, other_product).await, 0);
+    assert_eq!(retries(&ledger), 1.0);
+}
+
+#[tokio::test]
+async fn halves_of_one_movement_written_side_by_side_merge_without_a_retry() {
+    let app = spawn_app().await;
+    let ledger = app.ledger(&redis_url()).await;
+    let (from, to, product, movement) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let other = uncommitted_departure(&app.pool, movement, from, product).await;
+
+    let arrival = Ev::new(to, product, 4).movement(movement).arrival();
+    let pending = apply_later(&ledger, vec![parse(&arrival)]);
+    wait_for_blocked_write(&app.pool).await;
+    other.commit().await.unwrap();
+    let outcomes = pending.await.unwrap();
+
+    assert_eq!(outcomes[0], Outcome::Applied { stock_after: 4 });
+    assert_eq!(retries(&ledger), 0.0);
+    let (_, body) = app.get(&format!("/api/v1/movements/{movement}")).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(body["source_warehouse_id"], from.to_string());
+    assert_eq!(body["destination_warehouse_id"], to.to_string());
+    assert_eq!(body["quantity_diff"], 1, "{body}");
 }

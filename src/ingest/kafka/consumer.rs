@@ -38,6 +38,12 @@ use tokio::time::Instant;
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Batches a partition may buffer ahead of its worker. The broker answers a
+/// fetch with one partition's records at a time (about 11,000 with
+/// librdkafka's defaults); with room for a single batch, the fetch loop
+/// blocks on that partition while the other workers run dry.
+const BUFFERED_BATCHES: usize = 8;
+
 /// Consumes until `stop` turns true, retrying every failure (broker or
 /// PostgreSQL unavailable) with backoff. Never skips a record.
 pub async fn run(
@@ -168,8 +174,7 @@ impl Pipeline {
                 }
             };
             let (queue, _) = workers.entry(record.partition()).or_insert_with(|| {
-                // Room for one batch waiting while another is applied.
-                let (tx, rx) = mpsc::channel(shared.settings.batch_size);
+                let (tx, rx) = mpsc::channel(shared.settings.batch_size * BUFFERED_BATCHES);
                 let worker = tokio::spawn(partition_worker(shared.clone(), rx, stop.clone()));
                 (tx, worker)
             });
