@@ -1,7 +1,8 @@
 //! The ledger rules, as a pure function over in-memory state.
 //!
-//! The ledger loads (and locks) exactly the state a batch can touch, hands it
-//! to [`apply_batch`], and writes back what changed. Keeping the rules free of
+//! The ledger reads exactly the state a batch can touch, hands it to
+//! [`apply_batch`], and writes back what changed (checking that what it
+//! read still holds). Keeping the rules free of
 //! I/O means they can be unit-tested exhaustively, benchmarked on their own,
 //! and reasoned about as "events applied one by one, in order".
 

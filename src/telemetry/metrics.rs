@@ -114,6 +114,11 @@ impl Metrics {
             &["cause"],
         )
         .expect("metric");
+        // Exported at zero from the start, so a rate over them is defined
+        // before the first retry.
+        for cause in ["conflict", "deadlock"] {
+            batch_retries.with_label_values(&[cause]);
+        }
         let cache_requests = IntCounterVec::new(
             Opts::new("cache_requests_total", "Cache lookups by result"),
             &["result"],

@@ -41,8 +41,9 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// Batches a partition may buffer ahead of its worker. The broker answers a
 /// fetch with one partition's records at a time (about 11,000 with
 /// librdkafka's defaults); with room for a single batch, the fetch loop
-/// blocks on that partition while the other workers run dry.
-const BUFFERED_BATCHES: usize = 8;
+/// blocks on that partition while the other workers run dry. Four keep the
+/// workers fed and the service under 100 MB.
+const BUFFERED_BATCHES: usize = 4;
 
 /// Consumes until `stop` turns true, retrying every failure (broker or
 /// PostgreSQL unavailable) with backoff. Never skips a record.
