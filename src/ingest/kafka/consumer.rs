@@ -41,9 +41,10 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 /// Batches a partition may buffer ahead of its worker. The broker answers a
 /// fetch with one partition's records at a time (about 11,000 with
 /// librdkafka's defaults); with room for a single batch, the fetch loop
-/// blocks on that partition while the other workers run dry. Four keep the
-/// workers fed and the service under 100 MB.
-const BUFFERED_BATCHES: usize = 4;
+/// blocks on that partition while the other workers run dry. Eight keep the
+/// workers fed (1M records: about 36k/s against 31k/s with four); the
+/// service stays near 80 MB because librdkafka's own queue is 8 MB.
+const BUFFERED_BATCHES: usize = 8;
 
 /// Consumes until `stop` turns true, retrying every failure (broker or
 /// PostgreSQL unavailable) with backoff. Never skips a record.
@@ -109,8 +110,9 @@ impl Pipeline {
             // A killed instance's partitions move on after 10 s, not 45.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            // Bounds what librdkafka buffers ahead of the ledger.
-            .set("queued.max.messages.kbytes", "16384");
+            // Bounds what librdkafka buffers ahead of the partition queues,
+            // which hold the batches that are ready to apply.
+            .set("queued.max.messages.kbytes", "8192");
         if let Some(instance) = &settings.group_instance_id {
             // Static membership: a restarted instance takes its partitions
             // back at once instead of waiting for its old session to expire.
