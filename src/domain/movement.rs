@@ -14,6 +14,17 @@ pub struct Side {
     pub quantity: i32,
 }
 
+impl Side {
+    /// The half of a movement that `e` describes.
+    pub fn of(e: &EventContent) -> Self {
+        Side {
+            warehouse_id: e.warehouse_id,
+            at: e.occurred_at,
+            quantity: e.quantity.get(),
+        }
+    }
+}
+
 /// The applied halves of a movement. Rejected events never appear here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MovementState {

@@ -190,15 +190,11 @@ fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> O
     };
 
     state.stock.insert(pair, after);
-    state.movements.entry(e.movement_id).or_default().record(
-        e.kind,
-        e.product_id,
-        Side {
-            warehouse_id: e.warehouse_id,
-            at: e.occurred_at,
-            quantity: e.quantity.get(),
-        },
-    );
+    state
+        .movements
+        .entry(e.movement_id)
+        .or_default()
+        .record(e.kind, e.product_id, Side::of(e));
     remember(state, e, Verdict::Applied, now);
     Outcome::Applied { stock_after: after }
 }

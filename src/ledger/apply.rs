@@ -182,11 +182,7 @@ impl<'a> WritePlan<'a> {
                     plan.movements.entry(c.movement_id).or_default().record(
                         c.kind,
                         c.product_id,
-                        Side {
-                            warehouse_id: c.warehouse_id,
-                            at: c.occurred_at,
-                            quantity: c.quantity.get(),
-                        },
+                        Side::of(c),
                     );
                 }
                 Outcome::Rejected {
@@ -472,15 +468,10 @@ fn movements_from(history: &History) -> Movements {
     for prior in history.values().flatten() {
         if prior.verdict == Verdict::Applied {
             let c = &prior.content;
-            movements.entry(c.movement_id).or_default().record(
-                c.kind,
-                c.product_id,
-                Side {
-                    warehouse_id: c.warehouse_id,
-                    at: c.occurred_at,
-                    quantity: c.quantity.get(),
-                },
-            );
+            movements
+                .entry(c.movement_id)
+                .or_default()
+                .record(c.kind, c.product_id, Side::of(c));
         }
     }
     movements

@@ -1,6 +1,6 @@
 //! The batch path itself, driven directly rather than over HTTP.
 
-use crate::helpers::{Ev, metric_value, redis_url, spawn_app};
+use crate::helpers::{Ev, TestApp, metric_value, redis_url, spawn_app};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -191,6 +191,24 @@ async fn uncommitted_departure(
     tx
 }
 
+/// Applies `arrival` of `movement` while another transaction's departure of
+/// it (from `from`, of `product`) is not yet committed, and commits that
+/// departure once the ledger's write waits on it.
+async fn arrival_racing_a_departure(
+    app: &TestApp,
+    ledger: &Ledger,
+    movement: Uuid,
+    from: Uuid,
+    product: Uuid,
+    arrival: Value,
+) -> Vec<Outcome> {
+    let other = uncommitted_departure(&app.pool, movement, from, product).await;
+    let pending = apply_later(ledger, vec![parse(&arrival)]);
+    wait_for_blocked_write(&app.pool).await;
+    other.commit().await.unwrap();
+    pending.await.unwrap()
+}
+
 #[tokio::test]
 async fn an_arrival_written_beside_a_mismatching_departure_is_decided_again() {
     let app = spawn_app().await;
@@ -202,13 +220,9 @@ async fn an_arrival_written_beside_a_mismatching_departure_is_decided_again() {
         Uuid::new_v4(),
         Uuid::new_v4(),
     );
-    let other = uncommitted_departure(&app.pool, movement, from, product).await;
-
     let arrival = Ev::new(to, other_product, 5).movement(movement).arrival();
-    let pending = apply_later(&ledger, vec![parse(&arrival)]);
-    wait_for_blocked_write(&app.pool).await;
-    other.commit().await.unwrap();
-    let outcomes = pending.await.unwrap();
+    let outcomes =
+        arrival_racing_a_departure(&app, &ledger, movement, from, product, arrival).await;
 
     assert_eq!(
         outcomes[0],
@@ -231,13 +245,9 @@ async fn halves_of_one_movement_written_side_by_side_merge_without_a_retry() {
         Uuid::new_v4(),
         Uuid::new_v4(),
     );
-    let other = uncommitted_departure(&app.pool, movement, from, product).await;
-
     let arrival = Ev::new(to, product, 4).movement(movement).arrival();
-    let pending = apply_later(&ledger, vec![parse(&arrival)]);
-    wait_for_blocked_write(&app.pool).await;
-    other.commit().await.unwrap();
-    let outcomes = pending.await.unwrap();
+    let outcomes =
+        arrival_racing_a_departure(&app, &ledger, movement, from, product, arrival).await;
 
     assert_eq!(outcomes[0], Outcome::Applied { stock_after: 4 });
     assert_eq!(retries(&ledger), 0.0);
