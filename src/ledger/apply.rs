@@ -20,9 +20,11 @@
 //! touch the same movement (its departure in one Kafka partition, its
 //! arrival in another) merge without a retry.
 //!
-//! This is optimistic: no row locks, three reads that run side by side, and
-//! one write round trip that is also the commit. Under heavy contention on
-//! the same rows the ledger falls back to [`Mode::Locking`]: the same reads
+//! This is optimistic: no row locks, two reads that run side by side, and
+//! one write round trip that is also the commit. A batch run again after a
+//! conflict or a deadlock takes its stock locks in key order
+//! ([`Mode::Ordered`]); under heavy contention on the same rows the ledger
+//! falls back to [`Mode::Locking`]: the same reads
 //! and the same write inside a transaction that first creates and locks
 //! every row the batch names, in one global order (stock before movements,
 //! each sorted), so it cannot lose the race again and cannot deadlock with
@@ -51,8 +53,15 @@ pub struct Applied {
 /// How an attempt guards against concurrent batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Read without locks; the write checks what was read.
+    /// Read without locks; the write checks what was read, updating stock
+    /// rows in whatever order its plan visits them (on a large table, the
+    /// batch's sorted order; not guaranteed).
     Optimistic,
+    /// As `Optimistic`, but the write locks the stock rows in (warehouse,
+    /// product) order before it updates them: a little slower, and it
+    /// cannot deadlock with another ordered or locking batch. For a batch
+    /// that has already met a conflict or a deadlock.
+    Ordered,
     /// Create and lock every row first, inside a transaction.
     Locking,
 }
@@ -77,12 +86,12 @@ pub async fn apply_once(
     let now = Utc::now().trunc_subsecs(6);
 
     let outcomes = match mode {
-        Mode::Optimistic => {
+        Mode::Optimistic | Mode::Ordered => {
             let (stock, history) = tokio::try_join!(
                 read_stock(pool, &pairs, false),
                 read_history(pool, &movement_ids),
             )?;
-            decide_and_write(pool, events, stock, history, now).await?
+            decide_and_write(pool, events, stock, history, now, mode).await?
         }
         Mode::Locking => {
             let mut tx = pool.begin().await?;
@@ -90,7 +99,7 @@ pub async fn apply_once(
             let stock = read_stock(&mut *tx, &pairs, true).await?;
             lock_movements(&mut tx, &movement_ids).await?;
             let history = read_history(&mut *tx, &movement_ids).await?;
-            let outcomes = decide_and_write(&mut *tx, events, stock, history, now).await?;
+            let outcomes = decide_and_write(&mut *tx, events, stock, history, now, mode).await?;
             tx.commit().await?;
             outcomes
         }
@@ -115,6 +124,7 @@ async fn decide_and_write(
     stock: Stock,
     history: History,
     now: DateTime<Utc>,
+    mode: Mode,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let read = stock.clone();
     let mut state = LedgerState {
@@ -124,7 +134,7 @@ async fn decide_and_write(
     };
     let outcomes = apply_batch(&mut state, events, now);
     WritePlan::new(&read, &state.stock, events, &outcomes, now)
-        .execute(conn)
+        .execute(conn, mode != Mode::Optimistic)
         .await?;
     Ok(outcomes)
 }
@@ -157,6 +167,57 @@ struct LogColumns<'a> {
     reasons: Vec<Option<&'static str>>,
     attributes: Vec<serde_json::Value>,
     received_at: DateTime<Utc>,
+}
+
+/// The write statement: `$stock` (the stock update, as a `WITH` list
+/// entry named `stock_updated`), then the rest, which both modes share.
+macro_rules! write_statement {
+    ($stock:literal) => {
+        concat!(
+            $stock,
+            "
+             stock_created AS (
+                 INSERT INTO stock (warehouse_id, product_id, quantity)
+                 SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::int8[])
+                 RETURNING 1),
+             movements_written AS (
+                 INSERT INTO movements AS m (movement_id, product_id,
+                     source_warehouse_id, departure_time, departure_quantity,
+                     destination_warehouse_id, arrival_time, arrival_quantity)
+                 SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::timestamptz[],
+                                      $12::int4[], $13::uuid[], $14::timestamptz[], $15::int4[])
+                 ON CONFLICT (movement_id) DO UPDATE SET
+                     product_id = excluded.product_id,
+                     source_warehouse_id = coalesce(excluded.source_warehouse_id, m.source_warehouse_id),
+                     departure_time = coalesce(excluded.departure_time, m.departure_time),
+                     departure_quantity = coalesce(excluded.departure_quantity, m.departure_quantity),
+                     destination_warehouse_id = coalesce(excluded.destination_warehouse_id, m.destination_warehouse_id),
+                     arrival_time = coalesce(excluded.arrival_time, m.arrival_time),
+                     arrival_quantity = coalesce(excluded.arrival_quantity, m.arrival_quantity)
+                 WHERE (excluded.departure_time IS NULL OR m.departure_time IS NULL)
+                   AND (excluded.arrival_time IS NULL OR m.arrival_time IS NULL)
+                   AND (m.product_id IS NULL OR m.product_id = excluded.product_id)
+                   AND (excluded.source_warehouse_id IS NULL
+                        OR m.destination_warehouse_id IS DISTINCT FROM excluded.source_warehouse_id)
+                   AND (excluded.destination_warehouse_id IS NULL
+                        OR m.source_warehouse_id IS DISTINCT FROM excluded.destination_warehouse_id)
+                 RETURNING 1),
+             logged AS (
+                 INSERT INTO event_log (message_id, source, event_time, movement_id, event,
+                                        warehouse_id, product_id, quantity, occurred_at,
+                                        outcome, reason, attributes, received_at)
+                 SELECT *, $28::timestamptz
+                 FROM unnest($16::text[], $17::text[], $18::timestamptz[], $19::uuid[], $20::text[],
+                             $21::uuid[], $22::uuid[], $23::int4[], $24::timestamptz[],
+                             $25::text[], $26::text[], $27::jsonb[])
+                 RETURNING 1)
+             SELECT CASE WHEN (SELECT count(*) FROM stock_updated) = cardinality($1::uuid[])
+                          AND (SELECT count(*) FROM stock_created) = cardinality($5::uuid[])
+                          AND (SELECT count(*) FROM movements_written) = cardinality($8::uuid[])
+                          AND (SELECT count(*) FROM logged) = cardinality($16::text[])
+                         THEN 0 ELSE ledger_conflict() END"
+        )
+    };
 }
 
 impl<'a> WritePlan<'a> {
@@ -220,90 +281,80 @@ impl<'a> WritePlan<'a> {
     /// wrote; a part that wrote fewer rows than planned met a row that a
     /// concurrent batch changed, and `ledger_conflict()` then aborts the
     /// whole statement with SQLSTATE 40001.
-    async fn execute(self, conn: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    ///
+    /// The plain stock update takes its row locks in whatever order its
+    /// plan visits the table: the batch's sorted order on a large table
+    /// (index lookups driven by the arrays), the table's order on a tiny
+    /// one, so two batches on the same hot rows can deadlock. With
+    /// `ordered`, the rows are first locked in (warehouse, product) order
+    /// (the arrays are sorted), by the step that also does the
+    /// compare-and-set; that costs a lock per row, about a third more time
+    /// per batch, so only batches that met a conflict pay it. Movements are
+    /// always inserted in movement_id order.
+    async fn execute(self, conn: impl PgExecutor<'_>, ordered: bool) -> Result<(), sqlx::Error> {
         let n = self.movements.len();
         let mut m = MovementColumns::with_capacity(n);
         for (id, state) in &self.movements {
             m.push(*id, state);
         }
         let log = self.log;
-        sqlx::query(
-            "WITH stock_updated AS (
-                 UPDATE stock s SET quantity = u.new, updated_at = now()
-                 FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[]) AS u(w, p, old, new)
-                 WHERE s.warehouse_id = u.w AND s.product_id = u.p AND s.quantity = u.old
-                 RETURNING 1),
-             stock_created AS (
-                 INSERT INTO stock (warehouse_id, product_id, quantity)
-                 SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::int8[])
-                 RETURNING 1),
-             movements_written AS (
-                 INSERT INTO movements AS m (movement_id, product_id,
-                     source_warehouse_id, departure_time, departure_quantity,
-                     destination_warehouse_id, arrival_time, arrival_quantity)
-                 SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::timestamptz[],
-                                      $12::int4[], $13::uuid[], $14::timestamptz[], $15::int4[])
-                 ON CONFLICT (movement_id) DO UPDATE SET
-                     product_id = excluded.product_id,
-                     source_warehouse_id = coalesce(excluded.source_warehouse_id, m.source_warehouse_id),
-                     departure_time = coalesce(excluded.departure_time, m.departure_time),
-                     departure_quantity = coalesce(excluded.departure_quantity, m.departure_quantity),
-                     destination_warehouse_id = coalesce(excluded.destination_warehouse_id, m.destination_warehouse_id),
-                     arrival_time = coalesce(excluded.arrival_time, m.arrival_time),
-                     arrival_quantity = coalesce(excluded.arrival_quantity, m.arrival_quantity)
-                 WHERE (excluded.departure_time IS NULL OR m.departure_time IS NULL)
-                   AND (excluded.arrival_time IS NULL OR m.arrival_time IS NULL)
-                   AND (m.product_id IS NULL OR m.product_id = excluded.product_id)
-                   AND (excluded.source_warehouse_id IS NULL
-                        OR m.destination_warehouse_id IS DISTINCT FROM excluded.source_warehouse_id)
-                   AND (excluded.destination_warehouse_id IS NULL
-                        OR m.source_warehouse_id IS DISTINCT FROM excluded.destination_warehouse_id)
-                 RETURNING 1),
-             logged AS (
-                 INSERT INTO event_log (message_id, source, event_time, movement_id, event,
-                                        warehouse_id, product_id, quantity, occurred_at,
-                                        outcome, reason, attributes, received_at)
-                 SELECT *, $28::timestamptz
-                 FROM unnest($16::text[], $17::text[], $18::timestamptz[], $19::uuid[], $20::text[],
-                             $21::uuid[], $22::uuid[], $23::int4[], $24::timestamptz[],
-                             $25::text[], $26::text[], $27::jsonb[])
-                 RETURNING 1)
-             SELECT CASE WHEN (SELECT count(*) FROM stock_updated) = cardinality($1::uuid[])
-                          AND (SELECT count(*) FROM stock_created) = cardinality($5::uuid[])
-                          AND (SELECT count(*) FROM movements_written) = cardinality($8::uuid[])
-                          AND (SELECT count(*) FROM logged) = cardinality($16::text[])
-                         THEN 0 ELSE ledger_conflict() END",
-        )
-        .bind(&self.updated.0)
-        .bind(&self.updated.1)
-        .bind(&self.updated.2)
-        .bind(&self.updated.3)
-        .bind(&self.created.0)
-        .bind(&self.created.1)
-        .bind(&self.created.2)
-        .bind(&m.ids)
-        .bind(&m.products)
-        .bind(&m.dw)
-        .bind(&m.dt)
-        .bind(&m.dq)
-        .bind(&m.aw)
-        .bind(&m.at)
-        .bind(&m.aq)
-        .bind(&log.message_ids)
-        .bind(&log.sources)
-        .bind(&log.event_times)
-        .bind(&log.movement_ids)
-        .bind(&log.kinds)
-        .bind(&log.warehouses)
-        .bind(&log.products)
-        .bind(&log.quantities)
-        .bind(&log.occurred)
-        .bind(&log.outcomes)
-        .bind(&log.reasons)
-        .bind(&log.attributes)
-        .bind(log.received_at)
-        .execute(conn)
-        .await?;
+        let statement = if ordered {
+            write_statement!(
+                "WITH stock_locked AS (
+                     SELECT u.w, u.p, u.new
+                     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[])
+                          WITH ORDINALITY AS u(w, p, old, new, n)
+                     JOIN stock s ON s.warehouse_id = u.w AND s.product_id = u.p
+                     WHERE s.quantity = u.old
+                     ORDER BY u.n
+                     FOR UPDATE OF s),
+                 stock_updated AS (
+                     UPDATE stock s SET quantity = l.new, updated_at = now()
+                     FROM stock_locked l
+                     WHERE s.warehouse_id = l.w AND s.product_id = l.p
+                     RETURNING 1),"
+            )
+        } else {
+            write_statement!(
+                "WITH stock_updated AS (
+                     UPDATE stock s SET quantity = u.new, updated_at = now()
+                     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[])
+                          AS u(w, p, old, new)
+                     WHERE s.warehouse_id = u.w AND s.product_id = u.p AND s.quantity = u.old
+                     RETURNING 1),"
+            )
+        };
+        sqlx::query(statement)
+            .bind(&self.updated.0)
+            .bind(&self.updated.1)
+            .bind(&self.updated.2)
+            .bind(&self.updated.3)
+            .bind(&self.created.0)
+            .bind(&self.created.1)
+            .bind(&self.created.2)
+            .bind(&m.ids)
+            .bind(&m.products)
+            .bind(&m.dw)
+            .bind(&m.dt)
+            .bind(&m.dq)
+            .bind(&m.aw)
+            .bind(&m.at)
+            .bind(&m.aq)
+            .bind(&log.message_ids)
+            .bind(&log.sources)
+            .bind(&log.event_times)
+            .bind(&log.movement_ids)
+            .bind(&log.kinds)
+            .bind(&log.warehouses)
+            .bind(&log.products)
+            .bind(&log.quantities)
+            .bind(&log.occurred)
+            .bind(&log.outcomes)
+            .bind(&log.reasons)
+            .bind(&log.attributes)
+            .bind(log.received_at)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }

@@ -25,6 +25,8 @@ use tracing::field::Empty;
 /// conflict needs a concurrent batch to change a row this one decided on
 /// in the few milliseconds between its read and its write, so a second
 /// conflict in a row means the rows are contended and locking is cheaper.
+/// The second optimistic attempt takes its stock locks in key order, so
+/// batches that met each other once cannot deadlock the next time.
 const OPTIMISTIC_ATTEMPTS: u32 = 2;
 
 /// Attempts in all before the error reaches the caller. Locking attempts
@@ -79,10 +81,10 @@ impl Ledger {
         let started = Instant::now();
         let mut attempt = 1;
         let applied = loop {
-            let mode = if attempt <= OPTIMISTIC_ATTEMPTS {
-                Mode::Optimistic
-            } else {
-                Mode::Locking
+            let mode = match attempt {
+                1 => Mode::Optimistic,
+                a if a <= OPTIMISTIC_ATTEMPTS => Mode::Ordered,
+                _ => Mode::Locking,
             };
             match apply::apply_once(&self.pool, events, mode).await {
                 Ok(applied) => break applied,

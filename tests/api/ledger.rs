@@ -89,7 +89,7 @@ async fn wait_for_blocked_write(pool: &PgPool) {
         let blocked: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query LIKE 'WITH stock_updated%'",
+               AND query LIKE 'WITH stock_%'",
         )
         .fetch_one(pool)
         .await
