@@ -44,8 +44,15 @@ fn rules(c: &mut Criterion) {
 
 fn postgres(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let url = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/warehouse_bench".into());
+    // A database of its own each run (created on connect), so tables of an
+    // earlier build never meet this build's migrations; scripts/test.sh
+    // drops the ws_test_* databases that runs leave behind.
+    let url = std::env::var("BENCH_DATABASE_URL").unwrap_or_else(|_| {
+        format!(
+            "postgres://postgres@127.0.0.1:5432/ws_test_bench_{}",
+            uuid::Uuid::new_v4().simple()
+        )
+    });
     let settings = Settings::from_lookup(|name| match name {
         "DATABASE_URL" => Some(url.clone()),
         _ => None,
