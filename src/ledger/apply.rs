@@ -134,7 +134,8 @@ async fn decide_and_write(
     };
     let outcomes = apply_batch(&mut state, events, now);
     WritePlan::new(&read, &state.stock, events, &outcomes, now)
-        .execute(conn, mode != Mode::Optimistic)
+        // A locking attempt holds its row locks already, taken in order.
+        .execute(conn, mode == Mode::Ordered)
         .await?;
     Ok(outcomes)
 }

@@ -88,13 +88,14 @@ impl Ledger {
             };
             match apply::apply_once(&self.pool, events, mode).await {
                 Ok(applied) => break applied,
-                Err(e) if attempt < MAX_ATTEMPTS && transient(&e).is_some() => {
-                    let cause = transient(&e).unwrap_or_default();
-                    self.metrics.batch_retry(cause);
-                    tracing::debug!(error = %e, attempt, ?mode, "running the batch again");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+                Err(e) => match transient(&e) {
+                    Some(cause) if attempt < MAX_ATTEMPTS => {
+                        self.metrics.batch_retry(cause);
+                        tracing::debug!(error = %e, attempt, ?mode, "running the batch again");
+                        attempt += 1;
+                    }
+                    _ => return Err(e),
+                },
             }
         };
         self.metrics.batch(events.len(), started.elapsed());
