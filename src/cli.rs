@@ -102,7 +102,9 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let pool = connect_database(&settings).await?;
             let diff = crate::ledger::verify::verify(&pool, 1000).await?;
             if diff.is_empty() {
-                println!("consistent: stock and movements match the audit log");
+                println!(
+                    "consistent: stock matches the audit log, and every movement's halves agree"
+                );
                 Ok(())
             } else {
                 for line in &diff {

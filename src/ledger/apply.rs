@@ -7,28 +7,51 @@
 //!
 //! - a stock row is updated only where its quantity is still the one the
 //!   batch read, and created only where it still does not exist;
-//! - a movement half is filled only where it is still empty, and only next
-//!   to a compatible other half (same product, another warehouse), which is
-//!   the same test the rules apply;
-//! - an audit entry that decides a `(movement_id, event)` is inserted only if
-//!   no other transaction decided that key first (a unique index).
+//! - an audit entry that decides an event is inserted only if no other
+//!   transaction got there first, by the audit log's unique index
+//!   `event_log_decisive` (below).
 //!
 //! If any check fails, a concurrent batch changed something this one relied
-//! on: the statement raises `serialization_failure`, nothing of it is
-//! written, and [`super::Ledger::apply`] runs the batch again. Only rows
-//! whose value a decision depended on are checked, so batches that merely
-//! touch the same movement (its departure in one Kafka partition, its
-//! arrival in another) merge without a retry.
+//! on: nothing of the statement is written, and [`super::Ledger::apply`]
+//! runs the batch again on what was committed.
+//!
+//! ## One index for both movement rules
+//!
+//! A movement is the applied entries of its `movement_id` in the audit log.
+//! Two rules must hold under concurrent batches: one deciding entry per
+//! `(movement_id, event)`, and two applied halves of a movement must have
+//! been checked against each other. A deciding entry written for a movement
+//! of which the batch saw no deciding entry at all *opens* it, and is keyed
+//! `(movement_id, 'open')` in the index; every other deciding entry is
+//! keyed `(movement_id, event)`. Only one entry can open a movement, and
+//! that is enough for both rules:
+//!
+//! - The first deciding entry of a movement to commit saw nothing, so it
+//!   is the opening one. Any entry decided after seeing some other deciding
+//!   entry `Z` decided after `Z` committed, and `Z`, unless it opens the
+//!   movement itself, saw the opening entry: so every non-opening entry saw
+//!   the opening one.
+//! - Two deciding entries for one `(movement_id, event)`: two non-opening
+//!   ones share a key; two opening ones share a key; an opening and a
+//!   non-opening one cannot both commit, since the latter saw the former
+//!   and would have been a duplicate.
+//! - Two applied halves that never saw each other: neither can be the
+//!   opening entry (the other would have seen it), and the opening entry
+//!   is a half of the same movement, so it is one of them (by the rule
+//!   above). So one of them saw the other, and the rules checked the pair.
+//!
+//! The price is that two batches writing the two halves of one new
+//! movement at the same moment conflict, and one runs again.
 //!
 //! This is optimistic: no row locks, two reads that run side by side, and
 //! one write round trip that is also the commit. A batch run again after a
 //! conflict or a deadlock takes its stock locks in key order
 //! ([`Mode::Ordered`]); under heavy contention on the same rows the ledger
-//! falls back to [`Mode::Locking`]: the same reads
-//! and the same write inside a transaction that first creates and locks
-//! every row the batch names, in one global order (stock before movements,
-//! each sorted), so it cannot lose the race again and cannot deadlock with
-//! another locking batch.
+//! falls back to [`Mode::Locking`]: the same reads and the same write
+//! inside a transaction that first creates and locks every stock row the
+//! batch names and takes an advisory lock per movement, each in one global
+//! order, so locking batches cannot deadlock with one another and cannot
+//! lose a race to one another.
 
 use crate::domain::{
     EventContent, EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent,
@@ -36,7 +59,7 @@ use crate::domain::{
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::{PgExecutor, PgPool, Row};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
 /// What a committed batch did, for the caller and for the cache.
@@ -95,7 +118,7 @@ pub async fn apply_once(
         }
         Mode::Locking => {
             let mut tx = pool.begin().await?;
-            create_missing(&mut tx, &pairs, &movement_ids).await?;
+            create_missing(&mut tx, &pairs).await?;
             let stock = read_stock(&mut *tx, &pairs, true).await?;
             lock_movements(&mut tx, &movement_ids).await?;
             let history = read_history(&mut *tx, &movement_ids).await?;
@@ -127,13 +150,14 @@ async fn decide_and_write(
     mode: Mode,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
     let read = stock.clone();
+    let opened = opened_movements(&history);
     let mut state = LedgerState {
         stock,
         movements: movements_from(&history),
         history,
     };
     let outcomes = apply_batch(&mut state, events, now);
-    WritePlan::new(&read, &state.stock, events, &outcomes, now)
+    WritePlan::new(&read, &state.stock, opened, events, &outcomes, now)
         // A locking attempt holds its row locks already, taken in order.
         .execute(conn, mode == Mode::Ordered)
         .await?;
@@ -148,8 +172,6 @@ struct WritePlan<'a> {
     updated: (Vec<Uuid>, Vec<Uuid>, Vec<i64>, Vec<i64>),
     /// Stock rows that did not exist when read: (warehouse, product, quantity).
     created: (Vec<Uuid>, Vec<Uuid>, Vec<i64>),
-    /// Per changed movement, the halves this batch fills (sorted by id).
-    movements: BTreeMap<Uuid, MovementState>,
     log: LogColumns<'a>,
 }
 
@@ -167,6 +189,7 @@ struct LogColumns<'a> {
     outcomes: Vec<&'static str>,
     reasons: Vec<Option<&'static str>>,
     attributes: Vec<serde_json::Value>,
+    opens: Vec<bool>,
     received_at: DateTime<Utc>,
 }
 
@@ -181,50 +204,32 @@ macro_rules! write_statement {
                  INSERT INTO stock (warehouse_id, product_id, quantity)
                  SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::int8[])
                  RETURNING 1),
-             movements_written AS (
-                 INSERT INTO movements AS m (movement_id, product_id,
-                     source_warehouse_id, departure_time, departure_quantity,
-                     destination_warehouse_id, arrival_time, arrival_quantity)
-                 SELECT * FROM unnest($8::uuid[], $9::uuid[], $10::uuid[], $11::timestamptz[],
-                                      $12::int4[], $13::uuid[], $14::timestamptz[], $15::int4[])
-                 ON CONFLICT (movement_id) DO UPDATE SET
-                     product_id = excluded.product_id,
-                     source_warehouse_id = coalesce(excluded.source_warehouse_id, m.source_warehouse_id),
-                     departure_time = coalesce(excluded.departure_time, m.departure_time),
-                     departure_quantity = coalesce(excluded.departure_quantity, m.departure_quantity),
-                     destination_warehouse_id = coalesce(excluded.destination_warehouse_id, m.destination_warehouse_id),
-                     arrival_time = coalesce(excluded.arrival_time, m.arrival_time),
-                     arrival_quantity = coalesce(excluded.arrival_quantity, m.arrival_quantity)
-                 WHERE (excluded.departure_time IS NULL OR m.departure_time IS NULL)
-                   AND (excluded.arrival_time IS NULL OR m.arrival_time IS NULL)
-                   AND (m.product_id IS NULL OR m.product_id = excluded.product_id)
-                   AND (excluded.source_warehouse_id IS NULL
-                        OR m.destination_warehouse_id IS DISTINCT FROM excluded.source_warehouse_id)
-                   AND (excluded.destination_warehouse_id IS NULL
-                        OR m.source_warehouse_id IS DISTINCT FROM excluded.destination_warehouse_id)
-                 RETURNING 1),
              logged AS (
                  INSERT INTO event_log (message_id, source, event_time, movement_id, event,
                                         warehouse_id, product_id, quantity, occurred_at,
-                                        outcome, reason, attributes, received_at)
-                 SELECT *, $28::timestamptz
-                 FROM unnest($16::text[], $17::text[], $18::timestamptz[], $19::uuid[], $20::text[],
-                             $21::uuid[], $22::uuid[], $23::int4[], $24::timestamptz[],
-                             $25::text[], $26::text[], $27::jsonb[])
+                                        outcome, reason, attributes, opens_movement,
+                                        received_at)
+                 SELECT *, $21::timestamptz
+                 FROM unnest($8::text[], $9::text[], $10::timestamptz[], $11::uuid[], $12::text[],
+                             $13::uuid[], $14::uuid[], $15::int4[], $16::timestamptz[],
+                             $17::text[], $18::text[], $19::jsonb[], $20::bool[])
                  RETURNING 1)
              SELECT CASE WHEN (SELECT count(*) FROM stock_updated) = cardinality($1::uuid[])
                           AND (SELECT count(*) FROM stock_created) = cardinality($5::uuid[])
-                          AND (SELECT count(*) FROM movements_written) = cardinality($8::uuid[])
-                          AND (SELECT count(*) FROM logged) = cardinality($16::text[])
+                          AND (SELECT count(*) FROM logged) = cardinality($8::text[])
                          THEN 0 ELSE ledger_conflict() END"
         )
     };
 }
 
 impl<'a> WritePlan<'a> {
+    /// `opened` holds the movements the batch read a deciding audit entry
+    /// of; the first deciding entry the batch writes for any other
+    /// movement opens it.
     fn new(
         read: &Stock,
         stock: &Stock,
+        mut opened: HashSet<Uuid>,
         events: &'a [MovementEvent],
         outcomes: &[Outcome],
         now: DateTime<Utc>,
@@ -241,11 +246,6 @@ impl<'a> WritePlan<'a> {
             match outcome {
                 Outcome::Applied { .. } => {
                     checked.insert((c.warehouse_id, c.product_id));
-                    plan.movements.entry(c.movement_id).or_default().record(
-                        c.kind,
-                        c.product_id,
-                        Side::of(c),
-                    );
                 }
                 Outcome::Rejected {
                     reason: RejectReason::InsufficientStock | RejectReason::StockOverflow,
@@ -256,7 +256,15 @@ impl<'a> WritePlan<'a> {
                 _ => {}
             }
             if outcome.is_recorded() {
-                plan.log.push(event, outcome);
+                let decides = !matches!(
+                    outcome,
+                    Outcome::Rejected {
+                        reason: RejectReason::ConflictingDuplicate,
+                        ..
+                    }
+                );
+                let opens = decides && opened.insert(c.movement_id);
+                plan.log.push(event, outcome, opens);
             }
         }
         for pair in checked {
@@ -290,14 +298,8 @@ impl<'a> WritePlan<'a> {
     /// `ordered`, the rows are first locked in (warehouse, product) order
     /// (the arrays are sorted), by the step that also does the
     /// compare-and-set; that costs a lock per row, about a third more time
-    /// per batch, so only batches that met a conflict pay it. Movements are
-    /// always inserted in movement_id order.
+    /// per batch, so only batches that met a conflict pay it.
     async fn execute(self, conn: impl PgExecutor<'_>, ordered: bool) -> Result<(), sqlx::Error> {
-        let n = self.movements.len();
-        let mut m = MovementColumns::with_capacity(n);
-        for (id, state) in &self.movements {
-            m.push(*id, state);
-        }
         let log = self.log;
         let statement = if ordered {
             write_statement!(
@@ -333,14 +335,6 @@ impl<'a> WritePlan<'a> {
             .bind(&self.created.0)
             .bind(&self.created.1)
             .bind(&self.created.2)
-            .bind(&m.ids)
-            .bind(&m.products)
-            .bind(&m.dw)
-            .bind(&m.dt)
-            .bind(&m.dq)
-            .bind(&m.aw)
-            .bind(&m.at)
-            .bind(&m.aq)
             .bind(&log.message_ids)
             .bind(&log.sources)
             .bind(&log.event_times)
@@ -353,6 +347,7 @@ impl<'a> WritePlan<'a> {
             .bind(&log.outcomes)
             .bind(&log.reasons)
             .bind(&log.attributes)
+            .bind(&log.opens)
             .bind(log.received_at)
             .execute(conn)
             .await?;
@@ -361,7 +356,7 @@ impl<'a> WritePlan<'a> {
 }
 
 impl<'a> LogColumns<'a> {
-    fn push(&mut self, e: &'a MovementEvent, outcome: &Outcome) {
+    fn push(&mut self, e: &'a MovementEvent, outcome: &Outcome, opens: bool) {
         let c = &e.content;
         self.message_ids.push(e.message_id.as_str());
         self.sources.push(e.source.as_str());
@@ -384,57 +379,18 @@ impl<'a> LogColumns<'a> {
         }
         self.attributes
             .push(serde_json::Value::Object(e.attributes.clone()));
+        self.opens.push(opens);
     }
 }
 
-/// Movement halves as column arrays; a half this batch does not fill is
-/// NULL, which the write statement reads as "leave as it is".
-struct MovementColumns {
-    ids: Vec<Uuid>,
-    products: Vec<Option<Uuid>>,
-    dw: Vec<Option<Uuid>>,
-    dt: Vec<Option<DateTime<Utc>>>,
-    dq: Vec<Option<i32>>,
-    aw: Vec<Option<Uuid>>,
-    at: Vec<Option<DateTime<Utc>>>,
-    aq: Vec<Option<i32>>,
-}
-
-impl MovementColumns {
-    fn with_capacity(n: usize) -> Self {
-        MovementColumns {
-            ids: Vec::with_capacity(n),
-            products: Vec::with_capacity(n),
-            dw: Vec::with_capacity(n),
-            dt: Vec::with_capacity(n),
-            dq: Vec::with_capacity(n),
-            aw: Vec::with_capacity(n),
-            at: Vec::with_capacity(n),
-            aq: Vec::with_capacity(n),
-        }
-    }
-
-    fn push(&mut self, id: Uuid, m: &MovementState) {
-        self.ids.push(id);
-        self.products.push(m.product_id);
-        self.dw.push(m.departure.map(|s| s.warehouse_id));
-        self.dt.push(m.departure.map(|s| s.at));
-        self.dq.push(m.departure.map(|s| s.quantity));
-        self.aw.push(m.arrival.map(|s| s.warehouse_id));
-        self.at.push(m.arrival.map(|s| s.at));
-        self.aq.push(m.arrival.map(|s| s.quantity));
-    }
-}
-
-/// Creates the stock and movement rows the batch names that do not exist
-/// yet, then locks them all, in the global order: a row that does not exist
-/// cannot be locked, and two batches that both saw "no row" would both
-/// decide on the same empty state. The arrays are sorted, and unnest yields
-/// them in order, so rows are created in that order too.
+/// Creates the stock rows the batch names that do not exist yet, so that
+/// they can be locked: a row that does not exist cannot be, and two
+/// batches that both saw "no row" would both decide on the same empty
+/// state. The arrays are sorted, and unnest yields them in order, so rows
+/// are created in that order too.
 async fn create_missing(
     conn: &mut sqlx::PgConnection,
     pairs: &BTreeSet<(Uuid, Uuid)>,
-    ids: &BTreeSet<Uuid>,
 ) -> Result<(), sqlx::Error> {
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     sqlx::query(
@@ -444,15 +400,6 @@ async fn create_missing(
     )
     .bind(&warehouses)
     .bind(&products)
-    .execute(&mut *conn)
-    .await?;
-    let ids: Vec<Uuid> = ids.iter().copied().collect();
-    sqlx::query(
-        "INSERT INTO movements (movement_id)
-         SELECT * FROM unnest($1::uuid[])
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&ids)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -492,29 +439,51 @@ async fn read_stock(
     Ok(quantities)
 }
 
-/// Locks the movement rows of `ids` (which [`create_missing`] made sure
-/// exist), in movement_id order. Their content is not needed: the audit log
-/// holds the same halves, and the batch reads them from there.
+/// The advisory lock class of movements: the first key of
+/// `pg_advisory_xact_lock(int4, int4)`, so that these locks share no key
+/// with advisory locks taken for other purposes.
+const MOVEMENT_LOCKS: i32 = 0x5753_4d56;
+
+/// Takes a transaction-scoped advisory lock per movement of `ids`, in key
+/// order. A movement has no row of its own to lock; its key is its id
+/// folded to 32 bits, and two movements that fold to one key merely share
+/// a lock.
 async fn lock_movements(
     conn: &mut sqlx::PgConnection,
     ids: &BTreeSet<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = ids.iter().copied().collect();
-    sqlx::query(
-        "SELECT 1 FROM movements
-         WHERE movement_id = ANY($1)
-         ORDER BY movement_id
-         FOR UPDATE",
-    )
-    .bind(&ids)
-    .fetch_all(conn)
-    .await?;
+    let keys: BTreeSet<i32> = ids
+        .iter()
+        .map(|id| {
+            let v = id.as_u128();
+            let v = (v ^ (v >> 64)) as u64;
+            (v ^ (v >> 32)) as u32 as i32
+        })
+        .collect();
+    let keys: Vec<i32> = keys.into_iter().collect();
+    // unnest yields the sorted keys in order, and a plain function scan
+    // keeps that order, so the locks are taken in it.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k")
+        .bind(MOVEMENT_LOCKS)
+        .bind(&keys)
+        .fetch_all(conn)
+        .await?;
     Ok(())
 }
 
+/// The movements the audit log has a deciding entry of (applied, or
+/// refused for a reason of its own).
+fn opened_movements(history: &History) -> HashSet<Uuid> {
+    history
+        .values()
+        .flatten()
+        .filter(|prior| prior.verdict != Verdict::Rejected(RejectReason::ConflictingDuplicate))
+        .map(|prior| prior.content.movement_id)
+        .collect()
+}
+
 /// The movements as the audit log gives them: each applied entry is one
-/// half. The movements table holds exactly this (`verify` checks it), so
-/// the batch need not read that table as well.
+/// half.
 fn movements_from(history: &History) -> Movements {
     let mut movements = Movements::new();
     for prior in history.values().flatten() {

@@ -1,4 +1,5 @@
-//! The ledger: stock, movements and the audit log in PostgreSQL.
+//! The ledger: stock and the audit log in PostgreSQL (a movement is its
+//! applied entries in the audit log).
 //!
 //! [`Ledger::apply`] is the one way events change state, for Kafka and the
 //! webhook alike: one atomic write per batch, run again when a concurrent

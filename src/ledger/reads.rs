@@ -1,7 +1,7 @@
 //! Plain PostgreSQL reads behind the lookup endpoints. The cache sits in
 //! front of the first two; the paginated lists always read PostgreSQL.
 
-use crate::domain::{MovementState, MovementView, Side};
+use crate::domain::{EventKind, MovementState, MovementView, Side};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
@@ -23,22 +23,36 @@ pub async fn stock(
     Ok(quantity.unwrap_or(0))
 }
 
-/// The movement, or `None` when no half of it was applied.
+/// The movement, or `None` when no half of it was applied: its applied
+/// entries in the audit log, one per half.
 pub async fn movement(
     pool: &PgPool,
     movement_id: Uuid,
 ) -> Result<Option<MovementView>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT product_id,
-                source_warehouse_id, departure_time, departure_quantity,
-                destination_warehouse_id, arrival_time, arrival_quantity
-         FROM movements WHERE movement_id = $1",
+    // The `reason` condition is the predicate of the audit log's deciding
+    // index, which every applied entry is in: it lets PostgreSQL use it.
+    let rows = sqlx::query(
+        "SELECT event, warehouse_id, product_id, quantity, occurred_at
+         FROM event_log
+         WHERE movement_id = $1 AND outcome = 'applied'
+           AND reason IS DISTINCT FROM 'conflicting_duplicate'",
     )
     .bind(movement_id)
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(movement_from_row(&row)?.view(movement_id))
+    let mut state = MovementState::default();
+    for row in rows {
+        let event: &str = row.try_get(0)?;
+        let kind = EventKind::parse(event)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown event {event:?}").into()))?;
+        let side = Side {
+            warehouse_id: row.try_get(1)?,
+            quantity: row.try_get(3)?,
+            at: row.try_get(4)?,
+        };
+        state.record(kind, row.try_get(2)?, side);
+    }
+    Ok(state.view(movement_id))
 }
 
 /// One line of a warehouse's stock list.
@@ -128,27 +142,4 @@ pub async fn rejections(
             })
         })
         .collect()
-}
-
-/// Reads a movement from the seven columns of the lookup above: product,
-/// then warehouse, time and quantity of the departure and of the arrival.
-fn movement_from_row(row: &sqlx::postgres::PgRow) -> Result<MovementState, sqlx::Error> {
-    let side = |at: usize| -> Result<Option<Side>, sqlx::Error> {
-        let warehouse: Option<Uuid> = row.try_get(at)?;
-        let time: Option<DateTime<Utc>> = row.try_get(at + 1)?;
-        let quantity: Option<i32> = row.try_get(at + 2)?;
-        Ok(match (warehouse, time, quantity) {
-            (Some(warehouse_id), Some(at), Some(quantity)) => Some(Side {
-                warehouse_id,
-                at,
-                quantity,
-            }),
-            _ => None,
-        })
-    };
-    Ok(MovementState {
-        product_id: row.try_get(0)?,
-        departure: side(1)?,
-        arrival: side(4)?,
-    })
 }
