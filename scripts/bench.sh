@@ -91,7 +91,7 @@ applied_so_far() {
 kafka_ingest() { # db, topic
   local db=$1 topic=$2 expected
   expected=$(python3 -c "import json,sys; print(json.load(open('$WORK/expect.json'))['applied'])")
-  local start end stored=0 peak=0 rss base shown=""
+  local start end stored=0 peak=0 rss base shown="" last=-1 moved=$SECONDS
   # Events stored before the run (the growth run's 10M), counted before the
   # clock starts. A fresh database does not exist yet: the service creates it.
   base=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log" "$db" 2>/dev/null || echo 0)
@@ -106,6 +106,10 @@ kafka_ingest() { # db, topic
     [ $((SECONDS % 5)) = 0 ] && [ "$SECONDS" != "$shown" ] && shown=$SECONDS && printf '[bench] kafka ingest: %s / %s events stored\n' "$stored" "$expected" >&2
     [ "$stored" -ge "$expected" ] && break
     kill -0 "$SERVICE" || fail "the service died (see $WORK/service.log)"
+    # A run that stops short (records lost or a partition stalled) would
+    # otherwise poll for ever.
+    [ "$stored" != "$last" ] && last=$stored && moved=$SECONDS
+    [ $((SECONDS - moved)) -lt 60 ] || fail "no progress for 60 s at $stored of $expected events (see $WORK/service.log)"
     # The poll (a curl and two awks) is CPU taken from the run: at five per
     # second it was 5% of both cores. Once a second until the end is near,
     # then every 0.1 s, so the end is still timed to a tenth of a second.
