@@ -1,8 +1,17 @@
-//! The consumer: one fetch loop, and one worker per partition that gathers
-//! a batch, applies it in one transaction, publishes its dead letters, and
-//! only then stores its offsets (rust-rdkafka's at-least-once pattern).
-//! librdkafka commits stored offsets in the background and once more,
-//! synchronously, at shutdown.
+//! The consumer: one worker per partition of the topic, each reading its
+//! partition's own librdkafka queue, that gathers a batch, applies it in
+//! one transaction, publishes its dead letters, and only then stores its
+//! offsets (rust-rdkafka's at-least-once pattern). librdkafka commits
+//! stored offsets in the background and once more, synchronously, at
+//! shutdown. The consumer's main queue then carries only events (group
+//! rebalances, errors), and is polled for them.
+//!
+//! Why a queue per partition: through one queue, records reach the
+//! workers in the order the broker's answers came, and a partition whose
+//! worker is behind holds back the records of the others, so the busiest
+//! partition (and with it the whole run) waits on the smallest one. With
+//! its own queue, librdkafka stops fetching a partition whose queue is full
+//! and fetches the others.
 //!
 //! Kafka orders records only within a partition, so partitions are applied
 //! side by side, each in its own transactions: PostgreSQL works on several
@@ -25,26 +34,23 @@ use crate::ledger::Ledger;
 use crate::telemetry::Source;
 use anyhow::Context;
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Batches a partition may buffer ahead of its worker. The broker answers a
-/// fetch with one partition's records at a time (about 11,000 with
-/// librdkafka's defaults); with room for a single batch, the fetch loop
-/// blocks on that partition while the other workers run dry. Eight keep the
-/// workers fed (1M records: about 36k/s against 31k/s with four); the
-/// service stays near 80 MB because librdkafka's own queue is 8 MB.
-const BUFFERED_BATCHES: usize = 8;
+/// How long librdkafka waits before it fetches again for a partition whose
+/// queue was full. Its default (1 s) is longer than a worker takes to
+/// apply what the queue holds, so the worker would run dry.
+const FETCH_QUEUE_BACKOFF_MS: &str = "50";
 
 /// Consumes until `stop` turns true, retrying every failure (broker or
 /// PostgreSQL unavailable) with backoff. Never skips a record.
@@ -58,9 +64,16 @@ pub async fn run(
     loop {
         match Pipeline::start(&settings, &status, &ledger).await {
             Ok(pipeline) => {
-                tracing::info!(topic = %settings.topic, group = %settings.group_id, "consuming");
-                pipeline.consume(&ledger, &mut stop).await;
-                return;
+                tracing::info!(
+                    topic = %settings.topic,
+                    group = %settings.group_id,
+                    partitions = pipeline.partitions,
+                    "consuming"
+                );
+                match pipeline.consume(&ledger, &mut stop).await {
+                    Ended::Stopped => return,
+                    Ended::Restart => backoff = Backoff::default(),
+                }
             }
             Err(e) => {
                 status.set_ok(false);
@@ -73,9 +86,19 @@ pub async fn run(
     }
 }
 
+/// Why a pipeline stopped consuming.
+enum Ended {
+    /// The service is stopping.
+    Stopped,
+    /// The topic gained partitions: a new consumer splits them all.
+    Restart,
+}
+
 struct Pipeline {
     settings: KafkaSettings,
     consumer: Arc<StreamConsumer>,
+    /// The topic's partition count when the consumer started.
+    partitions: i32,
     producer: FutureProducer,
     health: tokio::task::JoinHandle<()>,
     progress: Progress,
@@ -110,20 +133,21 @@ impl Pipeline {
             // A killed instance's partitions move on after 10 s, not 45.
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            // Bounds what librdkafka buffers ahead of the partition queues,
-            // which hold the batches that are ready to apply.
-            .set("queued.max.messages.kbytes", "8192")
-            // Small fetches, often. Records reach the fetch loop in the
-            // order fetches answered, one partition per answer, and the loop
-            // waits whenever that partition's queue is full; an answer of
-            // ~11,000 records (the broker's own size) held the other
-            // partitions' records back for as long as their workers took to
-            // run dry. With 1 MB answers (about 2,000 records) and a 50 ms
-            // wait the workers waited for records 1% of the time instead of
-            // 40%. The fetch size still admits any record up to
-            // librdkafka's 1 MB message limit.
+            // What librdkafka prefetches per partition queue: about 8,000
+            // records, eight batches ahead of each worker.
+            .set("queued.max.messages.kbytes", "4096")
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+            // Small fetches, often. A broker may answer with one
+            // partition's records only (the test broker fills an answer
+            // from the first partition it asked for), and may hold every
+            // answer for the whole wait (the test broker does), so what
+            // arrives is at most this size per this wait: 1 MB (about
+            // 2,000 records) per 25 ms. Partitions whose queue is full are
+            // left out of the fetch, so the answers go to the others. The
+            // size still admits any record up to librdkafka's 1 MB message
+            // limit.
             .set("fetch.max.bytes", "1048576")
-            .set("fetch.wait.max.ms", "50");
+            .set("fetch.wait.max.ms", "25");
         if let Some(instance) = &settings.group_instance_id {
             // Static membership: a restarted instance takes its partitions
             // back at once instead of waiting for its old session to expire.
@@ -135,6 +159,8 @@ impl Pipeline {
         consumer
             .subscribe(&[&settings.topic])
             .context("Failed to subscribe")?;
+        let consumer = Arc::new(consumer);
+        let partitions = partition_count(&consumer, &settings.topic).await?;
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &settings.bootstrap_servers)
             .set("acks", "all")
@@ -142,7 +168,6 @@ impl Pipeline {
             .set("message.timeout.ms", "30000")
             .create()
             .context("Failed to create the dead-letter producer")?;
-        let consumer = Arc::new(consumer);
         status.set_ok(true);
         let progress = Progress::default();
         let health = tokio::spawn(watch_health(
@@ -155,13 +180,14 @@ impl Pipeline {
         Ok(Pipeline {
             settings: settings.clone(),
             consumer,
+            partitions,
             producer,
             health,
             progress,
         })
     }
 
-    async fn consume(self, ledger: &Ledger, stop: &mut watch::Receiver<bool>) {
+    async fn consume(self, ledger: &Ledger, stop: &mut watch::Receiver<bool>) -> Ended {
         let shared = Arc::new(Shared {
             settings: self.settings,
             consumer: self.consumer,
@@ -169,37 +195,50 @@ impl Pipeline {
             ledger: ledger.clone(),
             progress: self.progress,
         });
-        let mut workers: HashMap<i32, (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
-            HashMap::new();
-        loop {
-            let record = tokio::select! {
-                _ = stop.changed() => break,
-                record = shared.consumer.recv() => record,
-            };
-            let record = match record {
-                Ok(record) => {
-                    ledger.metrics().kafka_consumed();
-                    record.detach()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "Kafka receive failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let (queue, _) = workers.entry(record.partition()).or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(shared.settings.batch_size * BUFFERED_BATCHES);
-                let worker = tokio::spawn(partition_worker(shared.clone(), rx, stop.clone()));
-                (tx, worker)
-            });
-            if queue.send(record).await.is_err() {
-                // The worker gave up because the service is stopping.
-                break;
+        // Workers end on the service's stop, or when this pipeline ends.
+        let (halt, halted) = watch::channel(false);
+        let mut workers = Vec::new();
+        // Split before the main queue is first polled, so that no record
+        // of these partitions is ever delivered through it.
+        for partition in 0..self.partitions {
+            match shared
+                .consumer
+                .split_partition_queue(&shared.settings.topic, partition)
+            {
+                Some(queue) => workers.push(tokio::spawn(partition_worker(
+                    shared.clone(),
+                    queue,
+                    stop.clone(),
+                    halted.clone(),
+                ))),
+                None => tracing::error!(partition, "could not split the partition's queue"),
             }
         }
-        // Stop fetching; each worker finishes the records it holds.
-        for (_, (queue, worker)) in workers {
-            drop(queue);
+        let ended = loop {
+            tokio::select! {
+                _ = stop.changed() => break Ended::Stopped,
+                event = shared.consumer.recv() => match event {
+                    // Only a partition added after the split comes this way.
+                    // It is not lost: its offsets are not stored, and the
+                    // new consumer reads it from the committed offset.
+                    Ok(record) => {
+                        tracing::warn!(
+                            partition = record.partition(),
+                            "the topic gained partitions; starting the consumer again"
+                        );
+                        break Ended::Restart;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Kafka receive failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+            }
+        };
+        // Each worker finishes the batch it is gathering; records still in
+        // librdkafka's queues were never stored, so they come again.
+        let _ = halt.send(true);
+        for worker in workers {
             let _ = worker.await;
         }
         // Commit what was stored since the last background commit. "No
@@ -209,7 +248,29 @@ impl Pipeline {
         }
         self.health.abort();
         tracing::info!("consumer stopped");
+        ended
     }
+}
+
+/// The number of partitions of `topic`, from the broker's metadata.
+async fn partition_count(consumer: &Arc<StreamConsumer>, topic: &str) -> anyhow::Result<i32> {
+    let consumer = consumer.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .context("Failed to read the topic's metadata")?;
+        let partitions = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        anyhow::ensure!(partitions > 0, "the topic {topic} has no partitions yet");
+        i32::try_from(partitions).context("Failed to count the partitions")
+    })
+    .await
+    .context("Failed to read the topic's metadata")?
 }
 
 /// What the partition workers share.
@@ -221,31 +282,53 @@ struct Shared {
     progress: Progress,
 }
 
-/// Applies one partition's records in batches, in order, until its queue
-/// is closed and empty (or the service stops while PostgreSQL is away).
+/// Applies one partition's records in batches, in order, until `halted`
+/// turns true (or the service stops while PostgreSQL is away).
 async fn partition_worker(
     shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<OwnedMessage>,
+    queue: StreamPartitionQueue<DefaultConsumerContext>,
     stop: watch::Receiver<bool>,
+    mut halted: watch::Receiver<bool>,
 ) {
     let size = shared.settings.batch_size;
     let mut batch = Vec::with_capacity(size);
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
+    loop {
+        tokio::select! {
+            _ = halted.wait_for(|halt| *halt) => return,
+            record = next_record(&shared, &queue) => batch.push(record),
+        }
         let deadline = Instant::now() + shared.settings.batch_max_wait;
         while batch.len() < size {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
-                record = queue.recv() => match record {
-                    Some(record) => batch.push(record),
-                    None => break,
-                },
+                _ = halted.wait_for(|halt| *halt) => break,
+                record = next_record(&shared, &queue) => batch.push(record),
             }
         }
         if !process(&shared, &batch, &stop).await {
             return;
         }
         batch.clear();
+    }
+}
+
+/// The partition's next record, copied out of librdkafka's buffer so a
+/// batch can hold it.
+async fn next_record(
+    shared: &Shared,
+    queue: &StreamPartitionQueue<DefaultConsumerContext>,
+) -> OwnedMessage {
+    loop {
+        match queue.recv().await {
+            Ok(record) => {
+                shared.ledger.metrics().kafka_consumed();
+                return record.detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka receive failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 }
 
