@@ -15,6 +15,10 @@
 //! on: nothing of the statement is written, and [`super::Ledger::apply`]
 //! runs the batch again on what was committed.
 //!
+//! Because the write checks every stock quantity a decision used, a first
+//! attempt need not read the quantities the process already knows from
+//! batches it committed ([`super::remembered`]); only the rest are read.
+//!
 //! ## One index for both movement rules
 //!
 //! A movement is the applied entries of its `movement_id` in the audit log.
@@ -53,6 +57,7 @@
 //! order, so locking batches cannot deadlock with one another and cannot
 //! lose a race to one another.
 
+use super::remembered::RememberedStock;
 use crate::domain::{
     EventContent, EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent,
     Quantity, RejectReason, Side, Verdict, apply_batch,
@@ -97,6 +102,7 @@ type History = HashMap<(Uuid, EventKind), Vec<PriorEvent>>;
 /// concurrent batch got in the way and nothing was written.
 pub async fn apply_once(
     pool: &PgPool,
+    remembered: &RememberedStock,
     events: &[MovementEvent],
     mode: Mode,
 ) -> Result<Applied, sqlx::Error> {
@@ -108,13 +114,36 @@ pub async fn apply_once(
     // One timestamp for the whole batch: it commits as one.
     let now = Utc::now().trunc_subsecs(6);
 
-    let outcomes = match mode {
+    let (outcomes, stock) = match mode {
         Mode::Optimistic | Mode::Ordered => {
-            let (stock, history) = tokio::try_join!(
-                read_stock(pool, &pairs, false),
+            // Only a first attempt trusts what the process remembers: a
+            // batch run again met a change it did not know of.
+            let recalled = match mode {
+                Mode::Optimistic => remembered.recall(&pairs),
+                _ => Stock::new(),
+            };
+            let unknown: BTreeSet<(Uuid, Uuid)> = pairs
+                .iter()
+                .filter(|pair| !recalled.contains_key(pair))
+                .copied()
+                .collect();
+            let (mut stock, history) = tokio::try_join!(
+                read_stock(pool, &unknown, false),
                 read_history(pool, &movement_ids),
             )?;
-            decide_and_write(pool, events, stock, history, now, mode).await?
+            let recalled: HashSet<(Uuid, Uuid)> = recalled
+                .into_iter()
+                .map(|(pair, quantity)| {
+                    stock.insert(pair, quantity);
+                    pair
+                })
+                .collect();
+            let read = Read {
+                stock,
+                recalled,
+                history,
+            };
+            decide_and_write(pool, events, read, now, mode).await?
         }
         Mode::Locking => {
             let mut tx = pool.begin().await?;
@@ -122,11 +151,17 @@ pub async fn apply_once(
             let stock = read_stock(&mut *tx, &pairs, true).await?;
             lock_movements(&mut tx, &movement_ids).await?;
             let history = read_history(&mut *tx, &movement_ids).await?;
-            let outcomes = decide_and_write(&mut *tx, events, stock, history, now, mode).await?;
+            let read = Read {
+                stock,
+                recalled: HashSet::new(),
+                history,
+            };
+            let done = decide_and_write(&mut *tx, events, read, now, mode).await?;
             tx.commit().await?;
-            outcomes
+            done
         }
     };
+    remembered.remember(&stock);
 
     // Every row read is reported, not only the changed ones: the cache
     // drops all of them, so a redelivered batch (all duplicates) still
@@ -139,29 +174,45 @@ pub async fn apply_once(
     })
 }
 
+/// What a batch decides on: the stock of its pairs that exist (read, or
+/// `recalled` from what the process remembers) and the audit history of
+/// its movements.
+struct Read {
+    stock: Stock,
+    recalled: HashSet<(Uuid, Uuid)>,
+    history: History,
+}
+
 /// Runs the rules over what was read and writes their effects, checking
-/// that what they relied on still holds.
+/// that what they relied on still holds. Returns the outcomes and the stock
+/// of the batch's pairs as the batch left it.
 async fn decide_and_write(
     conn: impl PgExecutor<'_>,
     events: &[MovementEvent],
-    stock: Stock,
-    history: History,
+    read: Read,
     now: DateTime<Utc>,
     mode: Mode,
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    let read = stock.clone();
-    let opened = opened_movements(&history);
+) -> Result<(Vec<Outcome>, Stock), sqlx::Error> {
+    let opened = opened_movements(&read.history);
     let mut state = LedgerState {
-        stock,
-        movements: movements_from(&history),
-        history,
+        stock: read.stock.clone(),
+        movements: movements_from(&read.history),
+        history: read.history,
     };
     let outcomes = apply_batch(&mut state, events, now);
-    WritePlan::new(&read, &state.stock, opened, events, &outcomes, now)
-        // A locking attempt holds its row locks already, taken in order.
-        .execute(conn, mode == Mode::Ordered)
-        .await?;
-    Ok(outcomes)
+    WritePlan::new(
+        &read.stock,
+        &read.recalled,
+        &state.stock,
+        opened,
+        events,
+        &outcomes,
+        now,
+    )
+    // A locking attempt holds its row locks already, taken in order.
+    .execute(conn, mode == Mode::Ordered)
+    .await?;
+    Ok((outcomes, state.stock))
 }
 
 /// The batch's effects as column arrays for the write statement, with what
@@ -228,6 +279,7 @@ impl<'a> WritePlan<'a> {
     /// movement opens it.
     fn new(
         read: &Stock,
+        recalled: &HashSet<(Uuid, Uuid)>,
         stock: &Stock,
         mut opened: HashSet<Uuid>,
         events: &'a [MovementEvent],
@@ -237,9 +289,12 @@ impl<'a> WritePlan<'a> {
         let mut plan = WritePlan::default();
         plan.log.received_at = now;
         // The stock rows a decision depended on: every row the batch
-        // changes, and every row whose quantity refused an event. The
-        // latter are written back unchanged, which checks that the
-        // refusal still holds when the batch commits.
+        // changes, every row whose quantity refused an event, and every
+        // remembered row a duplicate reports. The latter two are written
+        // back unchanged, which checks that the refusal, or the reported
+        // quantity, still holds when the batch commits. (A duplicate of a
+        // row read in this attempt reports what was committed when it was
+        // read, which is true without the check.)
         let mut checked: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
         for (event, outcome) in events.iter().zip(outcomes) {
             let c = &event.content;
@@ -251,6 +306,9 @@ impl<'a> WritePlan<'a> {
                     reason: RejectReason::InsufficientStock | RejectReason::StockOverflow,
                     replayed: false,
                 } => {
+                    checked.insert((c.warehouse_id, c.product_id));
+                }
+                Outcome::Duplicate { .. } if recalled.contains(&(c.warehouse_id, c.product_id)) => {
                     checked.insert((c.warehouse_id, c.product_id));
                 }
                 _ => {}
@@ -412,6 +470,9 @@ async fn read_stock(
     pairs: &BTreeSet<(Uuid, Uuid)>,
     lock: bool,
 ) -> Result<Stock, sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(Stock::new());
+    }
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     let query = if lock {
         "SELECT s.warehouse_id, s.product_id, s.quantity

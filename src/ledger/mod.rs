@@ -8,16 +8,19 @@
 
 mod apply;
 pub mod reads;
+mod remembered;
 pub mod verify;
 
 pub use apply::Applied;
 
 use apply::Mode;
+use remembered::RememberedStock;
 
 use crate::cache::Cache;
 use crate::domain::{MovementEvent, Outcome};
 use crate::telemetry::Metrics;
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::Span;
 use tracing::field::Empty;
@@ -40,6 +43,8 @@ pub struct Ledger {
     pool: PgPool,
     cache: Cache,
     metrics: Metrics,
+    /// Shared by every clone: the Kafka workers and the webhook.
+    remembered: Arc<RememberedStock>,
 }
 
 impl Ledger {
@@ -48,6 +53,7 @@ impl Ledger {
             pool,
             cache,
             metrics,
+            remembered: Arc::default(),
         }
     }
 
@@ -87,7 +93,7 @@ impl Ledger {
                 a if a <= OPTIMISTIC_ATTEMPTS => Mode::Ordered,
                 _ => Mode::Locking,
             };
-            match apply::apply_once(&self.pool, events, mode).await {
+            match apply::apply_once(&self.pool, &self.remembered, events, mode).await {
                 Ok(applied) => break applied,
                 Err(e) => match transient(&e) {
                     Some(cause) if attempt < MAX_ATTEMPTS => {

@@ -250,3 +250,69 @@ async fn an_arrival_written_beside_a_matching_departure_is_decided_again_and_joi
     assert_eq!(body["destination_warehouse_id"], to.to_string());
     assert_eq!(body["quantity_diff"], 1, "{body}");
 }
+
+#[tokio::test]
+async fn a_departure_decided_on_a_remembered_quantity_another_instance_changed_is_decided_again() {
+    let app = spawn_app().await;
+    let (ours, theirs) = (
+        app.ledger(&redis_url()).await,
+        app.ledger(&redis_url()).await,
+    );
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    // Our ledger committed the ten, so it remembers them; the other
+    // instance then takes four, which ours never sees.
+    ours.apply(&[parse(&Ev::new(w, p, 10).arrival())])
+        .await
+        .unwrap();
+    theirs
+        .apply(&[parse(&Ev::new(w, p, 4).departure())])
+        .await
+        .unwrap();
+
+    let outcomes = ours
+        .apply(&[parse(&Ev::new(w, p, 8).departure())])
+        .await
+        .unwrap()
+        .outcomes;
+
+    // On the remembered ten the departure would leave 2; on the six that
+    // are there it is refused.
+    assert_eq!(
+        outcomes[0],
+        Outcome::Rejected {
+            reason: RejectReason::InsufficientStock,
+            replayed: false
+        }
+    );
+    assert_eq!(app.stock(w, p).await, 6);
+    assert_eq!(retries(&ours), 1.0);
+}
+
+#[tokio::test]
+async fn a_duplicate_reports_the_stock_there_is_not_the_stock_the_ledger_remembers() {
+    let app = spawn_app().await;
+    let (ours, theirs) = (
+        app.ledger(&redis_url()).await,
+        app.ledger(&redis_url()).await,
+    );
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let arrival = Ev::new(w, p, 10);
+    ours.apply(&[parse(&arrival.arrival())]).await.unwrap();
+    theirs
+        .apply(&[parse(&Ev::new(w, p, 4).departure())])
+        .await
+        .unwrap();
+
+    let outcomes = ours
+        .apply(&[parse(&arrival.arrival())])
+        .await
+        .unwrap()
+        .outcomes;
+
+    assert!(
+        matches!(outcomes[0], Outcome::Duplicate { stock_after: 6, .. }),
+        "{:?}",
+        outcomes[0]
+    );
+    assert_eq!(app.stock(w, p).await, 6);
+}
