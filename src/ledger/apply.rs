@@ -47,15 +47,36 @@
 //! The price is that two batches writing the two halves of one new
 //! movement at the same moment conflict, and one runs again.
 //!
-//! This is optimistic: no row locks, two reads that run side by side, and
-//! one write round trip that is also the commit. A batch run again after a
-//! conflict or a deadlock takes its stock locks in key order
-//! ([`Mode::Ordered`]); under heavy contention on the same rows the ledger
-//! falls back to [`Mode::Locking`]: the same reads and the same write
-//! inside a transaction that first creates and locks every stock row the
-//! batch names and takes an advisory lock per movement, each in one global
-//! order, so locking batches cannot deadlock with one another and cannot
-//! lose a race to one another.
+//! This is optimistic: no row locks while reading, two reads that run side
+//! by side, and one write round trip that is also the commit. Under heavy
+//! contention on the same rows the ledger falls back to [`Mode::Locking`]:
+//! the same reads and the same write inside a transaction that first
+//! creates and locks every stock row the batch names and takes an advisory
+//! lock per movement.
+//!
+//! ## No cycle of lock waits
+//!
+//! Batches still wait for each other: for a stock row another batch is
+//! writing, for an advisory movement lock, and for an audit-log key that
+//! another batch inserted and has not committed. Every batch takes these in
+//! one global order, so no set of batches (of one instance or many) can
+//! wait for each other in a circle, and PostgreSQL never has to break a
+//! deadlock by failing one of them:
+//!
+//! 1. stock rows, in (warehouse, product) order: the write is an
+//!    `INSERT … ON CONFLICT DO UPDATE` fed by sorted arrays, which visits
+//!    its rows in array order whatever plan the table's size gets (a plain
+//!    `UPDATE … FROM` visits them in its join's order, which on a small
+//!    table is the heap's, and that is how two batches used to deadlock);
+//!    the locking mode's first statement is an upsert in the same order;
+//! 2. (locking mode only) advisory movement locks, in key order;
+//! 3. audit-log keys, in the order of [`LogColumns::lock_order`]: the
+//!    write inserts its entries sorted by their unique keys, and gives them
+//!    their `seq` in batch order all the same.
+//!
+//! A batch waiting at one step holds only what it took at earlier steps,
+//! and whoever it waits for took that resource at the same step or an
+//! earlier one and goes on only to later ones.
 
 use super::remembered::RememberedStock;
 use crate::domain::{
@@ -81,15 +102,9 @@ pub struct Applied {
 /// How an attempt guards against concurrent batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Read without locks; the write checks what was read, updating stock
-    /// rows in whatever order its plan visits them (on a large table, the
-    /// batch's sorted order; not guaranteed).
-    Optimistic,
-    /// As `Optimistic`, but the write locks the stock rows in (warehouse,
-    /// product) order before it updates them: a little slower, and it
-    /// cannot deadlock with another ordered or locking batch. For a batch
-    /// that has already met a conflict or a deadlock.
-    Ordered,
+    /// Read without locks; the write checks what was read. With `recall`,
+    /// the quantities the process remembers are taken instead of read.
+    Optimistic { recall: bool },
     /// Create and lock every row first, inside a transaction.
     Locking,
 }
@@ -115,12 +130,13 @@ pub async fn apply_once(
     let now = Utc::now().trunc_subsecs(6);
 
     let (outcomes, stock) = match mode {
-        Mode::Optimistic | Mode::Ordered => {
+        Mode::Optimistic { recall } => {
             // Only a first attempt trusts what the process remembers: a
             // batch run again met a change it did not know of.
-            let recalled = match mode {
-                Mode::Optimistic => remembered.recall(&pairs),
-                _ => Stock::new(),
+            let recalled = if recall {
+                remembered.recall(&pairs)
+            } else {
+                Stock::new()
             };
             let unknown: BTreeSet<(Uuid, Uuid)> = pairs
                 .iter()
@@ -128,7 +144,7 @@ pub async fn apply_once(
                 .copied()
                 .collect();
             let (mut stock, history) = tokio::try_join!(
-                read_stock(pool, &unknown, false),
+                read_stock(pool, &unknown),
                 read_history(pool, &movement_ids),
             )?;
             let recalled: HashSet<(Uuid, Uuid)> = recalled
@@ -143,12 +159,11 @@ pub async fn apply_once(
                 recalled,
                 history,
             };
-            decide_and_write(pool, events, read, now, mode).await?
+            decide_and_write(pool, events, read, now).await?
         }
         Mode::Locking => {
             let mut tx = pool.begin().await?;
-            create_missing(&mut tx, &pairs).await?;
-            let stock = read_stock(&mut *tx, &pairs, true).await?;
+            let stock = lock_stock(&mut tx, &pairs).await?;
             lock_movements(&mut tx, &movement_ids).await?;
             let history = read_history(&mut *tx, &movement_ids).await?;
             let read = Read {
@@ -156,7 +171,7 @@ pub async fn apply_once(
                 recalled: HashSet::new(),
                 history,
             };
-            let done = decide_and_write(&mut *tx, events, read, now, mode).await?;
+            let done = decide_and_write(&mut *tx, events, read, now).await?;
             tx.commit().await?;
             done
         }
@@ -191,7 +206,6 @@ async fn decide_and_write(
     events: &[MovementEvent],
     read: Read,
     now: DateTime<Utc>,
-    mode: Mode,
 ) -> Result<(Vec<Outcome>, Stock), sqlx::Error> {
     let opened = opened_movements(&read.history);
     let mut state = LedgerState {
@@ -209,8 +223,7 @@ async fn decide_and_write(
         &outcomes,
         now,
     )
-    // A locking attempt holds its row locks already, taken in order.
-    .execute(conn, mode == Mode::Ordered)
+    .execute(conn)
     .await?;
     Ok((outcomes, state.stock))
 }
@@ -219,15 +232,17 @@ async fn decide_and_write(
 /// each row is expected to look like before the write.
 #[derive(Default)]
 struct WritePlan<'a> {
-    /// Existing stock rows: (warehouse, product, quantity read, new quantity).
-    updated: (Vec<Uuid>, Vec<Uuid>, Vec<i64>, Vec<i64>),
-    /// Stock rows that did not exist when read: (warehouse, product, quantity).
-    created: (Vec<Uuid>, Vec<Uuid>, Vec<i64>),
+    /// Stock rows in (warehouse, product) order: (warehouse, product,
+    /// quantity read or `None` where there was no row, new quantity).
+    stock: (Vec<Uuid>, Vec<Uuid>, Vec<Option<i64>>, Vec<i64>),
     log: LogColumns<'a>,
 }
 
 #[derive(Default)]
 struct LogColumns<'a> {
+    /// Each entry's place in the batch among the entries written (from 1):
+    /// entries are written in lock order, and numbered in batch order.
+    positions: Vec<i32>,
     message_ids: Vec<&'a str>,
     sources: Vec<&'a str>,
     event_times: Vec<Option<DateTime<Utc>>>,
@@ -244,34 +259,59 @@ struct LogColumns<'a> {
     received_at: DateTime<Utc>,
 }
 
-/// The write statement: `$stock` (the stock update, as a `WITH` list
-/// entry named `stock_updated`), then the rest, which both modes share.
-macro_rules! write_statement {
-    ($stock:literal) => {
-        concat!(
-            $stock,
-            "
-             stock_created AS (
-                 INSERT INTO stock (warehouse_id, product_id, quantity)
-                 SELECT * FROM unnest($5::uuid[], $6::uuid[], $7::int8[])
-                 RETURNING 1),
-             logged AS (
-                 INSERT INTO event_log (message_id, source, event_time, movement_id, event,
-                                        warehouse_id, product_id, quantity, occurred_at,
-                                        outcome, reason, attributes, opens_movement,
-                                        received_at)
-                 SELECT *, $21::timestamptz
-                 FROM unnest($8::text[], $9::text[], $10::timestamptz[], $11::uuid[], $12::text[],
-                             $13::uuid[], $14::uuid[], $15::int4[], $16::timestamptz[],
-                             $17::text[], $18::text[], $19::jsonb[], $20::bool[])
-                 RETURNING 1)
-             SELECT CASE WHEN (SELECT count(*) FROM stock_updated) = cardinality($1::uuid[])
-                          AND (SELECT count(*) FROM stock_created) = cardinality($5::uuid[])
-                          AND (SELECT count(*) FROM logged) = cardinality($8::text[])
-                         THEN 0 ELSE ledger_conflict() END"
-        )
-    };
-}
+/// The write statement. Each part returns the rows it wrote; a part that
+/// wrote fewer rows than planned met a row that a concurrent batch
+/// changed, and `ledger_conflict()` then aborts the whole statement with
+/// SQLSTATE 40001. The parts run in the order the final `SELECT` reads
+/// them: stock first, then the audit log (the lock order above).
+///
+/// `stock_written` is a compare-and-set per row. A row the batch read is
+/// updated only where its quantity is still the one read (the hashed
+/// `IN`); a row the batch found missing is created, and is left alone
+/// where it exists by now (its `old` is null, which matches nothing). A
+/// row the batch read but that has since been deleted would be created
+/// instead of updated: its proposed `updated_at` of `-infinity` marks it,
+/// and the check refuses it. (The proposed row must pass the table's
+/// checks even where it is not inserted, so it carries the new quantity,
+/// never a delta.)
+///
+/// `seqs` takes one sequence number per entry, ascending, and each entry
+/// takes the one of its place in the batch: the audit log orders a batch's
+/// entries as the batch applied them, though they are inserted in lock
+/// order.
+const WRITE_STATEMENT: &str = "WITH stock_written AS (
+        INSERT INTO stock AS s (warehouse_id, product_id, quantity, updated_at)
+        SELECT u.w, u.p, u.new,
+               CASE WHEN u.old IS NULL THEN now() ELSE '-infinity' END
+        FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[]) AS u(w, p, old, new)
+        ON CONFLICT (warehouse_id, product_id) DO UPDATE
+            SET quantity = excluded.quantity, updated_at = now()
+            WHERE (s.warehouse_id, s.product_id, s.quantity) IN (
+                SELECT e.w, e.p, e.old
+                FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS e(w, p, old)
+                WHERE e.old IS NOT NULL)
+        RETURNING s.updated_at),
+    seqs AS MATERIALIZED (
+        SELECT array_agg(n.seq ORDER BY n.seq) AS seq
+        FROM (SELECT nextval('event_log_seq_seq') AS seq
+              FROM generate_series(1, cardinality($5::int4[]))) AS n),
+    logged AS (
+        INSERT INTO event_log (seq, message_id, source, event_time, movement_id, event,
+                               warehouse_id, product_id, quantity, occurred_at,
+                               outcome, reason, attributes, opens_movement, received_at)
+        SELECT (SELECT seq FROM seqs)[u.pos], u.message_id, u.source, u.event_time,
+               u.movement_id, u.event, u.warehouse_id, u.product_id, u.quantity,
+               u.occurred_at, u.outcome, u.reason, u.attributes, u.opens, $19::timestamptz
+        FROM unnest($5::int4[], $6::text[], $7::text[], $8::timestamptz[], $9::uuid[],
+                    $10::text[], $11::uuid[], $12::uuid[], $13::int4[], $14::timestamptz[],
+                    $15::text[], $16::text[], $17::jsonb[], $18::bool[])
+             AS u(pos, message_id, source, event_time, movement_id, event, warehouse_id,
+                  product_id, quantity, occurred_at, outcome, reason, attributes, opens)
+        RETURNING 1)
+    SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE updated_at <> '-infinity')
+                     = cardinality($1::uuid[])
+                 AND (SELECT count(*) FROM logged) = cardinality($5::int4[])
+                THEN 0 ELSE ledger_conflict() END";
 
 impl<'a> WritePlan<'a> {
     /// `opened` holds the movements the batch read a deciding audit entry
@@ -286,8 +326,8 @@ impl<'a> WritePlan<'a> {
         outcomes: &[Outcome],
         now: DateTime<Utc>,
     ) -> Self {
+        debug_assert_eq!(events.len(), outcomes.len(), "one outcome per event");
         let mut plan = WritePlan::default();
-        plan.log.received_at = now;
         // The stock rows a decision depended on: every row the batch
         // changes, every row whose quantity refused an event, and every
         // remembered row a duplicate reports. The latter two are written
@@ -296,6 +336,7 @@ impl<'a> WritePlan<'a> {
         // row read in this attempt reports what was committed when it was
         // read, which is true without the check.)
         let mut checked: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
+        let mut entries = Vec::new();
         for (event, outcome) in events.iter().zip(outcomes) {
             let c = &event.content;
             match outcome {
@@ -322,77 +363,35 @@ impl<'a> WritePlan<'a> {
                     }
                 );
                 let opens = decides && opened.insert(c.movement_id);
-                plan.log.push(event, outcome, opens);
+                entries.push(LogEntry {
+                    position: entries.len() as i32 + 1,
+                    event,
+                    outcome: *outcome,
+                    decides,
+                    opens,
+                });
             }
         }
+        entries.sort_by(LogEntry::lock_order);
+        plan.log = LogColumns::from_entries(&entries, now);
         for pair in checked {
-            let new = stock.get(&pair).copied().unwrap_or(0);
-            match read.get(&pair) {
-                Some(&old) => {
-                    plan.updated.0.push(pair.0);
-                    plan.updated.1.push(pair.1);
-                    plan.updated.2.push(old);
-                    plan.updated.3.push(new);
-                }
-                None => {
-                    plan.created.0.push(pair.0);
-                    plan.created.1.push(pair.1);
-                    plan.created.2.push(new);
-                }
-            }
+            plan.stock.0.push(pair.0);
+            plan.stock.1.push(pair.1);
+            plan.stock.2.push(read.get(&pair).copied());
+            plan.stock.3.push(stock.get(&pair).copied().unwrap_or(0));
         }
         plan
     }
 
-    /// Writes everything in one statement. Each part returns the rows it
-    /// wrote; a part that wrote fewer rows than planned met a row that a
-    /// concurrent batch changed, and `ledger_conflict()` then aborts the
-    /// whole statement with SQLSTATE 40001.
-    ///
-    /// The plain stock update takes its row locks in whatever order its
-    /// plan visits the table: the batch's sorted order on a large table
-    /// (index lookups driven by the arrays), the table's order on a tiny
-    /// one, so two batches on the same hot rows can deadlock. With
-    /// `ordered`, the rows are first locked in (warehouse, product) order
-    /// (the arrays are sorted), by the step that also does the
-    /// compare-and-set; that costs a lock per row, about a third more time
-    /// per batch, so only batches that met a conflict pay it.
-    async fn execute(self, conn: impl PgExecutor<'_>, ordered: bool) -> Result<(), sqlx::Error> {
+    /// Writes everything in one statement (see [`WRITE_STATEMENT`]).
+    async fn execute(self, conn: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
         let log = self.log;
-        let statement = if ordered {
-            write_statement!(
-                "WITH stock_locked AS (
-                     SELECT u.w, u.p, u.new
-                     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[])
-                          WITH ORDINALITY AS u(w, p, old, new, n)
-                     JOIN stock s ON s.warehouse_id = u.w AND s.product_id = u.p
-                     WHERE s.quantity = u.old
-                     ORDER BY u.n
-                     FOR UPDATE OF s),
-                 stock_updated AS (
-                     UPDATE stock s SET quantity = l.new, updated_at = now()
-                     FROM stock_locked l
-                     WHERE s.warehouse_id = l.w AND s.product_id = l.p
-                     RETURNING 1),"
-            )
-        } else {
-            write_statement!(
-                "WITH stock_updated AS (
-                     UPDATE stock s SET quantity = u.new, updated_at = now()
-                     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[])
-                          AS u(w, p, old, new)
-                     WHERE s.warehouse_id = u.w AND s.product_id = u.p AND s.quantity = u.old
-                     RETURNING 1),"
-            )
-        };
-        sqlx::query(statement)
-            .bind(&self.updated.0)
-            .bind(&self.updated.1)
-            .bind(&self.updated.2)
-            .bind(&self.updated.3)
-            .bind(&self.created.0)
-            .bind(&self.created.1)
-            .bind(&self.created.2)
+        sqlx::query(WRITE_STATEMENT)
+            .bind(&self.stock.0)
+            .bind(&self.stock.1)
+            .bind(&self.stock.2)
+            .bind(&self.stock.3)
+            .bind(&log.positions)
             .bind(&log.message_ids)
             .bind(&log.sources)
             .bind(&log.event_times)
@@ -413,9 +412,58 @@ impl<'a> WritePlan<'a> {
     }
 }
 
+/// One audit entry the batch writes.
+struct LogEntry<'a> {
+    /// Its place among the batch's entries, from 1.
+    position: i32,
+    event: &'a MovementEvent,
+    outcome: Outcome,
+    /// Whether it decides its (movement_id, event): all but conflicting
+    /// duplicates, which the index `event_log_conflicts` keys instead.
+    decides: bool,
+    opens: bool,
+}
+
+impl LogEntry<'_> {
+    /// The order every batch inserts its entries in: by the key of the
+    /// unique index each one enters, movement first. Two batches that race
+    /// for two keys thus wait for each other at the first of them, never
+    /// each at a different one.
+    fn lock_order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        a.key().cmp(&b.key())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn key(&self) -> (Uuid, bool, &'static str, Uuid, Uuid, i32, DateTime<Utc>) {
+        let c = &self.event.content;
+        let event = if self.opens { "open" } else { c.kind.as_str() };
+        (
+            c.movement_id,
+            !self.decides,
+            event,
+            c.warehouse_id,
+            c.product_id,
+            c.quantity.get(),
+            c.occurred_at,
+        )
+    }
+}
+
 impl<'a> LogColumns<'a> {
-    fn push(&mut self, e: &'a MovementEvent, outcome: &Outcome, opens: bool) {
-        let c = &e.content;
+    fn from_entries(entries: &[LogEntry<'a>], received_at: DateTime<Utc>) -> Self {
+        let mut columns = LogColumns {
+            received_at,
+            ..LogColumns::default()
+        };
+        for entry in entries {
+            columns.push(entry);
+        }
+        columns
+    }
+
+    fn push(&mut self, entry: &LogEntry<'a>) {
+        let (e, c) = (entry.event, &entry.event.content);
+        self.positions.push(entry.position);
         self.message_ids.push(e.message_id.as_str());
         self.sources.push(e.source.as_str());
         self.event_times.push(e.event_time);
@@ -425,7 +473,7 @@ impl<'a> LogColumns<'a> {
         self.products.push(c.product_id);
         self.quantities.push(c.quantity.get());
         self.occurred.push(c.occurred_at);
-        match outcome {
+        match entry.outcome {
             Outcome::Rejected { reason, .. } => {
                 self.outcomes.push("rejected");
                 self.reasons.push(Some(reason.as_str()));
@@ -437,61 +485,53 @@ impl<'a> LogColumns<'a> {
         }
         self.attributes
             .push(serde_json::Value::Object(e.attributes.clone()));
-        self.opens.push(opens);
+        self.opens.push(entry.opens);
     }
 }
 
-/// Creates the stock rows the batch names that do not exist yet, so that
-/// they can be locked: a row that does not exist cannot be, and two
-/// batches that both saw "no row" would both decide on the same empty
-/// state. The arrays are sorted, and unnest yields them in order, so rows
-/// are created in that order too.
-async fn create_missing(
+/// Creates the stock rows of `pairs` that do not exist yet and locks all
+/// of them, in (warehouse, product) order, in one pass: a row that does not
+/// exist cannot be locked, and two batches that both saw "no row" would
+/// both decide on the same empty state. Returns every quantity (0 for the
+/// rows it created). The no-op update is what takes the lock of a row that
+/// exists; visiting rows in array order is what keeps the lock order.
+async fn lock_stock(
     conn: &mut sqlx::PgConnection,
     pairs: &BTreeSet<(Uuid, Uuid)>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Stock, sqlx::Error> {
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    sqlx::query(
-        "INSERT INTO stock (warehouse_id, product_id)
+    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "INSERT INTO stock AS s (warehouse_id, product_id)
          SELECT * FROM unnest($1::uuid[], $2::uuid[])
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = s.quantity
+         RETURNING s.warehouse_id, s.product_id, s.quantity",
     )
     .bind(&warehouses)
     .bind(&products)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    Ok(rows.into_iter().map(|(w, p, q)| ((w, p), q)).collect())
 }
 
-/// The stock rows of `pairs` that exist. With `lock`, each is locked, in
-/// (warehouse, product) order.
+/// The stock rows of `pairs` that exist, without locks.
 async fn read_stock(
     conn: impl PgExecutor<'_>,
     pairs: &BTreeSet<(Uuid, Uuid)>,
-    lock: bool,
 ) -> Result<Stock, sqlx::Error> {
     if pairs.is_empty() {
         return Ok(Stock::new());
     }
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let query = if lock {
+    let rows = sqlx::query(
         "SELECT s.warehouse_id, s.product_id, s.quantity
          FROM stock s
          JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
-           ON s.warehouse_id = k.w AND s.product_id = k.p
-         ORDER BY s.warehouse_id, s.product_id
-         FOR UPDATE OF s"
-    } else {
-        "SELECT s.warehouse_id, s.product_id, s.quantity
-         FROM stock s
-         JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
-           ON s.warehouse_id = k.w AND s.product_id = k.p"
-    };
-    let rows = sqlx::query(query)
-        .bind(&warehouses)
-        .bind(&products)
-        .fetch_all(conn)
-        .await?;
+           ON s.warehouse_id = k.w AND s.product_id = k.p",
+    )
+    .bind(&warehouses)
+    .bind(&products)
+    .fetch_all(conn)
+    .await?;
     let mut quantities = HashMap::with_capacity(rows.len());
     for row in rows {
         let pair: (Uuid, Uuid) = (row.try_get(0)?, row.try_get(1)?);

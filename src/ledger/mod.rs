@@ -20,23 +20,36 @@ use crate::cache::Cache;
 use crate::domain::{MovementEvent, Outcome};
 use crate::telemetry::Metrics;
 use sqlx::PgPool;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Span;
 use tracing::field::Empty;
+use uuid::Uuid;
 
 /// Optimistic attempts before a batch falls back to locking its rows. A
 /// conflict needs a concurrent batch to change a row this one decided on
 /// in the few milliseconds between its read and its write, so a second
 /// conflict in a row means the rows are contended and locking is cheaper.
-/// The second optimistic attempt takes its stock locks in key order, so
-/// batches that met each other once cannot deadlock the next time.
 const OPTIMISTIC_ATTEMPTS: u32 = 2;
 
-/// Attempts in all before the error reaches the caller. Locking attempts
-/// can still meet a deadlock with an optimistic writer (PostgreSQL breaks
-/// it by failing one side), so they are retried too.
-const MAX_ATTEMPTS: u32 = 6;
+/// How many attempts a batch may take before its error reaches the caller.
+///
+/// Batches cannot deadlock each other (see [`apply`]), so what makes an
+/// attempt fail is another transaction committing first: progress, not a
+/// stall. A locking attempt holds every stock row and movement lock it
+/// needs, so only an audit entry committed meanwhile for one of its
+/// movements can beat it: one of the (at most two) entries that decide a
+/// movement's halves, or a conflicting duplicate of one of its own events,
+/// which it then finds and does not write again. So a locking batch fails
+/// at most twice per movement plus once per event before it commits, and
+/// the bound below is never the reason a batch fails. Past it, something
+/// outside the ledger is at work (a deadlock with another program's
+/// transaction, say), and the caller is told.
+fn max_attempts(events: usize, movements: usize) -> u32 {
+    let locking = 2 * movements + events + 1;
+    OPTIMISTIC_ATTEMPTS + u32::try_from(locking).unwrap_or(u32::MAX - OPTIMISTIC_ATTEMPTS)
+}
 
 #[derive(Clone)]
 pub struct Ledger {
@@ -86,17 +99,19 @@ impl Ledger {
     )]
     pub async fn apply(&self, events: &[MovementEvent]) -> Result<Applied, sqlx::Error> {
         let started = Instant::now();
+        let movements: HashSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
+        let max_attempts = max_attempts(events.len(), movements.len());
         let mut attempt = 1;
         let applied = loop {
             let mode = match attempt {
-                1 => Mode::Optimistic,
-                a if a <= OPTIMISTIC_ATTEMPTS => Mode::Ordered,
+                1 => Mode::Optimistic { recall: true },
+                a if a <= OPTIMISTIC_ATTEMPTS => Mode::Optimistic { recall: false },
                 _ => Mode::Locking,
             };
             match apply::apply_once(&self.pool, &self.remembered, events, mode).await {
                 Ok(applied) => break applied,
                 Err(e) => match transient(&e) {
-                    Some(cause) if attempt < MAX_ATTEMPTS => {
+                    Some(cause) if attempt < max_attempts => {
                         self.metrics.batch_retry(cause);
                         tracing::debug!(error = %e, attempt, ?mode, "running the batch again");
                         attempt += 1;
@@ -141,8 +156,10 @@ impl Ledger {
 
 /// Why running the batch again may succeed: the write statement found a
 /// row changed since it was read (a serialization failure it raised
-/// itself), a concurrent batch created a row this one meant to create (a
-/// unique violation on one of the ledger's keys), or a deadlock.
+/// itself), a concurrent batch wrote an audit entry this one meant to
+/// write (a unique violation on one of the log's keys), or a deadlock
+/// (with a transaction outside the ledger: batches take their locks in one
+/// order).
 fn transient(e: &sqlx::Error) -> Option<&'static str> {
     let db = e.as_database_error()?;
     match db.code().as_deref() {
@@ -155,7 +172,7 @@ fn transient(e: &sqlx::Error) -> Option<&'static str> {
     }
 }
 
-/// The unique keys of rows a batch creates without `ON CONFLICT` (which
-/// would cost a speculative insertion per row): whoever commits first
-/// wins, and the batch that loses is run again on what was committed.
-const CREATED_KEYS: [&str; 3] = ["event_log_decisive", "event_log_conflicts", "stock_pkey"];
+/// The unique keys of audit entries a batch writes without `ON CONFLICT`
+/// (which would cost a speculative insertion per row): whoever commits
+/// first wins, and the batch that loses is run again on what was committed.
+const CREATED_KEYS: [&str; 2] = ["event_log_decisive", "event_log_conflicts"];
