@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs (once; the build is cached) and starts tansu, a Kafka-compatible
+# Installs (once; the build is cached) and starts nisshi, a Kafka-protocol
 # broker, on 127.0.0.1:${BROKER_PORT:-9092} with its in-memory storage.
 # Does nothing if something already listens there.
 set -euo pipefail
@@ -9,22 +9,24 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 
 port="${BROKER_PORT:-9092}"
-tansu="$TANSU_BIN"
-root="$(dirname "$(dirname "$tansu")")"
+nisshi="$NISSHI_BIN"
+root="$(dirname "$(dirname "$nisshi")")"
 
-if [ ! -x "$tansu" ]; then
-  log "building tansu $TANSU_VERSION (about 10 minutes, once per machine)"
-  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres \
-    --root "$root" --quiet
+if [ ! -x "$nisshi" ]; then
+  # Its `rama` dependency declares rustc 1.96; the toolchain here builds it
+  # cleanly all the same, hence --ignore-rust-version.
+  log "building nisshi $NISSHI_VERSION (about 15 minutes on 2 cores, once per machine)"
+  cargo install nisshi --locked --version "$NISSHI_VERSION" --ignore-rust-version \
+    --no-default-features --features dynostore --root "$root" --quiet
 fi
 
 if port_open "$port"; then
   exit 0
 fi
-log "starting tansu on 127.0.0.1:$port"
-nohup setsid "$tansu" broker \
+log "starting nisshi on 127.0.0.1:$port"
+nohup setsid "$nisshi" broker \
   --listener-url "tcp://127.0.0.1:$port" \
   --advertised-listener-url "tcp://127.0.0.1:$port" \
-  --storage-engine memory://tansu/ \
-  >"$CACHE_DIR/tansu-$port.log" 2>&1 </dev/null &
-wait_for_port "$port" tansu
+  --storage-engine memory://nisshi/ \
+  >"$CACHE_DIR/nisshi-$port.log" 2>&1 </dev/null &
+wait_for_port "$port" nisshi

@@ -3,10 +3,11 @@
 
 CACHE_DIR="${WAREHOUSE_STOCK_CACHE:-$HOME/.cache/warehouse-stock}"
 mkdir -p "$CACHE_DIR"
-TANSU_VERSION=0.6.0
-# Built once with its postgres engine too (for trying a durable broker); the
-# fault tests start private in-memory brokers from this binary.
-export TANSU_BIN="${TANSU_BIN:-$CACHE_DIR/tansu-$TANSU_VERSION-pg/bin/tansu}"
+NISSHI_VERSION=0.8.1
+# The Kafka-protocol broker for the tests and the bench (tansu's successor),
+# built once per machine; the fault tests start private in-memory brokers
+# from this binary.
+export NISSHI_BIN="${NISSHI_BIN:-$CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi}"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

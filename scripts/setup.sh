@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes this machine ready to build, test and run warehouse-stock:
-# installs what is missing (Debian packages, the tansu broker) and starts
+# installs what is missing (Debian packages, the nisshi broker) and starts
 # PostgreSQL, Redis and the broker unless they already answer.
 # Safe to run any number of times: it reuses whatever is already running.
 set -euo pipefail

@@ -264,7 +264,7 @@ async fn redis_stopped_mid_run_lookups_answer_from_postgresql_and_none_is_stale_
     redis.stop();
 }
 
-/// A tansu broker of the test's own on a free port.
+/// A nisshi broker of the test's own on a free port, in memory.
 struct PrivateBroker {
     port: u16,
     child: Option<Child>,
@@ -272,9 +272,9 @@ struct PrivateBroker {
 
 impl PrivateBroker {
     fn binary() -> String {
-        std::env::var("TANSU_BIN").unwrap_or_else(|_| {
+        std::env::var("NISSHI_BIN").unwrap_or_else(|_| {
             let home = std::env::var("HOME").unwrap();
-            format!("{home}/.cache/warehouse-stock/tansu-0.6.0-pg/bin/tansu")
+            format!("{home}/.cache/warehouse-stock/nisshi-0.8.1/bin/nisshi")
         })
     }
 
@@ -295,11 +295,11 @@ impl PrivateBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", "memory://nisshi/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("the tansu broker (scripts/broker.sh builds it)");
+            .expect("the nisshi broker (scripts/broker.sh builds it)");
         self.child = Some(child);
         wait_for_port(self.port, "private broker");
     }
