@@ -8,6 +8,9 @@ source scripts/lib.sh
 
 bash scripts/setup.sh
 docker-compose -f docker-compose.yml config -q
+# Hygiene first: a formatting or lint slip fails in seconds, not after the suite.
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
 # Test databases are disposable; drop the ones earlier runs left behind.
 psql -h 127.0.0.1 -U postgres -w -tAc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'ws_test_%'" postgres |
