@@ -265,32 +265,27 @@ struct LogColumns<'a> {
 /// SQLSTATE 40001. The parts run in the order the final `SELECT` reads
 /// them: stock first, then the audit log (the lock order above).
 ///
-/// `stock_written` is a compare-and-set per row. A row the batch read is
-/// updated only where its quantity is still the one read (the hashed
-/// `IN`); a row the batch found missing is created, and is left alone
-/// where it exists by now (its `old` is null, which matches nothing). A
+/// `stock_written` is a compare-and-set per row. The proposed row carries
+/// the quantity the batch read in `expected_quantity` (null where it found
+/// no row; see migration 5): an existing row is updated only where its
+/// quantity is still that one, and a row the batch found missing is
+/// created, or left alone where it exists by now (null matches nothing). A
 /// row the batch read but that has since been deleted would be created
-/// instead of updated: its proposed `updated_at` of `-infinity` marks it,
-/// and the check refuses it. (The proposed row must pass the table's
-/// checks even where it is not inserted, so it carries the new quantity,
-/// never a delta.)
+/// with a non-null `expected_quantity`, and the check refuses it. (The
+/// proposed row must pass the table's checks even where it is not
+/// inserted, so it carries the new quantity, never a delta.)
 ///
 /// `seqs` takes one sequence number per entry, ascending, and each entry
 /// takes the one of its place in the batch: the audit log orders a batch's
 /// entries as the batch applied them, though they are inserted in lock
 /// order.
 const WRITE_STATEMENT: &str = "WITH stock_written AS (
-        INSERT INTO stock AS s (warehouse_id, product_id, quantity, updated_at)
-        SELECT u.w, u.p, u.new,
-               CASE WHEN u.old IS NULL THEN now() ELSE '-infinity' END
-        FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[]) AS u(w, p, old, new)
+        INSERT INTO stock AS s (warehouse_id, product_id, quantity, expected_quantity)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $4::int8[], $3::int8[])
         ON CONFLICT (warehouse_id, product_id) DO UPDATE
             SET quantity = excluded.quantity, updated_at = now()
-            WHERE (s.warehouse_id, s.product_id, s.quantity) IN (
-                SELECT e.w, e.p, e.old
-                FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS e(w, p, old)
-                WHERE e.old IS NOT NULL)
-        RETURNING s.updated_at),
+            WHERE s.quantity = excluded.expected_quantity
+        RETURNING s.expected_quantity),
     seqs AS MATERIALIZED (
         SELECT array_agg(n.seq ORDER BY n.seq) AS seq
         FROM (SELECT nextval('event_log_seq_seq') AS seq
@@ -308,7 +303,7 @@ const WRITE_STATEMENT: &str = "WITH stock_written AS (
              AS u(pos, message_id, source, event_time, movement_id, event, warehouse_id,
                   product_id, quantity, occurred_at, outcome, reason, attributes, opens)
         RETURNING 1)
-    SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE updated_at <> '-infinity')
+    SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE expected_quantity IS NULL)
                      = cardinality($1::uuid[])
                  AND (SELECT count(*) FROM logged) = cardinality($5::int4[])
                 THEN 0 ELSE ledger_conflict() END";

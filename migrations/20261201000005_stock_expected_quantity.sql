@@ -1,0 +1,16 @@
+-- The ledger writes stock with INSERT ... ON CONFLICT DO UPDATE over its
+-- batch's pairs in (warehouse, product) order: that statement visits rows
+-- in the order it is given them, whatever plan the table's size gets, so
+-- every batch locks stock rows in one global order and no two batches can
+-- deadlock (src/ledger/apply.rs has the whole argument).
+--
+-- Its compare-and-set needs two numbers per row: the quantity the batch
+-- read and the one it writes. ON CONFLICT hands the statement only the
+-- proposed row (EXCLUDED), so this column carries the quantity read.
+-- A stored row always has NULL here: a row created by the ledger is
+-- proposed with NULL (it expected no row), and a row the ledger expected
+-- to find but that has since gone would be stored with a value, which the
+-- write statement's check refuses, aborting the statement. A nullable
+-- column that is NULL costs a stored row nothing: its null bitmap fits in
+-- the header's alignment padding.
+ALTER TABLE stock ADD COLUMN expected_quantity bigint;
