@@ -31,6 +31,43 @@ async fn events_in_one_batch_take_effect_in_order() {
     assert_eq!(app.stock(w, p).await, 20);
 }
 
+/// One event per pair, the pairs in the rotation of `writer` at `round`,
+/// so that concurrent writers name the same rows in different orders; a
+/// third of them departures.
+fn rotated_batch(pairs: &[(Uuid, Uuid)], writer: usize, round: usize) -> Vec<MovementEvent> {
+    (0..pairs.len())
+        .map(|i| {
+            let (w, p) = pairs[(i + writer + round) % pairs.len()];
+            let e = Ev::new(w, p, 1 + (i % 3) as i64);
+            parse(&if (i + round).is_multiple_of(3) {
+                e.departure()
+            } else {
+                e.arrival()
+            })
+        })
+        .collect()
+}
+
+/// Adds the stock effect of every applied event of `batch` to `delta`, per
+/// pair, and returns how many were applied.
+fn add_applied(
+    delta: &mut HashMap<(Uuid, Uuid), i64>,
+    batch: &[MovementEvent],
+    outcomes: &[Outcome],
+) -> usize {
+    let mut applied = 0;
+    for (event, outcome) in batch.iter().zip(outcomes) {
+        if let Outcome::Applied { .. } = outcome {
+            let c = &event.content;
+            let sign = if c.kind.as_str() == "arrival" { 1 } else { -1 };
+            *delta.entry((c.warehouse_id, c.product_id)).or_default() +=
+                sign * i64::from(c.quantity.get());
+            applied += 1;
+        }
+    }
+    applied
+}
+
 #[tokio::test]
 async fn concurrent_batches_on_shared_pairs_lose_no_update_and_never_deadlock() {
     let app = spawn_app().await;
@@ -44,29 +81,12 @@ async fn concurrent_batches_on_shared_pairs_lose_no_update_and_never_deadlock() 
             for round in 0..20usize {
                 // Each task walks the pairs in its own rotation, so batches
                 // name the same rows in different orders.
-                let batch: Vec<MovementEvent> = (0..pairs.len())
-                    .map(|i| {
-                        let (w, p) = pairs[(i + task + round) % pairs.len()];
-                        let e = Ev::new(w, p, 1 + (i % 3) as i64);
-                        parse(&if (i + round) % 3 == 0 {
-                            e.departure()
-                        } else {
-                            e.arrival()
-                        })
-                    })
-                    .collect();
+                let batch = rotated_batch(&pairs, task, round);
                 let applied = ledger
                     .apply(&batch)
                     .await
                     .expect("no error reaches the caller");
-                for (event, outcome) in batch.iter().zip(&applied.outcomes) {
-                    if let Outcome::Applied { .. } = outcome {
-                        let c = &event.content;
-                        let sign = if c.kind.as_str() == "arrival" { 1 } else { -1 };
-                        *delta.entry((c.warehouse_id, c.product_id)).or_default() +=
-                            sign * i64::from(c.quantity.get());
-                    }
-                }
+                add_applied(&mut delta, &batch, &applied.outcomes);
             }
             delta
         }));
@@ -354,17 +374,7 @@ async fn sixteen_writers_on_six_hot_pairs_never_see_an_error_and_lose_no_update(
             let mut applied_events = 0usize;
             let mut previous: Vec<MovementEvent> = Vec::new();
             for round in 0..rounds {
-                let mut batch: Vec<MovementEvent> = (0..pairs.len())
-                    .map(|i| {
-                        let (w, p) = pairs[(i + writer + round) % pairs.len()];
-                        let e = Ev::new(w, p, 1 + (i % 3) as i64);
-                        parse(&if (i + round) % 3 == 0 {
-                            e.departure()
-                        } else {
-                            e.arrival()
-                        })
-                    })
-                    .collect();
+                let mut batch = rotated_batch(&pairs, writer, round);
                 // Writers 2g and 2g+1 send the two halves of movements a
                 // and b: one departs a then b, the other arrives b then a.
                 let group = writer / 2;
@@ -395,15 +405,7 @@ async fn sixteen_writers_on_six_hot_pairs_never_see_an_error_and_lose_no_update(
                     .await
                     .expect("no error reaches the caller");
                 assert_eq!(applied.outcomes.len(), batch.len());
-                for (event, outcome) in batch.iter().zip(&applied.outcomes) {
-                    if let Outcome::Applied { .. } = outcome {
-                        let c = &event.content;
-                        let sign = if c.kind.as_str() == "arrival" { 1 } else { -1 };
-                        *delta.entry((c.warehouse_id, c.product_id)).or_default() +=
-                            sign * i64::from(c.quantity.get());
-                        applied_events += 1;
-                    }
-                }
+                applied_events += add_applied(&mut delta, &batch, &applied.outcomes);
                 previous = batch;
             }
             let deadlocks = metric_value(
