@@ -70,7 +70,7 @@
 //!    table is the heap's, and that is how two batches used to deadlock);
 //!    the locking mode's first statement is an upsert in the same order;
 //! 2. (locking mode only) advisory movement locks, in key order;
-//! 3. audit-log keys, in the order of [`LogColumns::lock_order`]: the
+//! 3. audit-log keys, in the order of [`LogEntry::lock_order`]: the
 //!    write inserts its entries sorted by their unique keys, and gives them
 //!    their `seq` in batch order all the same.
 //!
