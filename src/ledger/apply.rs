@@ -70,7 +70,7 @@
 //!    table is the heap's, and that is how two batches used to deadlock);
 //!    the locking mode's first statement is an upsert in the same order;
 //! 2. (locking mode only) advisory movement locks, in key order;
-//! 3. audit-log keys, in the order of [`LogEntry::lock_order`]: the
+//! 3. audit-log keys, in the order of [`LogEntry::lock_key`]: the
 //!    write inserts its entries sorted by their unique keys, and gives them
 //!    their `seq` in batch order all the same.
 //!
@@ -367,7 +367,7 @@ impl<'a> WritePlan<'a> {
                 });
             }
         }
-        entries.sort_by(LogEntry::lock_order);
+        entries.sort_by_key(LogEntry::lock_key);
         plan.log = LogColumns::from_entries(&entries, now);
         for pair in checked {
             plan.stock.0.push(pair.0);
@@ -424,12 +424,8 @@ impl LogEntry<'_> {
     /// unique index each one enters, movement first. Two batches that race
     /// for two keys thus wait for each other at the first of them, never
     /// each at a different one.
-    fn lock_order(a: &Self, b: &Self) -> std::cmp::Ordering {
-        a.key().cmp(&b.key())
-    }
-
     #[allow(clippy::type_complexity)]
-    fn key(&self) -> (Uuid, bool, &'static str, Uuid, Uuid, i32, DateTime<Utc>) {
+    fn lock_key(&self) -> (Uuid, bool, &'static str, Uuid, Uuid, i32, DateTime<Utc>) {
         let c = &self.event.content;
         let event = if self.opens { "open" } else { c.kind.as_str() };
         (

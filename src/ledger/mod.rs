@@ -46,8 +46,9 @@ const OPTIMISTIC_ATTEMPTS: u32 = 2;
 /// the bound below is never the reason a batch fails. Past it, something
 /// outside the ledger is at work (a deadlock with another program's
 /// transaction, say), and the caller is told.
-fn max_attempts(events: usize, movements: usize) -> u32 {
-    let locking = 2 * movements + events + 1;
+fn max_attempts(events: &[MovementEvent]) -> u32 {
+    let movements: HashSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
+    let locking = 2 * movements.len() + events.len() + 1;
     OPTIMISTIC_ATTEMPTS + u32::try_from(locking).unwrap_or(u32::MAX - OPTIMISTIC_ATTEMPTS)
 }
 
@@ -99,8 +100,8 @@ impl Ledger {
     )]
     pub async fn apply(&self, events: &[MovementEvent]) -> Result<Applied, sqlx::Error> {
         let started = Instant::now();
-        let movements: HashSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
-        let max_attempts = max_attempts(events.len(), movements.len());
+        // Worked out only once an attempt has failed: most batches never need it.
+        let mut bound = None;
         let mut attempt = 1;
         let applied = loop {
             let mode = match attempt {
@@ -111,7 +112,7 @@ impl Ledger {
             match apply::apply_once(&self.pool, &self.remembered, events, mode).await {
                 Ok(applied) => break applied,
                 Err(e) => match transient(&e) {
-                    Some(cause) if attempt < max_attempts => {
+                    Some(cause) if attempt < *bound.get_or_insert_with(|| max_attempts(events)) => {
                         self.metrics.batch_retry(cause);
                         tracing::debug!(error = %e, attempt, ?mode, "running the batch again");
                         attempt += 1;
