@@ -65,10 +65,6 @@ pub struct ProduceArgs {
     /// CloudEvents binary mode (ce_* headers, value = data).
     #[arg(long)]
     pub binary: bool,
-    /// One record per producer batch (exact resumption on tansu's in-memory
-    /// engine, which mishandles offsets inside multi-record batches).
-    #[arg(long)]
-    pub one_per_batch: bool,
     /// Write the generated stream's expected final stock to this JSON file.
     #[arg(long)]
     pub expect: Option<PathBuf>,
@@ -133,7 +129,6 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 topic: args.topic.unwrap_or_else(|| settings.kafka.topic.clone()),
                 source,
                 binary: args.binary,
-                one_per_batch: args.one_per_batch,
                 expect: args.expect,
                 quiet: args.quiet,
             };

@@ -27,9 +27,6 @@ pub struct ProduceOptions {
     pub source: Source,
     /// CloudEvents binary mode (`ce_*` headers) instead of structured JSON.
     pub binary: bool,
-    /// One record per producer batch: exact resumption on brokers that
-    /// mishandle offsets inside multi-record batches.
-    pub one_per_batch: bool,
     /// Where to write the generator's expected final stock, as JSON.
     pub expect: Option<std::path::PathBuf>,
     pub quiet: bool,
@@ -74,13 +71,9 @@ impl ProducerContext for Counting {
 
 /// Sends every record and waits until the broker has acknowledged them all.
 pub async fn produce(kafka: &KafkaSettings, options: ProduceOptions) -> anyhow::Result<Produced> {
-    ensure_topics(
-        &kafka.bootstrap_servers,
-        &[&options.topic, &kafka.dlq_topic],
-        kafka.topic_partitions,
-    )
-    .await
-    .context("Failed to create the topics")?;
+    ensure_topics(kafka, &[&options.topic, &kafka.dlq_topic])
+        .await
+        .context("Failed to create the topics")?;
     let kafka = kafka.clone();
     tokio::task::spawn_blocking(move || produce_blocking(&kafka, options))
         .await
@@ -95,13 +88,9 @@ fn produce_blocking(kafka: &KafkaSettings, options: ProduceOptions) -> anyhow::R
         .set("acks", "all")
         .set("queue.buffering.max.messages", "200000")
         .set("message.timeout.ms", "60000");
-    if options.one_per_batch {
-        config.set("linger.ms", "0").set("batch.num.messages", "1");
-    } else {
-        config
-            .set("linger.ms", "10")
-            .set("batch.num.messages", "10000");
-    }
+    config
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "10000");
     let producer: ThreadedProducer<Counting> = config
         .create_with_context(Counting(deliveries.clone()))
         .context("Failed to create the producer")?;

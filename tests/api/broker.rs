@@ -54,7 +54,6 @@ pub fn generated(count: usize, seed: u64, duplicate_share: f64) -> GeneratorConf
 pub async fn produce_generated(
     settings: &Settings,
     config: GeneratorConfig,
-    one_per_batch: bool,
     binary: bool,
 ) -> Produced {
     produce::produce(
@@ -63,7 +62,6 @@ pub async fn produce_generated(
             topic: settings.kafka.topic.clone(),
             source: Source::Generated(config),
             binary,
-            one_per_batch,
             expect: None,
             quiet: true,
         },
@@ -81,9 +79,8 @@ pub async fn produce_raw(settings: &Settings, records: &[(&str, &[u8])]) {
         .create()
         .unwrap();
     warehouse_stock::ingest::kafka::topics::ensure_topics(
-        &settings.kafka.bootstrap_servers,
+        &settings.kafka,
         &[&settings.kafka.topic, &settings.kafka.dlq_topic],
-        settings.kafka.topic_partitions,
     )
     .await
     .unwrap();

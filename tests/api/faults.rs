@@ -38,8 +38,8 @@ async fn assert_audit_log_once(pool: &PgPool, unique: i64) {
 async fn repeated_kill_9_restarts_during_a_run_lose_nothing_and_apply_nothing_twice() {
     let messages = env_or("FAULT_MESSAGES", 20_000);
     let kills = env_or("FAULT_KILLS", 3);
-    // Static membership: a supervisor restarts the same instance. tansu never
-    // evicts a dead dynamic leader once another member joins (see kafka.rs).
+    // Static membership: a supervisor restarts the same instance, which takes
+    // its partitions back at once (kafka.rs also kills a dynamic member).
     let settings = kafka_settings(
         3,
         &[
@@ -48,7 +48,7 @@ async fn repeated_kill_9_restarts_during_a_run_lose_nothing_and_apply_nothing_tw
         ],
     );
     let config = generated(messages, 21, 0.05);
-    produce_generated(&settings, config.clone(), true, false).await;
+    produce_generated(&settings, config.clone(), false).await;
     let unique = unique_events(&config);
     let pool = pool_of(&settings).await;
 
@@ -77,7 +77,7 @@ async fn repeated_kill_9_restarts_during_a_run_lose_nothing_and_apply_nothing_tw
 }
 
 /// A PostgreSQL server of the test's own, which it may stop and start.
-struct PrivatePostgres {
+pub(crate) struct PrivatePostgres {
     dir: std::path::PathBuf,
     port: u16,
 }
@@ -105,7 +105,7 @@ impl PrivatePostgres {
         }
     }
 
-    fn start_new() -> Self {
+    pub(crate) fn start_new() -> Self {
         let dir = std::env::temp_dir().join(format!("ws-pg-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let _ = Command::new("chown")
@@ -124,7 +124,7 @@ impl PrivatePostgres {
         pg
     }
 
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
@@ -140,7 +140,7 @@ impl PrivatePostgres {
         assert!(status.success(), "pg_ctl start failed");
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let status = Self::command("pg_ctl")
             .args(["-D", self.dir.join("data").to_str().unwrap()])
             .args(["-m", "fast", "-w", "stop"])
@@ -150,7 +150,7 @@ impl PrivatePostgres {
         assert!(status.success(), "pg_ctl stop failed");
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/ws_fault", self.port)
     }
 }
@@ -174,7 +174,7 @@ async fn postgresql_stopped_for_ten_seconds_mid_run_pauses_the_consumer_and_lose
     let mut settings = kafka_settings(3, &[("KAFKA_BATCH_SIZE", "100")]);
     settings.database = postgres.url().parse().unwrap();
     let config = generated(messages, 22, 0.05);
-    produce_generated(&settings, config.clone(), false, false).await;
+    produce_generated(&settings, config.clone(), false).await;
     let unique = unique_events(&config);
     let app = spawn_app_from(settings.clone()).await;
 
@@ -216,7 +216,7 @@ async fn redis_stopped_mid_run_lookups_answer_from_postgresql_and_none_is_stale_
     let app = spawn_app_from(settings.clone()).await;
     let producing = {
         let (settings, config) = (settings.clone(), config.clone());
-        tokio::spawn(async move { produce_generated(&settings, config, false, false).await })
+        tokio::spawn(async move { produce_generated(&settings, config, false).await })
     };
     let unique = unique_events(&config);
 
@@ -318,14 +318,13 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// tansu 0.6.0's durable engine needs a PostgreSQL schema that its package
-/// does not ship, so this broker is in-memory and forgets its log and
-/// offsets on a restart. A consumer that had read records from it would, on
-/// the new broker, hold positions that now name other records, a loss no
-/// real Kafka deployment has. So the broker goes away and comes back while
-/// the service waits for the stream, and the test holds the consumer to
-/// noticing, reconnecting by itself and then applying the whole stream
-/// exactly. The service runs as a child process, as in production.
+/// The broker goes away and comes back while the service waits for the
+/// stream, and the test holds the consumer to noticing, reconnecting by
+/// itself and then applying the whole stream exactly. The service runs as a
+/// child process, as in production. The broker is in memory: it forgets its
+/// topics and offsets on a restart, which no Kafka cluster does, so it is
+/// restarted before anything is produced; a consumer that had read records
+/// would otherwise hold positions that name other records on the new broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_restarted_under_a_running_consumer_it_reconnects_and_stays_exact() {
     let mut broker = PrivateBroker::start();
@@ -352,21 +351,8 @@ async fn the_broker_restarted_under_a_running_consumer_it_reconnects_and_stays_e
     })
     .await;
     broker.restart();
-    // The topics first, before anything else. This broker forgets them on
-    // a restart, and the consumer's librdkafka (2.12.1) crashes on a fetch
-    // answer the empty broker gives for a topic id it does not know (a
-    // leader change for a topic with neither id nor name). No Kafka broker
-    // forgets a topic id, so that is not the fault under test here;
-    // creating the topics at once keeps the window small.
-    warehouse_stock::ingest::kafka::topics::ensure_topics(
-        &settings.kafka.bootstrap_servers,
-        &[&settings.kafka.topic, &settings.kafka.dlq_topic],
-        settings.kafka.topic_partitions,
-    )
-    .await
-    .expect("Failed to create the topics on the restarted broker");
     let config = generated(5_000, 24, 0.05);
-    produce_generated(&settings, config.clone(), false, false).await;
+    produce_generated(&settings, config.clone(), false).await;
 
     let unique = unique_events(&config);
     eventually("the stream applied", || async {
