@@ -12,7 +12,7 @@ RUN cargo build --locked --release \
 # Runtime stage: a slim image running as an unprivileged user.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libcurl4 netcat-openbsd \
+ && apt-get install -y --no-install-recommends ca-certificates curl libcurl4 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home app
 COPY --from=build /usr/local/bin/warehouse-stock /usr/local/bin/warehouse-stock

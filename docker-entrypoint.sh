@@ -1,28 +1,9 @@
 #!/bin/sh
-# Waits for PostgreSQL, Redis and (with APP_MODE=kafka) the broker, applies
-# migrations, then execs the service.
+# The image's entry point. It only hands over to the service, which does
+# its own waiting: `serve` retries PostgreSQL for STARTUP_TIMEOUT_SECONDS
+# and migrates it, lookups answer without Redis until Redis comes, and the
+# consumer reconnects to the broker by itself. Waiting here instead would
+# have to work out the hosts from DATABASE_URL, REDIS_URL or the *_HOST
+# parts exactly as the service does, and a second copy of that rule drifts.
 set -eu
-
-wait_for() {
-  host=$1 port=$2 name=$3
-  i=0
-  until nc -z "$host" "$port" 2>/dev/null; do
-    i=$((i + 1))
-    if [ "$i" -ge 120 ]; then
-      echo "docker-entrypoint: $name at $host:$port did not come up" >&2
-      exit 1
-    fi
-    sleep 1
-  done
-}
-
-wait_for "${POSTGRES_HOST:-127.0.0.1}" "${POSTGRES_PORT:-5432}" PostgreSQL
-wait_for "${REDIS_HOST:-127.0.0.1}" "${REDIS_PORT:-6379}" Redis
-if [ "${APP_MODE:-webhook_only}" = kafka ]; then
-  broker=${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}
-  broker=${broker%%,*}
-  wait_for "${broker%:*}" "${broker##*:}" Kafka
-fi
-
-warehouse-stock migrate
 exec warehouse-stock "$@"

@@ -39,6 +39,9 @@ pub struct Settings {
     pub port: u16,
     pub database: PgConnectOptions,
     pub database_pool_size: u32,
+    /// How long `serve` and `migrate` keep trying to reach PostgreSQL at
+    /// start, so the service can start before its database does.
+    pub startup_timeout: Duration,
     pub redis_url: String,
     pub cache_ttl_seconds: u64,
     /// Prefix of every Redis key; defaults to one derived from the database
@@ -109,6 +112,9 @@ pub struct KafkaSettings {
     pub batch_max_wait: Duration,
     /// Partitions of the topics the service creates when they are missing.
     pub topic_partitions: i32,
+    /// Replicas of each partition of the topics the service creates. One
+    /// suits a single test broker; production clusters want three.
+    pub topic_replication_factor: i32,
 }
 
 /// A variable with a value the service cannot use.
@@ -171,6 +177,9 @@ impl Settings {
         if database_pool_size == 0 {
             return Err(error("DATABASE_POOL_SIZE", "must be at least 1"));
         }
+
+        let startup_timeout =
+            Duration::from_secs(parse_or(&get, "STARTUP_TIMEOUT_SECONDS", 60u64)?);
 
         let redis_url = match get("REDIS_URL") {
             Some(url) => url,
@@ -247,12 +256,19 @@ impl Settings {
                 50u64,
             )?),
             topic_partitions: parse_or(&get, "KAFKA_TOPIC_PARTITIONS", 3i32)?,
+            topic_replication_factor: parse_or(&get, "KAFKA_TOPIC_REPLICATION_FACTOR", 1i32)?,
         };
         if kafka.batch_size == 0 {
             return Err(error("KAFKA_BATCH_SIZE", "must be at least 1"));
         }
         if kafka.topic_partitions < 1 {
             return Err(error("KAFKA_TOPIC_PARTITIONS", "must be at least 1"));
+        }
+        if kafka.topic_replication_factor < 1 {
+            return Err(error(
+                "KAFKA_TOPIC_REPLICATION_FACTOR",
+                "must be at least 1",
+            ));
         }
         if kafka.topic == kafka.dlq_topic {
             return Err(error("KAFKA_DLQ_TOPIC", "must differ from KAFKA_TOPIC"));
@@ -264,6 +280,7 @@ impl Settings {
             port,
             database,
             database_pool_size,
+            startup_timeout,
             redis_url,
             cache_ttl_seconds,
             cache_prefix,
@@ -382,6 +399,8 @@ mod tests {
         assert_eq!(s.kafka.topic, "warehouse_movements");
         assert_eq!(s.kafka.group_id, "warehouse-service-group");
         assert_eq!(s.kafka.dlq_topic, "warehouse_movements.dlq");
+        assert_eq!(s.kafka.topic_replication_factor, 1);
+        assert_eq!(s.startup_timeout, Duration::from_secs(60));
     }
 
     #[test]
@@ -430,6 +449,8 @@ mod tests {
             ("KAFKA_BATCH_SIZE", "0"),
             ("KAFKA_BATCH_MAX_WAIT_MS", "soon"),
             ("KAFKA_DLQ_TOPIC", "warehouse_movements"),
+            ("KAFKA_TOPIC_REPLICATION_FACTOR", "0"),
+            ("STARTUP_TIMEOUT_SECONDS", "-5"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{var}={value}");

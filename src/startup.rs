@@ -115,7 +115,30 @@ impl Application {
 
 /// Creates the database if it does not exist, connects, and applies pending
 /// migrations.
+///
+/// PostgreSQL may not accept connections yet (a container starting beside
+/// it, a failover), so a refused or interrupted first connection is retried
+/// for up to `settings.startup_timeout`. Anything else (a wrong password, a
+/// missing role, a failed migration) fails at once: waiting cannot fix it.
+/// This is the only wait at start. Redis and the broker need none: lookups
+/// answer from PostgreSQL while Redis is away, and the consumer reconnects.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
+    let deadline = tokio::time::Instant::now() + settings.startup_timeout;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match try_connect_database(settings).await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if is_unreachable(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), "PostgreSQL is not reachable yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn try_connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     create_database_if_missing(&settings.database).await?;
     let pool = PgPoolOptions::new()
         .max_connections(settings.database_pool_size)
@@ -126,6 +149,17 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     migrate(&pool).await?;
     warn_without_autovacuum(&pool).await;
     Ok(pool)
+}
+
+/// Whether the server could not be reached or is still starting, as opposed
+/// to having answered with a refusal that a retry would only repeat.
+fn is_unreachable(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
+        // 57P03 cannot_connect_now: starting up, shutting down, in recovery.
+        Some(sqlx::Error::Database(db)) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
 }
 
 /// Without autovacuum the tables are never analyzed, and PostgreSQL keeps

@@ -113,13 +113,9 @@ impl Pipeline {
         status: &KafkaStatus,
         ledger: &Ledger,
     ) -> anyhow::Result<Self> {
-        topics::ensure_topics(
-            &settings.bootstrap_servers,
-            &[&settings.topic, &settings.dlq_topic],
-            settings.topic_partitions,
-        )
-        .await
-        .context("Failed to create the topics")?;
+        topics::ensure_topics(settings, &[&settings.topic, &settings.dlq_topic])
+            .await
+            .context("Failed to create the topics")?;
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &settings.bootstrap_servers)
