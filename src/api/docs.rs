@@ -1,12 +1,15 @@
 //! The OpenAPI description of the API, generated from the handlers' own
-//! annotations and types, and the Swagger UI that renders it (its assets are
-//! compiled in, so nothing is fetched at build or run time).
+//! annotations and types, and the two pages that render it: Swagger UI at
+//! `/docs` and ReDoc at `/redoc`, as the earlier service had. Their assets
+//! are compiled in, so nothing is fetched at build or run time.
 
 use super::error::ErrorBody;
 use super::{health, lookups, ops, webhook};
 use crate::domain::{FieldError, MovementStatus, MovementView};
 use crate::ledger::reads::{Rejection, StockItem};
 use axum::Json;
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
 use serde::Serialize;
 use std::sync::{Arc, LazyLock};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -21,6 +24,8 @@ use uuid::Uuid;
 pub const DOCS_PATH: &str = "/docs";
 /// Where the description is served.
 pub const SPEC_PATH: &str = "/openapi.json";
+/// Where ReDoc's page is served; its script is at `{REDOC_PATH}/redoc.standalone.js`.
+pub const REDOC_PATH: &str = "/redoc";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +48,8 @@ pub const SPEC_PATH: &str = "/openapi.json";
         health::ready_legacy,
         ops::metrics,
         openapi_json,
+        redoc_page,
+        redoc_script,
     ),
     components(schemas(
         ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
@@ -103,6 +110,55 @@ static SPEC: LazyLock<Arc<Spec>> = LazyLock::new(|| Arc::new(ApiDoc::openapi()))
 )]
 pub async fn openapi_json() -> Json<Arc<Spec>> {
     Json(SPEC.clone())
+}
+
+/// ReDoc's page. Only local addresses: the script is this binary's own, and
+/// no web fonts are linked, so the page works on a closed network.
+const REDOC_HTML: &str = r#"<!DOCTYPE html>
+<html>
+  <head>
+    <title>warehouse-stock API</title>
+    <meta charset="utf-8"/>
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+    <style>body { margin: 0; padding: 0; }</style>
+  </head>
+  <body>
+    <redoc spec-url="/openapi.json"></redoc>
+    <script src="/redoc/redoc.standalone.js"></script>
+  </body>
+</html>
+"#;
+
+/// ReDoc 2.5.4's standalone bundle, vendored under `assets/` (MIT).
+const REDOC_SCRIPT: &[u8] = include_bytes!("../../assets/redoc-2.5.4/redoc.standalone.js");
+
+/// This description, rendered by ReDoc.
+#[utoipa::path(
+    get,
+    path = "/redoc",
+    tag = "operations",
+    responses((status = 200, description = "The ReDoc page", content_type = "text/html"))
+)]
+pub async fn redoc_page() -> Html<&'static str> {
+    Html(REDOC_HTML)
+}
+
+/// The script of the ReDoc page.
+#[utoipa::path(
+    get,
+    path = "/redoc/redoc.standalone.js",
+    tag = "operations",
+    responses((status = 200, description = "ReDoc's standalone bundle", content_type = "text/javascript"))
+)]
+pub async fn redoc_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            // It changes only with the binary; a day keeps reloads cheap.
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        REDOC_SCRIPT,
+    )
 }
 
 /// The Swagger UI, pointed at [`SPEC_PATH`].

@@ -9,7 +9,7 @@ mod lookups;
 mod ops;
 mod webhook;
 
-pub use docs::{ApiDoc, DOCS_PATH, SPEC_PATH};
+pub use docs::{ApiDoc, DOCS_PATH, REDOC_PATH, SPEC_PATH};
 pub use error::AppError;
 
 use crate::config::HttpSettings;
@@ -133,6 +133,13 @@ fn table() -> Vec<Route> {
         ),
         route(Method::GET, "/metrics", Operations, get(ops::metrics)),
         route(Method::GET, SPEC_PATH, Operations, get(docs::openapi_json)),
+        route(Method::GET, REDOC_PATH, Operations, get(docs::redoc_page)),
+        route(
+            Method::GET,
+            "/redoc/redoc.standalone.js",
+            Operations,
+            get(docs::redoc_script),
+        ),
     ]
 }
 

@@ -113,3 +113,41 @@ async fn the_swagger_ui_is_served_from_compiled_in_assets() {
     assert_eq!(init.status(), StatusCode::OK);
     assert!(init.text().await.unwrap().contains("/openapi.json"));
 }
+
+#[tokio::test]
+async fn redoc_is_served_from_compiled_in_assets_and_links_nothing_elsewhere() {
+    let app = spawn_app().await;
+    let get = |path: &str| app.client.get(format!("{}{path}", app.address)).send();
+
+    let page = get("/redoc").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"<redoc spec-url="/openapi.json">"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<script src="/redoc/redoc.standalone.js">"#),
+        "{html}"
+    );
+    assert!(
+        !html.contains("://"),
+        "the page links no other host: {html}"
+    );
+
+    let script = get("/redoc/redoc.standalone.js").await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let body = script.text().await.unwrap();
+    assert!(
+        body.len() > 1_000_000,
+        "the whole bundle: {} bytes",
+        body.len()
+    );
+    assert!(body.contains("spec-url"), "ReDoc reads the page's spec-url");
+}
