@@ -44,6 +44,14 @@ install_packages() {
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  # promtool and a Prometheus server for the monitoring tests. Without its
+  # recommendations: the exporters it suggests are not needed. The package
+  # does not start a server here (there is no init system to start it).
+  if ! command -v promtool >/dev/null 2>&1; then
+    log "installing prometheus"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
 }
 
 start_postgres() {

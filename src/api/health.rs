@@ -28,11 +28,11 @@ pub struct Readiness {
 #[derive(Serialize, ToSchema)]
 pub struct Components {
     /// `ok` or `down`.
-    db: &'static str,
+    pub db: &'static str,
     /// `ok` or `down`; lookups fall back to PostgreSQL while it is down.
-    redis: &'static str,
+    pub redis: &'static str,
     /// `disabled` (webhook_only mode), `ok` or `down`.
-    kafka: &'static str,
+    pub kafka: &'static str,
 }
 
 /// The process is up and serving HTTP.
@@ -68,12 +68,8 @@ pub async fn live_legacy() -> Json<Liveness> {
     )
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let db = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        sqlx::query("SELECT 1").execute(state.ledger.pool()),
-    );
-    let (db, redis) = tokio::join!(db, state.ledger.cache().ping());
-    let db_ok = matches!(db, Ok(Ok(_)));
+    let components = check(&state).await;
+    let db_ok = components.db == "ok";
     let status = if db_ok {
         StatusCode::OK
     } else {
@@ -81,13 +77,28 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     };
     let body = Readiness {
         status: if db_ok { "ok" } else { "unavailable" },
-        components: Components {
-            db: if db_ok { "ok" } else { "down" },
-            redis: if redis { "ok" } else { "down" },
-            kafka: state.kafka.as_str(),
-        },
+        components,
     };
     (status, Json(body))
+}
+
+/// Asks PostgreSQL and Redis, and reads the consumer's state. `/metrics`
+/// runs the same check, so a scrape reports what readiness would say.
+pub async fn check(state: &AppState) -> Components {
+    let db = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        sqlx::query("SELECT 1").execute(state.ledger.pool()),
+    );
+    let (db, redis) = tokio::join!(db, state.ledger.cache().ping());
+    Components {
+        db: if matches!(db, Ok(Ok(_))) {
+            "ok"
+        } else {
+            "down"
+        },
+        redis: if redis { "ok" } else { "down" },
+        kafka: state.kafka.as_str(),
+    }
 }
 
 /// The previous service's readiness path, kept for its probes.

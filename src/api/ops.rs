@@ -16,11 +16,20 @@ use std::time::Instant;
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let pool = state.ledger.pool();
-    state.ledger.metrics().db_pool(
+    let metrics = state.ledger.metrics();
+    metrics.db_pool(
         pool.size(),
         pool.num_idle(),
         pool.options().get_max_connections(),
     );
+    // The readiness check, so that alerts can follow it: a scrape every
+    // few seconds adds one `SELECT 1` and one Redis PING.
+    let components = super::health::check(&state).await;
+    metrics.dependency_up("db", components.db == "ok");
+    metrics.dependency_up("redis", components.redis == "ok");
+    if components.kafka != "disabled" {
+        metrics.dependency_up("kafka", components.kafka == "ok");
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.ledger.metrics().render(),

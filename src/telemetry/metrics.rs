@@ -41,6 +41,7 @@ struct Inner {
     batch_retries: IntCounterVec,
     cache_requests: IntCounterVec,
     db_pool: IntGaugeVec,
+    dependency_up: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -129,6 +130,14 @@ impl Metrics {
             &["state"],
         )
         .expect("metric");
+        let dependency_up = IntGaugeVec::new(
+            Opts::new(
+                "dependency_up",
+                "1 while a dependency answers (db, redis, kafka), as readiness reports it",
+            ),
+            &["dependency"],
+        )
+        .expect("metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -141,6 +150,7 @@ impl Metrics {
             Box::new(batch_retries.clone()),
             Box::new(cache_requests.clone()),
             Box::new(db_pool.clone()),
+            Box::new(dependency_up.clone()),
         ] {
             registry
                 .register(collector)
@@ -159,6 +169,7 @@ impl Metrics {
             batch_retries,
             cache_requests,
             db_pool,
+            dependency_up,
         }))
     }
 
@@ -221,6 +232,13 @@ impl Metrics {
         g.with_label_values(&["open"]).set(i64::from(size));
         g.with_label_values(&["idle"]).set(idle as i64);
         g.with_label_values(&["max"]).set(i64::from(max));
+    }
+
+    pub fn dependency_up(&self, dependency: &str, up: bool) {
+        self.0
+            .dependency_up
+            .with_label_values(&[dependency])
+            .set(i64::from(up));
     }
 
     /// The text exposition format.
