@@ -20,5 +20,6 @@ mod metrics;
 mod monitoring;
 mod movements;
 mod property;
+mod readme;
 mod stock;
 mod webhook;
