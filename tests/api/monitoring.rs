@@ -243,13 +243,27 @@ impl PrivatePrometheus {
         }
     }
 
+    /// Waits until the server has loaded its rules and serves its API: its
+    /// port opens earlier, and until then the API answers 503 in plain text.
+    async fn ready(&self) {
+        eventually("Prometheus to be ready", || async {
+            reqwest::get(format!("{}/-/ready", self.address))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+    }
+
     async fn api(&self, path: &str) -> Value {
-        reqwest::get(format!("{}{path}", self.address))
+        let response = reqwest::get(format!("{}{path}", self.address))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
     }
 
     /// `(alertname, state)` of every pending or firing alert.
@@ -304,6 +318,7 @@ async fn a_real_prometheus_fires_redis_down_while_redis_is_stopped_and_only_then
     let app = spawn_app_from(test_settings(&[("REDIS_URL", &redis.url())])).await;
     let target = app.address.trim_start_matches("http://").to_string();
     let prometheus = PrivatePrometheus::start(&target, "3s");
+    prometheus.ready().await;
 
     // A few evaluations with Redis up, and no alert about it.
     eventually("five scrapes with Redis up", || async {
