@@ -134,14 +134,12 @@ impl Pipeline {
             .set("queued.max.messages.kbytes", "4096")
             .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
             // Small fetches, often. A broker may answer with one
-            // partition's records only (the test broker fills an answer
-            // from the first partition it asked for), and may hold every
-            // answer for the whole wait (the test broker does), so what
-            // arrives is at most this size per this wait: 1 MB (about
-            // 2,000 records) per 25 ms. Partitions whose queue is full are
-            // left out of the fetch, so the answers go to the others. The
-            // size still admits any record up to librdkafka's 1 MB message
-            // limit.
+            // partition's records only and may hold every answer for the
+            // whole wait (tansu 0.6.0, the earlier test broker, did both;
+            // nisshi answers as soon as it has records); even such a broker
+            // then delivers 1 MB (about 2,000 records) every 25 ms. Partitions whose queue is full are left out of the
+            // fetch, so the answers go to the others. The size still admits
+            // any record up to librdkafka's 1 MB message limit.
             .set("fetch.max.bytes", "1048576")
             .set("fetch.wait.max.ms", "25");
         if let Some(instance) = &settings.group_instance_id {
@@ -341,7 +339,7 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
                 events.push(event);
                 origin.push(i);
             }
-            Err(bad) => letters.push((i, bad.code, bad.detail)),
+            Err(bad) => letters.push((i, bad.code.as_str(), bad.detail)),
         }
     }
 
