@@ -1,6 +1,7 @@
 //! Fuzzes everything a stranger's bytes reach before the ledger: the
-//! structured-mode parser, the binary-mode parser, and the Kafka record
-//! decoder (size limit, `ce_` headers, content type).
+//! structured-mode parser, the binary-mode parser, and both transports'
+//! decoders (size limit, `ce-`/`ce_` headers, content type), which must
+//! agree on every message.
 //!
 //! Input layout: the bytes before the first 0x00 are binary-mode headers, one
 //! `name=value` per line; the bytes after it are the body. Input without a
@@ -10,7 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
-use warehouse_stock::domain::MovementEvent;
+use warehouse_stock::domain::{MovementEvent, Transport, binding};
 use warehouse_stock::ingest::kafka::decode::decode;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
 
     let Some(split) = data.iter().position(|&b| b == 0) else {
         check(decode(&record(data, OwnedHeaders::new())));
+        check(binding::decode(Transport::Http, [], data));
         return;
     };
     let (head, body) = (&data[..split], &data[split + 1..]);
@@ -35,7 +37,23 @@ fuzz_target!(|data: &[u8]| {
             value: Some(value.as_bytes()),
         });
     }
-    check(decode(&record(body, headers)));
+    let over_kafka = decode(&record(body, headers));
+    let http_names: Vec<String> = pairs.iter().map(|(n, _)| format!("ce-{n}")).collect();
+    let over_http = binding::decode(
+        Transport::Http,
+        http_names
+            .iter()
+            .zip(&pairs)
+            .map(|(name, (_, value))| (name.as_str(), value.as_bytes())),
+        body,
+    );
+    // The same message gets the same verdict over either transport.
+    assert_eq!(
+        over_kafka.as_ref().err().map(|e| e.code),
+        over_http.as_ref().err().map(|e| e.code()),
+    );
+    check(over_kafka);
+    check(over_http);
 });
 
 fn record(value: &[u8], headers: OwnedHeaders) -> OwnedMessage {

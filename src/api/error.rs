@@ -1,9 +1,9 @@
 //! The one error type of the HTTP API. Every error answer is JSON with a
 //! `detail` string, and a machine-readable `code` where one helps.
 
-use crate::domain::{FieldError, ParseError};
+use crate::domain::event::MAX_MESSAGE_BYTES;
+use crate::domain::{DecodeCode, DecodeError, FieldError, ParseError};
 use crate::ingest::CommitError;
-use crate::ingest::webhook::DecodeError;
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
@@ -67,14 +67,21 @@ impl AppError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            AppError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
-            AppError::InvalidEvent { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-            AppError::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            AppError::MalformedJson(_) => {
+                (StatusCode::BAD_REQUEST, DecodeCode::MalformedJson.as_str())
             }
-            AppError::UnsupportedMediaType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
+            AppError::InvalidEvent { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                DecodeCode::InvalidEvent.as_str(),
+            ),
+            AppError::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                DecodeCode::PayloadTooLarge.as_str(),
+            ),
+            AppError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                DecodeCode::UnsupportedMediaType.as_str(),
+            ),
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -146,6 +153,9 @@ impl From<ParseError> for AppError {
 impl From<DecodeError> for AppError {
     fn from(e: DecodeError) -> Self {
         match e {
+            DecodeError::TooLarge { .. } => AppError::PayloadTooLarge {
+                limit: MAX_MESSAGE_BYTES,
+            },
             DecodeError::UnsupportedMediaType(detail) => AppError::UnsupportedMediaType(detail),
             DecodeError::Parse(e) => e.into(),
         }

@@ -11,6 +11,7 @@
 //! model rejects, and the API contract needs every broken field reported by
 //! name rather than the first serde error.
 
+use super::binding::DecodeCode;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -133,10 +134,10 @@ pub enum ParseError {
 impl ParseError {
     /// Stable machine-readable code, shared by the HTTP API and the
     /// dead-letter headers.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> DecodeCode {
         match self {
-            ParseError::MalformedJson(_) => "malformed_json",
-            ParseError::Invalid(_) => "invalid_event",
+            ParseError::MalformedJson(_) => DecodeCode::MalformedJson,
+            ParseError::Invalid(_) => DecodeCode::InvalidEvent,
         }
     }
 }

@@ -1,100 +1,24 @@
-//! Decoding a webhook request into a movement event: CloudEvents structured
-//! mode (a JSON body) or binary mode (`ce-*` headers, body = data), decided
-//! by the headers exactly as the CloudEvents HTTP binding says.
+//! Decoding a webhook request into a movement event, through the HTTP
+//! CloudEvents binding (`ce-` headers) of [`crate::domain::binding`].
 
-use crate::domain::event::is_json_media_type;
-use crate::domain::{FieldError, MovementEvent, ParseError};
-use axum::http::{HeaderMap, header};
-
-/// Why a request could not be decoded.
-#[derive(Debug)]
-pub enum DecodeError {
-    /// The content type is neither JSON, CloudEvents JSON, nor binary mode.
-    UnsupportedMediaType(String),
-    Parse(ParseError),
-}
-
-impl From<ParseError> for DecodeError {
-    fn from(e: ParseError) -> Self {
-        DecodeError::Parse(e)
-    }
-}
+use crate::domain::{DecodeError, MovementEvent, Transport, binding};
+use axum::http::HeaderMap;
 
 /// Decodes one event from a request's headers and body.
 pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<MovementEvent, DecodeError> {
-    let content_type = match headers.get(header::CONTENT_TYPE) {
-        None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            DecodeError::UnsupportedMediaType("the Content-Type header is not ASCII".into())
-        })?),
-    };
-
-    if headers.contains_key("ce-specversion") {
-        return decode_binary(headers, content_type, body);
-    }
-    match content_type {
-        // Clients that send JSON without saying so are common; be lenient.
-        None => Ok(MovementEvent::from_structured(body)?),
-        Some(ct) if is_json_media_type(ct) || is_media_type(ct, "application/cloudevents+json") => {
-            Ok(MovementEvent::from_structured(body)?)
-        }
-        Some(ct) if is_media_type(ct, "application/cloudevents-batch+json") => {
-            Err(DecodeError::UnsupportedMediaType(
-                "CloudEvents batch mode is not supported; send one event per request".into(),
-            ))
-        }
-        Some(ct) => Err(DecodeError::UnsupportedMediaType(format!(
-            "Content-Type {ct:?} is not supported; send application/json, \
-             application/cloudevents+json, or binary mode with ce-* headers"
-        ))),
-    }
-}
-
-fn decode_binary(
-    headers: &HeaderMap,
-    content_type: Option<&str>,
-    body: &[u8],
-) -> Result<MovementEvent, DecodeError> {
-    if let Some(ct) = content_type
-        && !is_json_media_type(ct)
-    {
-        return Err(DecodeError::UnsupportedMediaType(format!(
-            "binary-mode data must be application/json, got {ct:?}"
-        )));
-    }
-    let mut attributes = Vec::new();
-    let mut bad_headers = Vec::new();
-    for (name, value) in headers {
-        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
-            continue;
-        };
-        match value.to_str() {
-            Ok(v) => attributes.push((attribute, v)),
-            Err(_) => bad_headers.push(FieldError {
-                field: attribute.to_string(),
-                message: "header value must be visible ASCII".into(),
-            }),
-        }
-    }
-    if !bad_headers.is_empty() {
-        return Err(ParseError::Invalid(bad_headers).into());
-    }
-    if let Some(ct) = content_type {
-        attributes.push(("datacontenttype", ct));
-    }
-    Ok(MovementEvent::from_binary(attributes, body)?)
-}
-
-fn is_media_type(content_type: &str, expected: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
+    binding::decode(
+        Transport::Http,
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        body,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::DecodeCode;
     use axum::http::HeaderValue;
 
     const DATA: &str = r#"{"movement_id":"c6290746-790e-43fa-8270-014dc90e02e0","warehouse_id":"25718666-6af6-4281-b5a6-3016e36fa557","timestamp":"2025-02-18T12:12:56Z","event":"departure","product_id":"4705204f-498f-4f96-b4ba-df17fb56bf55","quantity":100}"#;
@@ -124,15 +48,15 @@ mod tests {
     fn other_content_types_are_unsupported() {
         let mut h = HeaderMap::new();
         h.insert("content-type", HeaderValue::from_static("text/plain"));
-        assert!(matches!(
-            decode(&h, b"{}"),
-            Err(DecodeError::UnsupportedMediaType(_))
-        ));
+        assert_eq!(
+            decode(&h, b"{}").unwrap_err().code(),
+            DecodeCode::UnsupportedMediaType
+        );
         let mut h = binary_headers();
         h.insert("content-type", HeaderValue::from_static("application/xml"));
-        assert!(matches!(
-            decode(&h, DATA.as_bytes()),
-            Err(DecodeError::UnsupportedMediaType(_))
-        ));
+        assert_eq!(
+            decode(&h, DATA.as_bytes()).unwrap_err().code(),
+            DecodeCode::UnsupportedMediaType
+        );
     }
 }

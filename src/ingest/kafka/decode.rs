@@ -1,88 +1,33 @@
-//! Decoding a Kafka record into a movement event: CloudEvents structured mode
-//! (the value is the JSON event) or binary mode (`ce_*` headers, value =
-//! data), as the CloudEvents Kafka binding says.
+//! Decoding a Kafka record into a movement event, through the Kafka
+//! CloudEvents binding (`ce_` headers) of [`crate::domain::binding`].
 
-use crate::domain::event::{MAX_MESSAGE_BYTES, is_json_media_type};
-use crate::domain::{FieldError, MovementEvent, ParseError};
+use crate::domain::{DecodeCode, MovementEvent, Transport, binding};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 
 /// Why a record went to the dead-letter topic without reaching the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Undecodable {
-    pub code: &'static str,
+    pub code: DecodeCode,
     pub detail: String,
 }
 
 pub fn decode(record: &OwnedMessage) -> Result<MovementEvent, Undecodable> {
+    // A record without a value (a tombstone) has nothing to parse.
     let Some(value) = record.payload() else {
         return Err(Undecodable {
-            code: "empty_message",
+            code: DecodeCode::EmptyMessage,
             detail: "the record has no value".into(),
         });
     };
-    if value.len() > MAX_MESSAGE_BYTES {
-        return Err(Undecodable {
-            code: "payload_too_large",
-            detail: format!(
-                "the record value is {} bytes, over the limit of {MAX_MESSAGE_BYTES}",
-                value.len()
-            ),
-        });
-    }
-
-    let mut binary = false;
-    let mut attributes: Vec<(String, String)> = Vec::new();
-    let mut bad = Vec::new();
-    if let Some(headers) = record.headers() {
-        for header in headers.iter() {
-            let name = header.key.to_ascii_lowercase();
-            let is_ce = name.starts_with("ce_");
-            if !is_ce && name != "content-type" {
-                continue;
-            }
-            binary |= name == "ce_specversion";
-            match header.value.map(std::str::from_utf8) {
-                Some(Ok(v)) => attributes.push((name, v.to_string())),
-                None => {}
-                Some(Err(_)) => bad.push(FieldError {
-                    field: name.trim_start_matches("ce_").to_string(),
-                    message: "header value is not UTF-8".into(),
-                }),
-            }
-        }
-    }
-
-    let parsed = if binary {
-        if !bad.is_empty() {
-            return Err(invalid(ParseError::Invalid(bad)));
-        }
-        if let Some((_, ct)) = attributes.iter().find(|(n, _)| n == "content-type")
-            && !is_json_media_type(ct)
-        {
-            return Err(Undecodable {
-                code: "unsupported_media_type",
-                detail: format!("binary-mode data must be application/json, got {ct:?}"),
-            });
-        }
-        let attrs = attributes.iter().map(|(name, v)| {
-            let name = match name.as_str() {
-                "content-type" => "datacontenttype",
-                other => other.trim_start_matches("ce_"),
-            };
-            (name, v.as_str())
-        });
-        MovementEvent::from_binary(attrs, value)
-    } else {
-        MovementEvent::from_structured(value)
-    };
-    parsed.map_err(invalid)
-}
-
-fn invalid(e: ParseError) -> Undecodable {
-    Undecodable {
+    let headers = record
+        .headers()
+        .into_iter()
+        .flat_map(|headers| headers.iter())
+        .filter_map(|header| Some((header.key, header.value?)));
+    binding::decode(Transport::Kafka, headers, value).map_err(|e| Undecodable {
         code: e.code(),
         detail: e.to_string(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -128,17 +73,17 @@ mod tests {
     fn garbage_and_empty_values_are_undecodable_with_a_code() {
         assert_eq!(
             decode(&record(None, None)).unwrap_err().code,
-            "empty_message"
+            DecodeCode::EmptyMessage
         );
         assert_eq!(
             decode(&record(Some(b"\x00\x9f\x92\x96"), None))
                 .unwrap_err()
                 .code,
-            "malformed_json"
+            DecodeCode::MalformedJson
         );
         assert_eq!(
             decode(&record(Some(b"{\"id\":1}"), None)).unwrap_err().code,
-            "invalid_event"
+            DecodeCode::InvalidEvent
         );
     }
 }
