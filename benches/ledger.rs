@@ -65,7 +65,7 @@ fn postgres(c: &mut Criterion) {
         let metrics = Metrics::new();
         let cache = Cache::new(
             &CacheSettings {
-                url: settings.redis_url.clone(),
+                url: settings.cache.url.clone(),
                 prefix: "warehouse-stock:bench:".into(),
                 ttl_seconds: 300,
                 op_timeout: std::time::Duration::from_millis(50),

@@ -7,6 +7,7 @@
 use sqlx::postgres::PgConnectOptions;
 use std::fmt;
 use std::net::IpAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -38,22 +39,31 @@ pub struct Settings {
     pub host: IpAddr,
     pub port: u16,
     pub database: PgConnectOptions,
-    pub database_pool_size: u32,
+    pub database_pool_size: NonZeroU32,
     /// How long `serve` and `migrate` keep trying to reach PostgreSQL at
     /// start, so the service can start before its database does.
     pub startup_timeout: Duration,
-    pub redis_url: String,
-    pub cache_ttl_seconds: u64,
-    /// Prefix of every Redis key; defaults to one derived from the database
-    /// name so that two databases sharing a Redis never mix entries.
-    pub cache_prefix: String,
-    pub redis_timeout: Duration,
+    pub cache: CacheSettings,
     /// The most webhook events committed together in one transaction.
-    pub webhook_batch_max: usize,
+    pub webhook_batch_max: NonZeroUsize,
     pub log_level: String,
     pub log_format: LogFormat,
     pub http: HttpSettings,
     pub kafka: KafkaSettings,
+}
+
+/// Where the read-through cache lives and how it behaves.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    pub url: String,
+    /// Prepended to every key; defaults to one derived from the database
+    /// name, so that services (or test databases) sharing one Redis never
+    /// see each other's entries.
+    pub prefix: String,
+    /// Lifetime of an entry, at least 1.
+    pub ttl_seconds: u64,
+    /// A slower Redis call counts as Redis down.
+    pub op_timeout: Duration,
 }
 
 /// What protects the HTTP server from callers and from itself.
@@ -64,7 +74,7 @@ pub struct HttpSettings {
     /// The longest a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
     /// Requests served at once by the API routes; more get 503 `overloaded`.
-    pub max_concurrent_requests: usize,
+    pub max_concurrent_requests: NonZeroUsize,
 }
 
 /// The shared secret of the webhook. Its `Debug` never shows it.
@@ -107,7 +117,7 @@ pub struct KafkaSettings {
     pub group_instance_id: Option<String>,
     pub dlq_topic: String,
     /// The most messages applied in one transaction.
-    pub batch_size: usize,
+    pub batch_size: NonZeroUsize,
     /// How long a batch may wait to fill up once it has its first message.
     pub batch_max_wait: Duration,
     /// Partitions of the topics the service creates when they are missing.
@@ -153,62 +163,8 @@ impl Settings {
                 ));
             }
         };
-        let host = parse_or(&get, "APP_HOST", IpAddr::from([0, 0, 0, 0]))?;
-        let port = parse_or(&get, "APP_PORT", 8000u16)?;
-
-        let database = match get("DATABASE_URL") {
-            Some(url) => PgConnectOptions::from_str(&url)
-                .map_err(|e| error("DATABASE_URL", e.to_string()))?,
-            None => {
-                let mut options = PgConnectOptions::new_without_pgpass()
-                    .host(&get("POSTGRES_HOST").unwrap_or_else(|| "127.0.0.1".into()))
-                    .port(parse_or(&get, "POSTGRES_PORT", 5432u16)?)
-                    .username(&get("POSTGRES_USER").unwrap_or_else(|| "postgres".into()))
-                    .database(&get("POSTGRES_DB").unwrap_or_else(|| "warehouse".into()));
-                // An empty password is a real value here (trust auth).
-                if let Some(password) = lookup("POSTGRES_PASSWORD").filter(|p| !p.is_empty()) {
-                    options = options.password(&password);
-                }
-                options
-            }
-        };
+        let database = database_options(&get, &lookup)?;
         let database_name = database.get_database().unwrap_or("postgres").to_string();
-        let database_pool_size = parse_or(&get, "DATABASE_POOL_SIZE", 16u32)?;
-        if database_pool_size == 0 {
-            return Err(error("DATABASE_POOL_SIZE", "must be at least 1"));
-        }
-
-        let startup_timeout =
-            Duration::from_secs(parse_or(&get, "STARTUP_TIMEOUT_SECONDS", 60u64)?);
-
-        let redis_url = match get("REDIS_URL") {
-            Some(url) => url,
-            None => format!(
-                "redis://{}:{}/{}",
-                get("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
-                parse_or(&get, "REDIS_PORT", 6379u16)?,
-                parse_or(&get, "REDIS_DB", 0u32)?
-            ),
-        };
-        let redis_variable = if get("REDIS_URL").is_some() {
-            "REDIS_URL"
-        } else {
-            "REDIS_HOST"
-        };
-        redis::Client::open(redis_url.as_str())
-            .map_err(|e| error(redis_variable, e.to_string()))?;
-
-        let cache_ttl_seconds = parse_or(&get, "CACHE_TTL_SECONDS", 300u64)?;
-        if cache_ttl_seconds == 0 {
-            return Err(error("CACHE_TTL_SECONDS", "must be at least 1"));
-        }
-        let cache_prefix =
-            get("CACHE_PREFIX").unwrap_or_else(|| format!("warehouse-stock:{database_name}:"));
-        let redis_timeout = Duration::from_millis(parse_or(&get, "REDIS_TIMEOUT_MS", 50u64)?);
-        let webhook_batch_max = parse_or(&get, "WEBHOOK_BATCH_MAX", 512usize)?;
-        if webhook_batch_max == 0 {
-            return Err(error("WEBHOOK_BATCH_MAX", "must be at least 1"));
-        }
 
         let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log_level)
@@ -224,72 +180,23 @@ impl Settings {
             }
         };
 
-        let http = HttpSettings {
-            webhook_token: get("WEBHOOK_TOKEN")
-                .map(|raw| WebhookToken::parse(&raw).map_err(|e| error("WEBHOOK_TOKEN", e)))
-                .transpose()?,
-            request_timeout: Duration::from_millis(parse_or(
-                &get,
-                "REQUEST_TIMEOUT_MS",
-                10_000u64,
-            )?),
-            max_concurrent_requests: parse_or(&get, "MAX_CONCURRENT_REQUESTS", 1024usize)?,
-        };
-        if http.request_timeout.is_zero() {
-            return Err(error("REQUEST_TIMEOUT_MS", "must be at least 1"));
-        }
-        if http.max_concurrent_requests == 0 {
-            return Err(error("MAX_CONCURRENT_REQUESTS", "must be at least 1"));
-        }
-
-        let kafka = KafkaSettings {
-            bootstrap_servers: get("KAFKA_BOOTSTRAP_SERVERS")
-                .unwrap_or_else(|| "127.0.0.1:9092".into()),
-            topic: get("KAFKA_TOPIC").unwrap_or_else(|| "warehouse_movements".into()),
-            group_id: get("KAFKA_GROUP_ID").unwrap_or_else(|| "warehouse-service-group".into()),
-            group_instance_id: get("KAFKA_GROUP_INSTANCE_ID"),
-            dlq_topic: get("KAFKA_DLQ_TOPIC").unwrap_or_else(|| "warehouse_movements.dlq".into()),
-            batch_size: parse_or(&get, "KAFKA_BATCH_SIZE", 1000usize)?,
-            batch_max_wait: Duration::from_millis(parse_or(
-                &get,
-                "KAFKA_BATCH_MAX_WAIT_MS",
-                50u64,
-            )?),
-            topic_partitions: parse_or(&get, "KAFKA_TOPIC_PARTITIONS", 3i32)?,
-            topic_replication_factor: parse_or(&get, "KAFKA_TOPIC_REPLICATION_FACTOR", 1i32)?,
-        };
-        if kafka.batch_size == 0 {
-            return Err(error("KAFKA_BATCH_SIZE", "must be at least 1"));
-        }
-        if kafka.topic_partitions < 1 {
-            return Err(error("KAFKA_TOPIC_PARTITIONS", "must be at least 1"));
-        }
-        if kafka.topic_replication_factor < 1 {
-            return Err(error(
-                "KAFKA_TOPIC_REPLICATION_FACTOR",
-                "must be at least 1",
-            ));
-        }
-        if kafka.topic == kafka.dlq_topic {
-            return Err(error("KAFKA_DLQ_TOPIC", "must differ from KAFKA_TOPIC"));
-        }
-
         Ok(Settings {
             mode,
-            host,
-            port,
+            host: parse_or(&get, "APP_HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: parse_or(&get, "APP_PORT", 8000u16)?,
             database,
-            database_pool_size,
-            startup_timeout,
-            redis_url,
-            cache_ttl_seconds,
-            cache_prefix,
-            redis_timeout,
-            webhook_batch_max,
+            database_pool_size: parse_or(&get, "DATABASE_POOL_SIZE", NonZeroU32::new(16).unwrap())?,
+            startup_timeout: Duration::from_secs(parse_or(&get, "STARTUP_TIMEOUT_SECONDS", 60u64)?),
+            cache: CacheSettings::from_lookup(&get, &database_name)?,
+            webhook_batch_max: parse_or(
+                &get,
+                "WEBHOOK_BATCH_MAX",
+                NonZeroUsize::new(512).unwrap(),
+            )?,
             log_level,
             log_format,
-            http,
-            kafka,
+            http: HttpSettings::from_lookup(&get)?,
+            kafka: KafkaSettings::from_lookup(&get)?,
         })
     }
 
@@ -298,7 +205,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={} kafka={} topic={} dlq={} group={} batch={}/{}ms",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} startup_timeout={}s",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -307,9 +214,9 @@ impl Settings {
             db.get_port(),
             db.get_database().unwrap_or(""),
             self.database_pool_size,
-            mask_url_password(&self.redis_url),
-            self.cache_ttl_seconds,
-            self.cache_prefix,
+            mask_url_password(&self.cache.url),
+            self.cache.ttl_seconds,
+            self.cache.prefix,
             self.log_level,
             if self.http.webhook_token.is_some() {
                 "***"
@@ -324,7 +231,106 @@ impl Settings {
             self.kafka.group_id,
             self.kafka.batch_size,
             self.kafka.batch_max_wait.as_millis(),
+            self.kafka.topic_partitions,
+            self.kafka.topic_replication_factor,
+            self.startup_timeout.as_secs(),
         )
+    }
+}
+
+/// PostgreSQL: `DATABASE_URL`, or the `POSTGRES_*` parts.
+fn database_options(
+    get: &impl Fn(&str) -> Option<String>,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<PgConnectOptions, ConfigError> {
+    if let Some(url) = get("DATABASE_URL") {
+        return PgConnectOptions::from_str(&url).map_err(|e| error("DATABASE_URL", e.to_string()));
+    }
+    let mut options = PgConnectOptions::new_without_pgpass()
+        .host(&get("POSTGRES_HOST").unwrap_or_else(|| "127.0.0.1".into()))
+        .port(parse_or(get, "POSTGRES_PORT", 5432u16)?)
+        .username(&get("POSTGRES_USER").unwrap_or_else(|| "postgres".into()))
+        .database(&get("POSTGRES_DB").unwrap_or_else(|| "warehouse".into()));
+    // An empty password is a real value here (trust auth).
+    if let Some(password) = lookup("POSTGRES_PASSWORD").filter(|p| !p.is_empty()) {
+        options = options.password(&password);
+    }
+    Ok(options)
+}
+
+impl CacheSettings {
+    /// `REDIS_URL`, or the `REDIS_*` parts, and the cache's own settings.
+    fn from_lookup(
+        get: &impl Fn(&str) -> Option<String>,
+        database_name: &str,
+    ) -> Result<Self, ConfigError> {
+        let (url, variable) = match get("REDIS_URL") {
+            Some(url) => (url, "REDIS_URL"),
+            None => (
+                format!(
+                    "redis://{}:{}/{}",
+                    get("REDIS_HOST").unwrap_or_else(|| "127.0.0.1".into()),
+                    parse_or(get, "REDIS_PORT", 6379u16)?,
+                    parse_or(get, "REDIS_DB", 0u32)?
+                ),
+                "REDIS_HOST",
+            ),
+        };
+        redis::Client::open(url.as_str()).map_err(|e| error(variable, e.to_string()))?;
+        Ok(CacheSettings {
+            url,
+            prefix: get("CACHE_PREFIX")
+                .unwrap_or_else(|| format!("warehouse-stock:{database_name}:")),
+            ttl_seconds: parse_or(get, "CACHE_TTL_SECONDS", NonZeroU64::new(300).unwrap())?.get(),
+            op_timeout: Duration::from_millis(parse_or(get, "REDIS_TIMEOUT_MS", 50u64)?),
+        })
+    }
+}
+
+impl HttpSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(HttpSettings {
+            webhook_token: get("WEBHOOK_TOKEN")
+                .map(|raw| WebhookToken::parse(&raw).map_err(|e| error("WEBHOOK_TOKEN", e)))
+                .transpose()?,
+            request_timeout: Duration::from_millis(
+                parse_or(get, "REQUEST_TIMEOUT_MS", NonZeroU64::new(10_000).unwrap())?.get(),
+            ),
+            max_concurrent_requests: parse_or(
+                get,
+                "MAX_CONCURRENT_REQUESTS",
+                NonZeroUsize::new(1024).unwrap(),
+            )?,
+        })
+    }
+}
+
+impl KafkaSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let kafka = KafkaSettings {
+            bootstrap_servers: get("KAFKA_BOOTSTRAP_SERVERS")
+                .unwrap_or_else(|| "127.0.0.1:9092".into()),
+            topic: get("KAFKA_TOPIC").unwrap_or_else(|| "warehouse_movements".into()),
+            group_id: get("KAFKA_GROUP_ID").unwrap_or_else(|| "warehouse-service-group".into()),
+            group_instance_id: get("KAFKA_GROUP_INSTANCE_ID"),
+            dlq_topic: get("KAFKA_DLQ_TOPIC").unwrap_or_else(|| "warehouse_movements.dlq".into()),
+            batch_size: parse_or(get, "KAFKA_BATCH_SIZE", NonZeroUsize::new(1000).unwrap())?,
+            batch_max_wait: Duration::from_millis(parse_or(get, "KAFKA_BATCH_MAX_WAIT_MS", 50u64)?),
+            topic_partitions: parse_or(get, "KAFKA_TOPIC_PARTITIONS", NonZeroU16::new(3).unwrap())?
+                .get()
+                .into(),
+            topic_replication_factor: parse_or(
+                get,
+                "KAFKA_TOPIC_REPLICATION_FACTOR",
+                NonZeroU16::new(1).unwrap(),
+            )?
+            .get()
+            .into(),
+        };
+        if kafka.topic == kafka.dlq_topic {
+            return Err(error("KAFKA_DLQ_TOPIC", "must differ from KAFKA_TOPIC"));
+        }
+        Ok(kafka)
     }
 }
 
@@ -392,9 +398,9 @@ mod tests {
         assert_eq!(s.database.get_host(), "127.0.0.1");
         assert_eq!(s.database.get_database(), Some("warehouse"));
         assert_eq!(s.database.get_username(), "postgres");
-        assert_eq!(s.redis_url, "redis://127.0.0.1:6379/0");
-        assert_eq!(s.cache_ttl_seconds, 300);
-        assert_eq!(s.cache_prefix, "warehouse-stock:warehouse:");
+        assert_eq!(s.cache.url, "redis://127.0.0.1:6379/0");
+        assert_eq!(s.cache.ttl_seconds, 300);
+        assert_eq!(s.cache.prefix, "warehouse-stock:warehouse:");
         assert_eq!(s.kafka.bootstrap_servers, "127.0.0.1:9092");
         assert_eq!(s.kafka.topic, "warehouse_movements");
         assert_eq!(s.kafka.group_id, "warehouse-service-group");
@@ -419,8 +425,8 @@ mod tests {
         assert_eq!(s.mode, AppMode::Kafka);
         assert_eq!(s.port, 9000);
         assert_eq!(s.database.get_host(), "db");
-        assert_eq!(s.redis_url, "redis://cache:6380/2");
-        assert_eq!(s.cache_ttl_seconds, 60);
+        assert_eq!(s.cache.url, "redis://cache:6380/2");
+        assert_eq!(s.cache.ttl_seconds, 60);
     }
 
     #[test]
@@ -449,7 +455,12 @@ mod tests {
             ("KAFKA_BATCH_SIZE", "0"),
             ("KAFKA_BATCH_MAX_WAIT_MS", "soon"),
             ("KAFKA_DLQ_TOPIC", "warehouse_movements"),
+            ("KAFKA_TOPIC_PARTITIONS", "0"),
             ("KAFKA_TOPIC_REPLICATION_FACTOR", "0"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("WEBHOOK_BATCH_MAX", "0"),
+            ("REQUEST_TIMEOUT_MS", "0"),
+            ("MAX_CONCURRENT_REQUESTS", "0"),
             ("STARTUP_TIMEOUT_SECONDS", "-5"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -2,7 +2,7 @@
 //! needed), cache, committer, HTTP listener, and an orderly shutdown.
 
 use crate::api::{self, AppState};
-use crate::cache::{Cache, CacheSettings};
+use crate::cache::Cache;
 use crate::config::{AppMode, HttpSettings, KafkaSettings, Settings};
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::{self, KafkaStatus};
@@ -31,17 +31,10 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pool = connect_database(settings).await?;
         let metrics = Metrics::new();
-        let cache = Cache::new(
-            &CacheSettings {
-                url: settings.redis_url.clone(),
-                prefix: settings.cache_prefix.clone(),
-                ttl_seconds: settings.cache_ttl_seconds,
-                op_timeout: settings.redis_timeout,
-            },
-            metrics.clone(),
-        )?;
+        let cache = Cache::new(&settings.cache, metrics.clone())?;
         let ledger = Ledger::new(pool, cache, metrics);
-        let (commits, committer) = GroupCommit::spawn(ledger.clone(), settings.webhook_batch_max);
+        let (commits, committer) =
+            GroupCommit::spawn(ledger.clone(), settings.webhook_batch_max.get());
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
@@ -141,7 +134,7 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
 async fn try_connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     create_database_if_missing(&settings.database).await?;
     let pool = PgPoolOptions::new()
-        .max_connections(settings.database_pool_size)
+        .max_connections(settings.database_pool_size.get())
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(settings.database.clone())
         .await

@@ -27,7 +27,7 @@ impl Guard {
         Guard {
             token: settings.webhook_token.clone(),
             timeout: settings.request_timeout,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+            permits: Arc::new(Semaphore::new(settings.max_concurrent_requests.get())),
         }
     }
 }

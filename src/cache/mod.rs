@@ -47,15 +47,7 @@ const MAX_PENDING: usize = 100_000;
 /// How often the probe asks a down Redis whether it is back.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
-#[derive(Debug, Clone)]
-pub struct CacheSettings {
-    pub url: String,
-    /// Prepended to every key, so services (or test databases) sharing one
-    /// Redis never see each other's entries.
-    pub prefix: String,
-    pub ttl_seconds: u64,
-    pub op_timeout: Duration,
-}
+pub use crate::config::CacheSettings;
 
 #[derive(Clone)]
 pub struct Cache {

@@ -52,124 +52,94 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests answered"),
-            &["method", "route", "status"],
-        )
-        .expect("metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(
-                vec![
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ],
-            ),
-            &["route"],
-        )
-        .expect("metric");
-        let events = IntCounterVec::new(
-            Opts::new("events_total", "Movement events by source and outcome"),
-            &["source", "outcome", "reason"],
-        )
-        .expect("metric");
-        let kafka_consumed =
-            IntCounter::new("kafka_messages_consumed_total", "Kafka records received")
-                .expect("metric");
-        let kafka_lag = IntGaugeVec::new(
-            Opts::new(
-                "kafka_consumer_lag",
-                "Records behind the partition's high watermark",
-            ),
-            &["partition"],
-        )
-        .expect("metric");
-        let kafka_dlq = IntCounterVec::new(
-            Opts::new(
-                "kafka_dlq_messages_total",
-                "Records sent to the dead-letter topic",
-            ),
-            &["code"],
-        )
-        .expect("metric");
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("ledger_batch_size", "Events per ledger transaction").buckets(vec![
-                1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
-            ]),
-        )
-        .expect("metric");
-        let batch_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "ledger_batch_duration_seconds",
-                "Time to apply and commit a ledger transaction",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
-        )
-        .expect("metric");
-        let batch_retries = IntCounterVec::new(
-            Opts::new(
-                "ledger_batch_retries_total",
-                "Ledger batches run again after a concurrent batch got in the way",
-            ),
+        let r = Registry::new();
+        let batch_retries = counter_vec(
+            &r,
+            "ledger_batch_retries_total",
+            "Ledger batches run again after a concurrent batch got in the way",
             &["cause"],
-        )
-        .expect("metric");
+        );
         // Exported at zero from the start, so a rate over them is defined
         // before the first retry.
         for cause in ["conflict", "deadlock"] {
             batch_retries.with_label_values(&[cause]);
         }
-        let cache_requests = IntCounterVec::new(
-            Opts::new("cache_requests_total", "Cache lookups by result"),
-            &["result"],
-        )
-        .expect("metric");
-        let db_pool = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "PostgreSQL pool connections"),
-            &["state"],
-        )
-        .expect("metric");
-        let dependency_up = IntGaugeVec::new(
-            Opts::new(
+        Metrics(Arc::new(Inner {
+            http_requests: counter_vec(
+                &r,
+                "http_requests_total",
+                "HTTP requests answered",
+                &["method", "route", "status"],
+            ),
+            http_duration: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
+                        .buckets(vec![
+                            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                            2.5,
+                        ]),
+                    &["route"],
+                ),
+            ),
+            events: counter_vec(
+                &r,
+                "events_total",
+                "Movement events by source and outcome",
+                &["source", "outcome", "reason"],
+            ),
+            kafka_consumed: register(
+                &r,
+                IntCounter::new("kafka_messages_consumed_total", "Kafka records received"),
+            ),
+            kafka_lag: gauge_vec(
+                &r,
+                "kafka_consumer_lag",
+                "Records behind the partition's high watermark",
+                &["partition"],
+            ),
+            kafka_dlq: counter_vec(
+                &r,
+                "kafka_dlq_messages_total",
+                "Records sent to the dead-letter topic",
+                &["code"],
+            ),
+            batch_size: histogram(
+                &r,
+                "ledger_batch_size",
+                "Events per ledger transaction",
+                vec![
+                    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+                ],
+            ),
+            batch_duration: histogram(
+                &r,
+                "ledger_batch_duration_seconds",
+                "Time to apply and commit a ledger transaction",
+                vec![
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ],
+            ),
+            batch_retries,
+            cache_requests: counter_vec(
+                &r,
+                "cache_requests_total",
+                "Cache lookups by result",
+                &["result"],
+            ),
+            db_pool: gauge_vec(
+                &r,
+                "db_pool_connections",
+                "PostgreSQL pool connections",
+                &["state"],
+            ),
+            dependency_up: gauge_vec(
+                &r,
                 "dependency_up",
                 "1 while a dependency answers (db, redis, kafka), as readiness reports it",
+                &["dependency"],
             ),
-            &["dependency"],
-        )
-        .expect("metric");
-        for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(http_duration.clone()),
-            Box::new(events.clone()),
-            Box::new(kafka_consumed.clone()),
-            Box::new(kafka_lag.clone()),
-            Box::new(kafka_dlq.clone()),
-            Box::new(batch_size.clone()),
-            Box::new(batch_duration.clone()),
-            Box::new(batch_retries.clone()),
-            Box::new(cache_requests.clone()),
-            Box::new(db_pool.clone()),
-            Box::new(dependency_up.clone()),
-        ] {
-            registry
-                .register(collector)
-                .expect("metric names are unique");
-        }
-        Metrics(Arc::new(Inner {
-            registry,
-            http_requests,
-            http_duration,
-            events,
-            kafka_consumed,
-            kafka_lag,
-            kafka_dlq,
-            batch_size,
-            batch_duration,
-            batch_retries,
-            cache_requests,
-            db_pool,
-            dependency_up,
+            registry: r,
         }))
     }
 
@@ -249,4 +219,32 @@ impl Metrics {
             .expect("text encoding");
         String::from_utf8(out).expect("UTF-8 exposition")
     }
+}
+
+/// Registers `metric` in `registry` and hands it back. The names and help
+/// texts are this file's constants, so a failure is a bug, not a condition.
+fn register<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric.expect("a valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(registry, IntGaugeVec::new(Opts::new(name, help), labels))
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    register(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+    )
 }

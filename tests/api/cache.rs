@@ -18,7 +18,7 @@ async fn a_write_drops_the_cached_stock_and_the_next_read_caches_the_new_value()
     let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
     stock_up(&app, w, p, 5).await;
     assert_eq!(app.stock(w, p).await, 5);
-    let key = format!("{}stock:{w}:{p}", app.settings.cache_prefix);
+    let key = format!("{}stock:{w}:{p}", app.settings.cache.prefix);
     assert_eq!(
         redis_get(&crate::helpers::redis_url(), &key)
             .await
@@ -109,7 +109,7 @@ async fn a_write_made_while_redis_hangs_is_not_hidden_by_the_old_entry_afterward
     let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
     stock_up(&app, w, p, 5).await;
     assert_eq!(app.stock(w, p).await, 5);
-    let key = format!("{}stock:{w}:{p}", app.settings.cache_prefix);
+    let key = format!("{}stock:{w}:{p}", app.settings.cache.prefix);
     assert_eq!(redis_get(&redis.url(), &key).await.as_deref(), Some("5"));
 
     // Redis stops answering but keeps its data: the old entry survives.

@@ -175,7 +175,7 @@ impl TestApp {
         let cache = Cache::new(
             &CacheSettings {
                 url: redis_url.to_string(),
-                prefix: self.settings.cache_prefix.clone(),
+                prefix: self.settings.cache.prefix.clone(),
                 ttl_seconds: 300,
                 op_timeout: Duration::from_millis(200),
             },

@@ -284,7 +284,7 @@ async fn partition_worker(
     stop: watch::Receiver<bool>,
     mut halted: watch::Receiver<bool>,
 ) {
-    let size = shared.settings.batch_size;
+    let size = shared.settings.batch_size.get();
     let mut batch = Vec::with_capacity(size);
     loop {
         tokio::select! {
