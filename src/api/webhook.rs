@@ -54,6 +54,12 @@ pub struct Rejected {
     detail: &'static str,
     message_id: String,
     movement_id: Uuid,
+    /// For `conflicting_duplicate`: the `data` fields that differ from the
+    /// event that decided this `movement_id` and `event` (`warehouse_id`,
+    /// `product_id`, `quantity`, `timestamp`). Absent for other codes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["quantity"]))]
+    differs: Vec<&'static str>,
 }
 
 /// Accepts one movement event and answers once its transaction has
@@ -106,7 +112,9 @@ pub async fn receive(
             stock_after,
             processed_at,
         } => processed("duplicate", message_id, &content, stock_after, processed_at),
-        Outcome::Rejected { reason, .. } => (
+        Outcome::Rejected {
+            reason, differs, ..
+        } => (
             StatusCode::CONFLICT,
             Json(Rejected {
                 status: "rejected",
@@ -114,6 +122,7 @@ pub async fn receive(
                 detail: reason.describe(),
                 message_id,
                 movement_id: content.movement_id,
+                differs: differs.names(),
             }),
         )
             .into_response(),

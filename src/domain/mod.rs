@@ -9,4 +9,4 @@ pub mod rules;
 pub use binding::{DecodeCode, DecodeError, Transport};
 pub use event::{EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity};
 pub use movement::{MovementState, MovementStatus, MovementView, Side};
-pub use rules::{LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch};
+pub use rules::{Differs, LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch};

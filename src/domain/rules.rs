@@ -71,6 +71,49 @@ impl fmt::Display for RejectReason {
     }
 }
 
+/// The fields of a conflicting duplicate that differ from the event that
+/// decided its (movement_id, event), named as in the message's `data`. The
+/// key fields themselves are equal by definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Differs(u8);
+
+impl Differs {
+    const NAMES: [&'static str; 4] = ["warehouse_id", "product_id", "quantity", "timestamp"];
+
+    pub fn between(decided: &EventContent, other: &EventContent) -> Self {
+        Self::from_flags([
+            decided.warehouse_id != other.warehouse_id,
+            decided.product_id != other.product_id,
+            decided.quantity != other.quantity,
+            decided.occurred_at != other.occurred_at,
+        ])
+    }
+
+    /// From whether `warehouse_id`, `product_id`, `quantity` and
+    /// `timestamp` differ, in that order.
+    pub fn from_flags(differ: [bool; 4]) -> Self {
+        Differs(
+            differ
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d)
+                .fold(0, |bits, (i, _)| bits | 1 << i),
+        )
+    }
+
+    /// The names, in the order of [`Differs::NAMES`].
+    pub fn names(self) -> Vec<&'static str> {
+        (0..Self::NAMES.len())
+            .filter(|i| self.0 & (1 << i) != 0)
+            .map(|i| Self::NAMES[i])
+            .collect()
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// The final verdict on an event that was applied or rejected before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -99,10 +142,12 @@ pub enum Outcome {
         processed_at: DateTime<Utc>,
     },
     /// The event was refused. `replayed` is true when this exact event was
-    /// refused before, so there is nothing new to record.
+    /// refused before, so there is nothing new to record. `differs` names
+    /// what a conflicting duplicate changed; it is empty for other reasons.
     Rejected {
         reason: RejectReason,
         replayed: bool,
+        differs: Differs,
     },
 }
 
@@ -158,6 +203,16 @@ fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> O
 
     // Idempotency first: a key seen before decides the outcome on its own.
     if let Some(prior) = state.history.get(&key) {
+        // What a conflicting duplicate differs from: the entry that decided
+        // the key (applied or refused for a reason of its own).
+        // Only a conflict pays for it, not the common duplicate.
+        let differs = || {
+            prior
+                .iter()
+                .find(|p| p.verdict != Verdict::Rejected(RejectReason::ConflictingDuplicate))
+                .map(|decided| Differs::between(&decided.content, e))
+                .unwrap_or_default()
+        };
         if let Some(same) = prior.iter().find(|p| p.content == *e) {
             return match same.verdict {
                 Verdict::Applied => Outcome::Duplicate {
@@ -167,10 +222,26 @@ fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> O
                 Verdict::Rejected(reason) => Outcome::Rejected {
                     reason,
                     replayed: true,
+                    differs: if reason == RejectReason::ConflictingDuplicate {
+                        differs()
+                    } else {
+                        Differs::default()
+                    },
                 },
             };
         }
-        return reject(state, e, RejectReason::ConflictingDuplicate, now);
+        let differs = differs();
+        remember(
+            state,
+            e,
+            Verdict::Rejected(RejectReason::ConflictingDuplicate),
+            now,
+        );
+        return Outcome::Rejected {
+            reason: RejectReason::ConflictingDuplicate,
+            replayed: false,
+            differs,
+        };
     }
 
     let movement = state.movements.get(&e.movement_id);
@@ -209,6 +280,7 @@ fn reject(
     Outcome::Rejected {
         reason,
         replayed: false,
+        differs: Differs::default(),
     }
 }
 
@@ -279,7 +351,8 @@ mod tests {
             effects[1],
             Outcome::Rejected {
                 reason: RejectReason::InsufficientStock,
-                replayed: false
+                replayed: false,
+                differs: Differs::default(),
             }
         );
     }
@@ -305,13 +378,16 @@ mod tests {
         let a = ev(Arrival, 1, 10, 20, 7);
         let mut b = a.clone();
         b.content.quantity = Quantity::parse(8).unwrap();
+        let differs = Differs::between(&a.content, &b.content);
+        assert_eq!(differs.names(), ["quantity"]);
         let effects = apply_batch(&mut state, &[a, b.clone(), b], now());
         assert_eq!(labels(&effects), ["applied", "rejected", "rejected"]);
         assert_eq!(
             effects[1],
             Outcome::Rejected {
                 reason: RejectReason::ConflictingDuplicate,
-                replayed: false
+                replayed: false,
+                differs,
             }
         );
         // The conflicting event itself, re-sent, is a replay of its rejection.
@@ -319,8 +395,34 @@ mod tests {
             effects[2],
             Outcome::Rejected {
                 reason: RejectReason::ConflictingDuplicate,
-                replayed: true
+                replayed: true,
+                differs,
             }
+        );
+    }
+
+    #[test]
+    fn a_conflicting_duplicate_names_every_field_it_changed_against_the_decided_event() {
+        let mut state = LedgerState::default();
+        let a = ev(Arrival, 1, 10, 20, 7);
+        let mut b = a.clone();
+        b.message_id = "other".into();
+        b.content.warehouse_id = Uuid::from_u128(11);
+        b.content.occurred_at += chrono::Duration::seconds(1);
+        let mut c = a.clone();
+        c.content.quantity = Quantity::parse(9).unwrap();
+        let effects = apply_batch(&mut state, &[a, b, c], now());
+        let named: Vec<Vec<&str>> = effects
+            .iter()
+            .map(|o| match o {
+                Outcome::Rejected { differs, .. } => differs.names(),
+                _ => Vec::new(),
+            })
+            .collect();
+        // Each against the applied event, not against the other conflict.
+        assert_eq!(
+            named,
+            [vec![], vec!["warehouse_id", "timestamp"], vec!["quantity"]]
         );
     }
 
@@ -335,7 +437,8 @@ mod tests {
             again[0],
             Outcome::Rejected {
                 reason: RejectReason::InsufficientStock,
-                replayed: true
+                replayed: true,
+                differs: Differs::default(),
             }
         );
         assert_eq!(state.stock[&(Uuid::from_u128(10), Uuid::from_u128(20))], 50);
@@ -376,7 +479,8 @@ mod tests {
             effects[1],
             Outcome::Rejected {
                 reason: RejectReason::MovementMismatch,
-                replayed: false
+                replayed: false,
+                differs: Differs::default(),
             }
         );
 
@@ -401,7 +505,8 @@ mod tests {
             effects[0],
             Outcome::Rejected {
                 reason: RejectReason::StockOverflow,
-                replayed: false
+                replayed: false,
+                differs: Differs::default(),
             }
         );
     }

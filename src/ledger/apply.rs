@@ -341,6 +341,7 @@ impl<'a> WritePlan<'a> {
                 Outcome::Rejected {
                     reason: RejectReason::InsufficientStock | RejectReason::StockOverflow,
                     replayed: false,
+                    ..
                 } => {
                     checked.insert((c.warehouse_id, c.product_id));
                 }

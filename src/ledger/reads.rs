@@ -1,7 +1,7 @@
 //! Plain PostgreSQL reads behind the lookup endpoints. The cache sits in
 //! front of the first two; the paginated lists always read PostgreSQL.
 
-use crate::domain::{EventKind, MovementState, MovementView, Side};
+use crate::domain::{Differs, EventKind, MovementState, MovementView, Side};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
@@ -105,6 +105,67 @@ pub struct Rejection {
     pub timestamp: DateTime<Utc>,
     pub reason: String,
     pub received_at: DateTime<Utc>,
+    /// For `conflicting_duplicate`: the `data` fields that differ from the
+    /// entry that decided this `movement_id` and `event`. Absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differs: Vec<&'static str>,
+}
+
+/// A rejected entry, and for a conflicting duplicate the content of the
+/// entry that decided its key.
+#[derive(sqlx::FromRow)]
+struct RejectionRow {
+    seq: i64,
+    message_id: String,
+    source: String,
+    movement_id: Uuid,
+    event: String,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    quantity: i32,
+    occurred_at: DateTime<Utc>,
+    reason: String,
+    received_at: DateTime<Utc>,
+    decided_warehouse_id: Option<Uuid>,
+    decided_product_id: Option<Uuid>,
+    decided_quantity: Option<i32>,
+    decided_occurred_at: Option<DateTime<Utc>>,
+}
+
+impl From<RejectionRow> for Rejection {
+    fn from(r: RejectionRow) -> Self {
+        // Derived from the log's own rows, the same rule the ledger
+        // answered with: nothing extra is stored per rejection.
+        let differs = match (
+            r.decided_warehouse_id,
+            r.decided_product_id,
+            r.decided_quantity,
+            r.decided_occurred_at,
+        ) {
+            (Some(w), Some(p), Some(q), Some(t)) => Differs::from_flags([
+                w != r.warehouse_id,
+                p != r.product_id,
+                q != r.quantity,
+                t != r.occurred_at,
+            ])
+            .names(),
+            _ => Vec::new(),
+        };
+        Rejection {
+            seq: r.seq,
+            message_id: r.message_id,
+            source: r.source,
+            movement_id: r.movement_id,
+            event: r.event,
+            warehouse_id: r.warehouse_id,
+            product_id: r.product_id,
+            quantity: r.quantity,
+            timestamp: r.occurred_at,
+            reason: r.reason,
+            received_at: r.received_at,
+            differs,
+        }
+    }
 }
 
 /// Rejected events, oldest first, after audit position `after`.
@@ -113,33 +174,27 @@ pub async fn rejections(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Rejection>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT seq, message_id, source, movement_id, event, warehouse_id, product_id,
-                quantity, occurred_at, reason, received_at
-         FROM event_log
-         WHERE outcome = 'rejected' AND seq > $1
-         ORDER BY seq
+    let rows: Vec<RejectionRow> = sqlx::query_as(
+        "SELECT r.seq, r.message_id, r.source, r.movement_id, r.event, r.warehouse_id,
+                r.product_id, r.quantity, r.occurred_at, r.reason, r.received_at,
+                d.warehouse_id AS decided_warehouse_id, d.product_id AS decided_product_id,
+                d.quantity AS decided_quantity, d.occurred_at AS decided_occurred_at
+         FROM event_log r
+         LEFT JOIN LATERAL (
+             SELECT warehouse_id, product_id, quantity, occurred_at
+             FROM event_log d
+             WHERE r.reason = 'conflicting_duplicate'
+               AND d.movement_id = r.movement_id AND d.event = r.event
+               AND d.reason IS DISTINCT FROM 'conflicting_duplicate'
+             LIMIT 1
+         ) d ON true
+         WHERE r.outcome = 'rejected' AND r.seq > $1
+         ORDER BY r.seq
          LIMIT $2",
     )
     .bind(after.unwrap_or(0))
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(Rejection {
-                seq: row.try_get(0)?,
-                message_id: row.try_get(1)?,
-                source: row.try_get(2)?,
-                movement_id: row.try_get(3)?,
-                event: row.try_get(4)?,
-                warehouse_id: row.try_get(5)?,
-                product_id: row.try_get(6)?,
-                quantity: row.try_get(7)?,
-                timestamp: row.try_get(8)?,
-                reason: row.try_get(9)?,
-                received_at: row.try_get(10)?,
-            })
-        })
-        .collect()
+    Ok(rows.into_iter().map(Rejection::from).collect())
 }

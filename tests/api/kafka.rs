@@ -252,6 +252,13 @@ async fn undecodable_and_rejected_records_go_to_the_dead_letter_topic_and_the_pa
     let arrival = Ev::new(w, p, 5).arrival().to_string();
     let too_much = Ev::new(w, p, 50).departure().to_string();
     let later = Ev::new(w, p, 2).arrival().to_string();
+    let first = Ev::new(w, p, 4);
+    // The same movement and event as `first`, with another quantity.
+    let conflicting = Ev::new(w, p, 9)
+        .movement(first.movement)
+        .arrival()
+        .to_string();
+    let first = first.arrival().to_string();
     let not_an_event = json!({"id": "x", "data": {"quantity": 0}}).to_string();
     let garbage: &[u8] = b"\x00\xff\xfe not json";
 
@@ -263,17 +270,32 @@ async fn undecodable_and_rejected_records_go_to_the_dead_letter_topic_and_the_pa
             ("k2", not_an_event.as_bytes()),
             ("k3", too_much.as_bytes()),
             ("k4", later.as_bytes()),
+            ("k5", first.as_bytes()),
+            ("k6", conflicting.as_bytes()),
         ],
     )
     .await;
 
-    until_done(&settings, &app.pool, 5, 2).await;
+    // Applied: k0, k4, k5; rejected into the log: k3, k6.
+    until_done(&settings, &app.pool, 7, 3).await;
     assert_eq!(
         app.stock(w, p).await,
-        7,
+        11,
         "records after the bad ones were applied"
     );
-    let letters = read_dead_letters(&settings, 3);
+    let letters = read_dead_letters(&settings, 4);
+    let conflict = letters.last().unwrap();
+    let fields = conflict
+        .headers()
+        .unwrap()
+        .iter()
+        .find(|h| h.key == "dlq_error_fields")
+        .and_then(|h| h.value);
+    assert_eq!(
+        fields,
+        Some(&b"quantity"[..]),
+        "the conflict names what differs"
+    );
     let summary: Vec<(String, String, Vec<u8>, String)> = letters
         .iter()
         .map(|m| {
@@ -318,12 +340,18 @@ async fn undecodable_and_rejected_records_go_to_the_dead_letter_topic_and_the_pa
                 too_much.into_bytes(),
                 "3".into()
             ),
+            (
+                "k6".into(),
+                "conflicting_duplicate".into(),
+                conflicting.into_bytes(),
+                "6".into()
+            ),
         ]
     );
     // The rejected one is also in the audit log.
     let (_, rejections) = app.get("/api/v1/rejections").await;
     assert_eq!(rejections["items"][0]["reason"], "insufficient_stock");
-    assert_eq!(app.metric("kafka_dlq_messages_total", &[]).await, 3.0);
+    assert_eq!(app.metric("kafka_dlq_messages_total", &[]).await, 4.0);
     assert_eq!(
         app.metric("kafka_dlq_messages_total", &[("code", "malformed_json")])
             .await,

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
-use warehouse_stock::domain::{MovementEvent, Outcome, RejectReason};
+use warehouse_stock::domain::{Differs, MovementEvent, Outcome, RejectReason};
 use warehouse_stock::ledger::Ledger;
 
 pub fn parse(message: &Value) -> MovementEvent {
@@ -169,7 +169,8 @@ async fn a_departure_decided_on_stock_that_changed_before_its_write_is_decided_a
         outcomes[0],
         Outcome::Rejected {
             reason: RejectReason::InsufficientStock,
-            replayed: false
+            replayed: false,
+            differs: Differs::default(),
         }
     );
     assert_eq!(app.stock(w, p).await, 0);
@@ -238,7 +239,8 @@ async fn an_arrival_written_beside_a_mismatching_departure_is_decided_again() {
         outcomes[0],
         Outcome::Rejected {
             reason: RejectReason::MovementMismatch,
-            replayed: false
+            replayed: false,
+            differs: Differs::default(),
         }
     );
     assert_eq!(app.stock(to, other_product).await, 0);
@@ -301,7 +303,8 @@ async fn a_departure_decided_on_a_remembered_quantity_another_instance_changed_i
         outcomes[0],
         Outcome::Rejected {
             reason: RejectReason::InsufficientStock,
-            replayed: false
+            replayed: false,
+            differs: Differs::default(),
         }
     );
     assert_eq!(app.stock(w, p).await, 6);

@@ -86,7 +86,7 @@ async fn a_resent_event_is_a_duplicate_that_reports_the_current_stock() {
 }
 
 #[tokio::test]
-async fn the_same_key_with_other_content_is_a_conflicting_duplicate() {
+async fn the_same_key_with_other_content_is_a_conflicting_duplicate_that_names_what_differs() {
     let app = spawn_app().await;
     let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
     let event = Ev::new(w, p, 5);
@@ -98,7 +98,41 @@ async fn the_same_key_with_other_content_is_a_conflicting_duplicate() {
 
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["code"], "conflicting_duplicate");
+    assert_eq!(body["differs"], serde_json::json!(["quantity"]));
     assert_eq!(app.stock(w, p).await, 5);
+
+    // Re-sent, the conflict is answered the same, and another change of the
+    // same key is named against the applied event, not against the conflict.
+    let (_, again) = app.post(&changed.arrival()).await;
+    assert_eq!(again["differs"], serde_json::json!(["quantity"]));
+    let moved = changed.at("2025-02-18T13:00:00Z");
+    let (_, other) = app.post(&moved.arrival()).await;
+    assert_eq!(
+        other["differs"],
+        serde_json::json!(["quantity", "timestamp"])
+    );
+
+    // The audit log says the same, and other refusals name nothing.
+    let (status, _) = app.post(&Ev::new(w, p, 500).departure()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, log) = app.get("/api/v1/rejections").await;
+    let differs: Vec<(&str, &serde_json::Value)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["reason"].as_str().unwrap(), &i["differs"]))
+        .collect();
+    assert_eq!(
+        differs,
+        [
+            ("conflicting_duplicate", &serde_json::json!(["quantity"])),
+            (
+                "conflicting_duplicate",
+                &serde_json::json!(["quantity", "timestamp"])
+            ),
+            ("insufficient_stock", &serde_json::Value::Null),
+        ]
+    );
 }
 
 #[tokio::test]

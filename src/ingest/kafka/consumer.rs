@@ -332,14 +332,15 @@ async fn next_record(
 async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver<bool>) -> bool {
     let mut events = Vec::with_capacity(batch.len());
     let mut origin = Vec::with_capacity(batch.len());
-    let mut letters: Vec<(usize, &'static str, String)> = Vec::new();
+    // (record index, code, detail, differing fields)
+    let mut letters: Vec<(usize, &'static str, String, String)> = Vec::new();
     for (i, record) in batch.iter().enumerate() {
         match decode(record) {
             Ok(event) => {
                 events.push(event);
                 origin.push(i);
             }
-            Err(bad) => letters.push((i, bad.code.as_str(), bad.detail)),
+            Err(bad) => letters.push((i, bad.code.as_str(), bad.detail, String::new())),
         }
     }
 
@@ -361,8 +362,17 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
             .metrics()
             .outcomes(Source::Kafka, &applied.outcomes);
         for (k, outcome) in applied.outcomes.iter().enumerate() {
-            if let Outcome::Rejected { reason, .. } = outcome {
-                letters.push((origin[k], reason.as_str(), reason.describe().to_string()));
+            if let Outcome::Rejected {
+                reason, differs, ..
+            } = outcome
+            {
+                let fields = differs.names().join(",");
+                let detail = if fields.is_empty() {
+                    reason.describe().to_string()
+                } else {
+                    format!("{} (differs: {fields})", reason.describe())
+                };
+                letters.push((origin[k], reason.as_str(), detail, fields));
             }
         }
     }
@@ -370,10 +380,11 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
     if !letters.is_empty() {
         let dead: Vec<DeadLetter<'_>> = letters
             .iter()
-            .map(|(i, code, detail)| DeadLetter {
+            .map(|(i, code, detail, fields)| DeadLetter {
                 record: &batch[*i],
                 code,
                 detail,
+                fields,
             })
             .collect();
         let mut backoff = Backoff::default();
@@ -385,7 +396,7 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
                 return false;
             }
         }
-        for (_, code, _) in &letters {
+        for (_, code, _, _) in &letters {
             shared.ledger.metrics().dead_letter(code);
         }
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 /// Header names added to every dead-letter record.
 pub const ERROR_CODE: &str = "dlq_error_code";
 pub const ERROR_DETAIL: &str = "dlq_error_detail";
+/// For a conflicting duplicate: the differing `data` fields, comma-separated.
+pub const ERROR_FIELDS: &str = "dlq_error_fields";
 pub const ORIGINAL_TOPIC: &str = "dlq_original_topic";
 pub const ORIGINAL_PARTITION: &str = "dlq_original_partition";
 pub const ORIGINAL_OFFSET: &str = "dlq_original_offset";
@@ -18,6 +20,9 @@ pub struct DeadLetter<'a> {
     pub record: &'a OwnedMessage,
     pub code: &'a str,
     pub detail: &'a str,
+    /// The fields a conflicting duplicate changed; empty for anything else,
+    /// and then no `dlq_error_fields` header is sent.
+    pub fields: &'a str,
 }
 
 /// Publishes `letters` and waits until the broker has acknowledged every
@@ -51,6 +56,12 @@ pub async fn publish(
             headers = headers.insert(Header {
                 key,
                 value: Some(value),
+            });
+        }
+        if !letter.fields.is_empty() {
+            headers = headers.insert(Header {
+                key: ERROR_FIELDS,
+                value: Some(letter.fields),
             });
         }
         let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
