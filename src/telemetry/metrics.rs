@@ -36,6 +36,7 @@ struct Inner {
     kafka_consumed: IntCounter,
     kafka_lag: IntGaugeVec,
     kafka_dlq: IntCounterVec,
+    kafka_commits: IntCounterVec,
     batch_size: Histogram,
     batch_duration: Histogram,
     batch_retries: IntCounterVec,
@@ -59,10 +60,19 @@ impl Metrics {
             "Ledger batches run again after a concurrent batch got in the way",
             &["cause"],
         );
+        let kafka_commits = counter_vec(
+            &r,
+            "kafka_offset_commits_total",
+            "Background offset commits by result (ok, error)",
+            &["result"],
+        );
         // Exported at zero from the start, so a rate over them is defined
-        // before the first retry.
+        // before the first retry or commit.
         for cause in ["conflict", "deadlock"] {
             batch_retries.with_label_values(&[cause]);
+        }
+        for result in ["ok", "error"] {
+            kafka_commits.with_label_values(&[result]);
         }
         Metrics(Arc::new(Inner {
             http_requests: counter_vec(
@@ -104,6 +114,7 @@ impl Metrics {
                 "Records sent to the dead-letter topic",
                 &["code"],
             ),
+            kafka_commits,
             batch_size: histogram(
                 &r,
                 "ledger_batch_size",
@@ -187,6 +198,11 @@ impl Metrics {
             .kafka_lag
             .with_label_values(&[&partition.to_string()])
             .set(lag.max(0));
+    }
+
+    /// `result`: `ok` or `error`.
+    pub fn kafka_commit(&self, result: &str) {
+        self.0.kafka_commits.with_label_values(&[result]).inc();
     }
 
     pub fn dead_letter(&self, code: &str) {

@@ -106,6 +106,16 @@ async fn ten_thousand_records_with_five_percent_duplicates_end_in_the_exact_stoc
     assert_eq!(kafka("applied"), unique as f64);
     assert_eq!(kafka("duplicate"), produced.duplicates as f64);
     assert_eq!(kafka("rejected"), 0.0);
+    // The offsets reached the broker through background commits, which the
+    // consumer's context counted, and none failed.
+    assert!(
+        metric_value(&text, "kafka_offset_commits_total", &[("result", "ok")]) >= 1.0,
+        "background commits are counted"
+    );
+    assert_eq!(
+        metric_value(&text, "kafka_offset_commits_total", &[("result", "error")]),
+        0.0
+    );
     // And over HTTP, through the cache.
     for (&(w, p), &q) in expected.iter().take(20) {
         assert_eq!(app.stock(w, p).await, q);

@@ -25,6 +25,7 @@
 //! to store an offset for a partition that is no longer assigned, so
 //! nothing is committed for a revoked partition.
 
+use super::context::{ConsumerEvents, LoggedConsumer};
 use super::dead_letter::{self, DeadLetter};
 use super::decode::decode;
 use super::{KafkaStatus, topics};
@@ -35,7 +36,7 @@ use crate::telemetry::Source;
 use anyhow::Context;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
-use rdkafka::consumer::{CommitMode, Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
@@ -73,6 +74,13 @@ pub async fn run(
                 match pipeline.consume(&ledger, &mut stop).await {
                     Ended::Stopped => return,
                     Ended::Restart => backoff = Backoff::default(),
+                    // Starting again at once could fail the same way at
+                    // once, in a loop; wait as after any other failure.
+                    Ended::Failed => {
+                        if backoff.wait_or_stop(&stop).await {
+                            return;
+                        }
+                    }
                 }
             }
             Err(e) => {
@@ -92,11 +100,13 @@ enum Ended {
     Stopped,
     /// The topic gained partitions: a new consumer splits them all.
     Restart,
+    /// The pipeline could not run; a new one starts after a backoff.
+    Failed,
 }
 
 struct Pipeline {
     settings: KafkaSettings,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<LoggedConsumer>,
     /// The topic's partition count when the consumer started.
     partitions: i32,
     producer: FutureProducer,
@@ -147,8 +157,8 @@ impl Pipeline {
             // back at once instead of waiting for its old session to expire.
             config.set("group.instance.id", instance);
         }
-        let consumer: StreamConsumer = config
-            .create()
+        let consumer: LoggedConsumer = config
+            .create_with_context(ConsumerEvents::new(ledger.metrics().clone()))
             .context("Failed to create the Kafka consumer")?;
         consumer
             .subscribe(&[&settings.topic])
@@ -193,7 +203,12 @@ impl Pipeline {
         let (halt, halted) = watch::channel(false);
         let mut workers = Vec::new();
         // Split before the main queue is first polled, so that no record
-        // of these partitions is ever delivered through it.
+        // of these partitions is ever delivered through it. A partition
+        // without its own queue would have its records arrive on the main
+        // queue, which reads as "the topic gained partitions" and restarts
+        // the pipeline at once, forever; so a failed split ends this
+        // pipeline as a failure, and the next starts after a backoff.
+        let mut split_failed = false;
         for partition in 0..self.partitions {
             match shared
                 .consumer
@@ -205,10 +220,16 @@ impl Pipeline {
                     stop.clone(),
                     halted.clone(),
                 ))),
-                None => tracing::error!(partition, "could not split the partition's queue"),
+                None => {
+                    tracing::error!(partition, "could not split the partition's queue");
+                    split_failed = true;
+                }
             }
         }
         let ended = loop {
+            if split_failed {
+                break Ended::Failed;
+            }
             tokio::select! {
                 _ = stop.changed() => break Ended::Stopped,
                 event = shared.consumer.recv() => match event {
@@ -247,7 +268,7 @@ impl Pipeline {
 }
 
 /// The number of partitions of `topic`, from the broker's metadata.
-async fn partition_count(consumer: &Arc<StreamConsumer>, topic: &str) -> anyhow::Result<i32> {
+async fn partition_count(consumer: &Arc<LoggedConsumer>, topic: &str) -> anyhow::Result<i32> {
     let consumer = consumer.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -270,7 +291,7 @@ async fn partition_count(consumer: &Arc<StreamConsumer>, topic: &str) -> anyhow:
 /// What the partition workers share.
 struct Shared {
     settings: KafkaSettings,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<LoggedConsumer>,
     producer: FutureProducer,
     ledger: Ledger,
     progress: Progress,
@@ -280,7 +301,7 @@ struct Shared {
 /// turns true (or the service stops while PostgreSQL is away).
 async fn partition_worker(
     shared: Arc<Shared>,
-    queue: StreamPartitionQueue<DefaultConsumerContext>,
+    queue: StreamPartitionQueue<ConsumerEvents>,
     stop: watch::Receiver<bool>,
     mut halted: watch::Receiver<bool>,
 ) {
@@ -310,7 +331,7 @@ async fn partition_worker(
 /// batch can hold it.
 async fn next_record(
     shared: &Shared,
-    queue: &StreamPartitionQueue<DefaultConsumerContext>,
+    queue: &StreamPartitionQueue<ConsumerEvents>,
 ) -> OwnedMessage {
     loop {
         match queue.recv().await {
@@ -423,7 +444,7 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
 
 /// Keeps the `kafka` readiness component and the lag gauges current.
 async fn watch_health(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<LoggedConsumer>,
     topic: String,
     status: KafkaStatus,
     progress: Progress,

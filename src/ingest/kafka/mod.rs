@@ -2,6 +2,7 @@
 //! dead-letter topic, and topic creation.
 
 mod consumer;
+mod context;
 pub mod dead_letter;
 pub mod decode;
 pub mod topics;
