@@ -38,9 +38,11 @@ const CORE_ATTRIBUTES: [&str; 7] = [
     "data",
 ];
 
-/// Whether goods arrived at or departed from a warehouse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// Whether goods arrived at or departed from a warehouse. Stored as the
+/// audit log's `event` text, which the derive reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum EventKind {
     Arrival,
     Departure,

@@ -13,8 +13,10 @@ use std::collections::HashMap;
 use std::fmt;
 use uuid::Uuid;
 
-/// Why an event was refused. Stored in the audit log and returned to callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why an event was refused. Stored in the audit log (its `reason` text, which
+/// the derive reads and writes) and returned to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum RejectReason {
     /// A departure asked for more than the warehouse holds.
     InsufficientStock,

@@ -84,7 +84,7 @@ use crate::domain::{
     Quantity, RejectReason, Side, Verdict, apply_batch,
 };
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::{PgExecutor, PgPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
@@ -514,7 +514,7 @@ async fn read_stock(
         return Ok(Stock::new());
     }
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let rows = sqlx::query(
+    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
         "SELECT s.warehouse_id, s.product_id, s.quantity
          FROM stock s
          JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
@@ -524,12 +524,7 @@ async fn read_stock(
     .bind(&products)
     .fetch_all(conn)
     .await?;
-    let mut quantities = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let pair: (Uuid, Uuid) = (row.try_get(0)?, row.try_get(1)?);
-        quantities.insert(pair, row.try_get::<i64, _>(2)?);
-    }
-    Ok(quantities)
+    Ok(rows.into_iter().map(|(w, p, q)| ((w, p), q)).collect())
 }
 
 /// The advisory lock class of movements: the first key of
@@ -600,7 +595,7 @@ async fn read_history(
     ids: &BTreeSet<Uuid>,
 ) -> Result<History, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().copied().collect();
-    let rows = sqlx::query(
+    let rows: Vec<HistoryRow> = sqlx::query_as(
         "SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
                 outcome, reason, received_at
          FROM event_log
@@ -617,45 +612,54 @@ async fn read_history(
     .await?;
     let mut history: History = HashMap::new();
     for row in rows {
-        let kind = decode_kind(row.try_get(2)?)?;
-        let quantity = Quantity::parse(i64::from(row.try_get::<i32, _>(5)?))
-            .map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let quantity =
+            Quantity::parse(i64::from(row.quantity)).map_err(|e| sqlx::Error::Decode(e.into()))?;
         let content = EventContent {
-            movement_id: row.try_get(1)?,
-            kind,
-            warehouse_id: row.try_get(3)?,
-            product_id: row.try_get(4)?,
+            movement_id: row.movement_id,
+            kind: row.event,
+            warehouse_id: row.warehouse_id,
+            product_id: row.product_id,
             quantity,
-            occurred_at: row.try_get(6)?,
+            occurred_at: row.occurred_at,
         };
-        let verdict = match (
-            row.try_get::<&str, _>(7)?,
-            row.try_get::<Option<&str>, _>(8)?,
-        ) {
-            ("applied", _) => Verdict::Applied,
-            (_, Some(reason)) => {
-                Verdict::Rejected(RejectReason::parse(reason).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown rejection reason {reason:?}").into())
-                })?)
-            }
-            (outcome, None) => {
-                return Err(sqlx::Error::Decode(
-                    format!("outcome {outcome:?} without a reason").into(),
-                ));
+        // The audit log's CHECK makes `reason` set exactly on rejections.
+        let verdict = match (row.outcome, row.reason) {
+            (StoredOutcome::Applied, _) => Verdict::Applied,
+            (StoredOutcome::Rejected, Some(reason)) => Verdict::Rejected(reason),
+            (StoredOutcome::Rejected, None) => {
+                return Err(sqlx::Error::Decode("a rejection without a reason".into()));
             }
         };
         history
-            .entry((content.movement_id, kind))
+            .entry((content.movement_id, content.kind))
             .or_default()
             .push(PriorEvent {
                 content,
                 verdict,
-                processed_at: row.try_get(9)?,
+                processed_at: row.received_at,
             });
     }
     Ok(history)
 }
 
-fn decode_kind(s: &str) -> Result<EventKind, sqlx::Error> {
-    EventKind::parse(s).ok_or_else(|| sqlx::Error::Decode(format!("unknown event {s:?}").into()))
+/// The audit log's `outcome`: duplicates are never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+enum StoredOutcome {
+    Applied,
+    Rejected,
+}
+
+/// One audit entry of a movement, as the history needs it.
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    movement_id: Uuid,
+    event: EventKind,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    quantity: i32,
+    occurred_at: DateTime<Utc>,
+    outcome: StoredOutcome,
+    reason: Option<RejectReason>,
+    received_at: DateTime<Utc>,
 }

@@ -4,7 +4,7 @@
 use crate::domain::{Differs, EventKind, MovementState, MovementView, Side};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Quantity of a (warehouse, product); 0 when the pair was never seen.
@@ -31,7 +31,7 @@ pub async fn movement(
 ) -> Result<Option<MovementView>, sqlx::Error> {
     // The `reason` condition is the predicate of the audit log's deciding
     // index, which every applied entry is in: it lets PostgreSQL use it.
-    let rows = sqlx::query(
+    let rows: Vec<(EventKind, Uuid, Uuid, i32, DateTime<Utc>)> = sqlx::query_as(
         "SELECT event, warehouse_id, product_id, quantity, occurred_at
          FROM event_log
          WHERE movement_id = $1 AND outcome = 'applied'
@@ -41,22 +41,19 @@ pub async fn movement(
     .fetch_all(pool)
     .await?;
     let mut state = MovementState::default();
-    for row in rows {
-        let event: &str = row.try_get(0)?;
-        let kind = EventKind::parse(event)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown event {event:?}").into()))?;
+    for (kind, warehouse_id, product_id, quantity, at) in rows {
         let side = Side {
-            warehouse_id: row.try_get(1)?,
-            quantity: row.try_get(3)?,
-            at: row.try_get(4)?,
+            warehouse_id,
+            quantity,
+            at,
         };
-        state.record(kind, row.try_get(2)?, side);
+        state.record(kind, product_id, side);
     }
     Ok(state.view(movement_id))
 }
 
 /// One line of a warehouse's stock list.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct StockItem {
     pub product_id: Uuid,
     pub quantity: i64,
@@ -69,7 +66,7 @@ pub async fn warehouse_stock(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<StockItem>, sqlx::Error> {
-    let rows = sqlx::query(
+    sqlx::query_as(
         "SELECT product_id, quantity FROM stock
          WHERE warehouse_id = $1 AND quantity > 0 AND ($2::uuid IS NULL OR product_id > $2)
          ORDER BY product_id
@@ -79,15 +76,7 @@ pub async fn warehouse_stock(
     .bind(after)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    rows.into_iter()
-        .map(|row| {
-            Ok(StockItem {
-                product_id: row.try_get(0)?,
-                quantity: row.try_get(1)?,
-            })
-        })
-        .collect()
+    .await
 }
 
 /// One rejected event from the audit log.
