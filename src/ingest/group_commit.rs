@@ -68,6 +68,12 @@ async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
                 ledger
                     .metrics()
                     .outcomes(Source::Webhook, &applied.outcomes);
+                // zip would silently drop answers if the counts differed.
+                debug_assert_eq!(
+                    replies.len(),
+                    applied.outcomes.len(),
+                    "one outcome per event"
+                );
                 for (reply, outcome) in replies.into_iter().zip(applied.outcomes) {
                     // A caller that went away no longer needs its answer;
                     // its event is committed all the same.

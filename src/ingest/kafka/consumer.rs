@@ -382,6 +382,12 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &watch::Receiver
             .ledger
             .metrics()
             .outcomes(Source::Kafka, &applied.outcomes);
+        // `origin[k]` maps outcome k back to its record: one per event.
+        debug_assert_eq!(
+            applied.outcomes.len(),
+            origin.len(),
+            "one outcome per event"
+        );
         for (k, outcome) in applied.outcomes.iter().enumerate() {
             if let Outcome::Rejected {
                 reason, differs, ..
