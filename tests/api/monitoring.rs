@@ -282,6 +282,15 @@ impl PrivatePrometheus {
             .collect()
     }
 
+    /// The state (`pending` or `firing`) of the alert `name`, if it is active.
+    async fn alert(&self, name: &str) -> Option<String> {
+        self.alerts()
+            .await
+            .into_iter()
+            .find(|(alert, _)| alert == name)
+            .map(|(_, state)| state)
+    }
+
     /// The newest value of an instant query, if it has one.
     async fn value(&self, query: &str) -> Option<f64> {
         let body = self
@@ -328,33 +337,22 @@ async fn a_real_prometheus_fires_redis_down_while_redis_is_stopped_and_only_then
             .is_some_and(|n| n >= 5.0)
     })
     .await;
-    let before = prometheus.alerts().await;
-    assert!(
-        !before.iter().any(|(name, _)| name == "RedisDown"),
-        "{before:?}"
-    );
+    assert_eq!(prometheus.alert("RedisDown").await, None);
 
     redis.stop();
     eventually("RedisDown to fire", || async {
-        prometheus
-            .alerts()
-            .await
-            .contains(&("RedisDown".to_string(), "firing".to_string()))
+        prometheus.alert("RedisDown").await.as_deref() == Some("firing")
     })
     .await;
-    let firing = prometheus.alerts().await;
-    assert!(
-        !firing.iter().any(|(name, _)| name == "DatabaseUnreachable"),
-        "only what is down alerts: {firing:?}"
+    assert_eq!(
+        prometheus.alert("DatabaseUnreachable").await,
+        None,
+        "only what is down alerts"
     );
 
     redis.restart();
     eventually("RedisDown to resolve", || async {
-        !prometheus
-            .alerts()
-            .await
-            .iter()
-            .any(|(name, _)| name == "RedisDown")
+        prometheus.alert("RedisDown").await.is_none()
     })
     .await;
 }
