@@ -284,82 +284,15 @@ fn parse_json(body: &[u8]) -> Result<Value, ParseError> {
 }
 
 fn parse_data(data: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<EventContent> {
-    let movement_id = uuid_field(data, "movement_id", errors);
-    let warehouse_id = uuid_field(data, "warehouse_id", errors);
-    let product_id = uuid_field(data, "product_id", errors);
-    let occurred_at = match present(data.get("timestamp")) {
-        None => {
-            errors.push(field_error("data.timestamp", "is required"));
-            None
-        }
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
-            Ok(t) => Some(t.with_timezone(&Utc).trunc_subsecs(6)),
-            Err(e) => {
-                errors.push(field_error(
-                    "data.timestamp",
-                    format!("must be an RFC 3339 timestamp with an offset ({e})"),
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(field_error("data.timestamp", "must be a string"));
-            None
-        }
-    };
-    let kind = match present(data.get("event")) {
-        None => {
-            errors.push(field_error("data.event", "is required"));
-            None
-        }
-        Some(Value::String(s)) => match EventKind::parse(s) {
-            Some(kind) => Some(kind),
-            None => {
-                errors.push(field_error(
-                    "data.event",
-                    format!("must be \"arrival\" or \"departure\", got {s:?}"),
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(field_error("data.event", "must be a string"));
-            None
-        }
-    };
-    let quantity = match present(data.get("quantity")) {
-        None => {
-            errors.push(field_error("data.quantity", "is required"));
-            None
-        }
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(n) => match Quantity::parse(n) {
-                Ok(q) => Some(q),
-                Err(message) => {
-                    errors.push(field_error("data.quantity", message));
-                    None
-                }
-            },
-            None if n.is_u64() => {
-                errors.push(field_error(
-                    "data.quantity",
-                    format!("must be at most {}, got {n}", i32::MAX),
-                ));
-                None
-            }
-            None => {
-                errors.push(field_error(
-                    "data.quantity",
-                    format!("must be a whole number, got {n}"),
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(field_error("data.quantity", "must be an integer"));
-            None
-        }
-    };
+    let mut fields = DataFields { data, errors };
+    // Every field is read before any is given up on, so that every broken
+    // one is reported, in this order.
+    let movement_id = fields.required("movement_id", uuid);
+    let warehouse_id = fields.required("warehouse_id", uuid);
+    let product_id = fields.required("product_id", uuid);
+    let occurred_at = fields.required("timestamp", timestamp);
+    let kind = fields.required("event", event_kind);
+    let quantity = fields.required("quantity", quantity);
     Some(EventContent {
         movement_id: movement_id?,
         kind: kind?,
@@ -368,6 +301,67 @@ fn parse_data(data: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option
         quantity: quantity?,
         occurred_at: occurred_at?,
     })
+}
+
+/// A cursor over the fields of `data` that records what is wrong with each,
+/// under its full name (`data.<field>`); each conversion only says what.
+struct DataFields<'a> {
+    data: &'a Map<String, Value>,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl DataFields<'_> {
+    fn required<T>(
+        &mut self,
+        name: &str,
+        convert: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        let message = match present(self.data.get(name)) {
+            None => "is required".to_string(),
+            Some(value) => match convert(value) {
+                Ok(v) => return Some(v),
+                Err(message) => message,
+            },
+        };
+        self.errors
+            .push(field_error(&format!("data.{name}"), message));
+        None
+    }
+}
+
+fn uuid(v: &Value) -> Result<Uuid, String> {
+    match v {
+        Value::String(s) => Uuid::try_parse(s).map_err(|_| format!("must be a UUID, got {s:?}")),
+        _ => Err("must be a UUID string".into()),
+    }
+}
+
+fn timestamp(v: &Value) -> Result<DateTime<Utc>, String> {
+    match v {
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
+            .map_err(|e| format!("must be an RFC 3339 timestamp with an offset ({e})")),
+        _ => Err("must be a string".into()),
+    }
+}
+
+fn event_kind(v: &Value) -> Result<EventKind, String> {
+    match v {
+        Value::String(s) => EventKind::parse(s)
+            .ok_or_else(|| format!("must be \"arrival\" or \"departure\", got {s:?}")),
+        _ => Err("must be a string".into()),
+    }
+}
+
+fn quantity(v: &Value) -> Result<Quantity, String> {
+    match v {
+        Value::Number(n) => match n.as_i64() {
+            Some(n) => Quantity::parse(n),
+            None if n.is_u64() => Err(format!("must be at most {}, got {n}", i32::MAX)),
+            None => Err(format!("must be a whole number, got {n}")),
+        },
+        _ => Err("must be an integer".into()),
+    }
 }
 
 /// `time` is epoch milliseconds (what producers send) or an RFC 3339 string
@@ -434,27 +428,6 @@ fn expect_exact(
             name,
             format!("must be {expected:?}, got {other}"),
         )),
-    }
-}
-
-fn uuid_field(data: &Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<Uuid> {
-    let field = format!("data.{name}");
-    match present(data.get(name)) {
-        None => {
-            errors.push(field_error(&field, "is required"));
-            None
-        }
-        Some(Value::String(s)) => match Uuid::try_parse(s) {
-            Ok(id) => Some(id),
-            Err(_) => {
-                errors.push(field_error(&field, format!("must be a UUID, got {s:?}")));
-                None
-            }
-        },
-        Some(_) => {
-            errors.push(field_error(&field, "must be a UUID string"));
-            None
-        }
     }
 }
 
