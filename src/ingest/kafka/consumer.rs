@@ -147,9 +147,10 @@ impl Pipeline {
             // partition's records only and may hold every answer for the
             // whole wait (tansu 0.6.0, the earlier test broker, did both;
             // nisshi answers as soon as it has records); even such a broker
-            // then delivers 1 MB (about 2,000 records) every 25 ms. Partitions whose queue is full are left out of the
-            // fetch, so the answers go to the others. The size still admits
-            // any record up to librdkafka's 1 MB message limit.
+            // then delivers 1 MB (about 2,000 records) every 25 ms.
+            // Partitions whose queue is full are left out of the fetch, so
+            // the answers go to the others. The size still admits any
+            // record up to librdkafka's 1 MB message limit.
             .set("fetch.max.bytes", "1048576")
             .set("fetch.wait.max.ms", "25");
         if let Some(instance) = &settings.group_instance_id {
@@ -226,28 +227,29 @@ impl Pipeline {
                 }
             }
         }
-        let ended = loop {
-            if split_failed {
-                break Ended::Failed;
-            }
-            tokio::select! {
-                _ = stop.changed() => break Ended::Stopped,
-                event = shared.consumer.recv() => match event {
-                    // Only a partition added after the split comes this way.
-                    // It is not lost: its offsets are not stored, and the
-                    // new consumer reads it from the committed offset.
-                    Ok(record) => {
-                        tracing::warn!(
-                            partition = record.partition(),
-                            "the topic gained partitions; starting the consumer again"
-                        );
-                        break Ended::Restart;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Kafka receive failed");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
+        let ended = if split_failed {
+            Ended::Failed
+        } else {
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break Ended::Stopped,
+                    event = shared.consumer.recv() => match event {
+                        // Only a partition added after the split comes this way.
+                        // It is not lost: its offsets are not stored, and the
+                        // new consumer reads it from the committed offset.
+                        Ok(record) => {
+                            tracing::warn!(
+                                partition = record.partition(),
+                                "the topic gained partitions; starting the consumer again"
+                            );
+                            break Ended::Restart;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Kafka receive failed");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    },
+                }
             }
         };
         // Each worker finishes the batch it is gathering; records still in
