@@ -86,6 +86,7 @@ use crate::domain::{
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::{PgExecutor, PgPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// What a committed batch did, for the caller and for the cache.
@@ -232,16 +233,59 @@ async fn decide_and_write(
 /// each row is expected to look like before the write.
 #[derive(Default)]
 struct WritePlan<'a> {
-    /// Stock rows in (warehouse, product) order: (warehouse, product,
-    /// quantity read or `None` where there was no row, new quantity).
-    stock: (Vec<Uuid>, Vec<Uuid>, Vec<Option<i64>>, Vec<i64>),
+    /// Stock rows in (warehouse, product) order.
+    stock: StockColumns,
     log: LogColumns<'a>,
+}
+
+/// Declares the columns one part of the write statement fills from arrays:
+/// for each, the field of the struct that holds the array, its element type
+/// in PostgreSQL, and the table's column. From that one list come the
+/// part's column list, its `unnest` parameters with their casts, and the
+/// binds in the same order, so the three cannot drift apart.
+macro_rules! columns {
+    ($columns:ident for $holder:ty, bound by $bind:ident:
+     $( $field:ident: $ty:literal => $column:literal ),+ $(,)?) => {
+        const $columns: &[Column] = &[$(Column { name: $column, ty: $ty }),+];
+
+        fn $bind<'q>(query: PgQuery<'q>, columns: &'q $holder) -> PgQuery<'q> {
+            query $(.bind(&columns.$field))+
+        }
+    };
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// A column the write statement fills from an array parameter.
+struct Column {
+    name: &'static str,
+    /// The element type the parameter is cast to.
+    ty: &'static str,
+}
+
+#[derive(Default)]
+struct StockColumns {
+    warehouses: Vec<Uuid>,
+    products: Vec<Uuid>,
+    /// The quantity the batch decided on.
+    quantities: Vec<i64>,
+    /// The quantity the batch read, or `None` where there was no row.
+    expected: Vec<Option<i64>>,
+}
+
+columns! {
+    STOCK_COLUMNS for StockColumns, bound by bind_stock:
+    warehouses: "uuid" => "warehouse_id",
+    products: "uuid" => "product_id",
+    quantities: "int8" => "quantity",
+    expected: "int8" => "expected_quantity",
 }
 
 #[derive(Default)]
 struct LogColumns<'a> {
     /// Each entry's place in the batch among the entries written (from 1):
-    /// entries are written in lock order, and numbered in batch order.
+    /// entries are written in lock order, and numbered in batch order. Its
+    /// column takes the sequence number of that place (see `seqs`).
     positions: Vec<i32>,
     message_ids: Vec<&'a str>,
     sources: Vec<&'a str>,
@@ -256,14 +300,34 @@ struct LogColumns<'a> {
     reasons: Vec<Option<&'static str>>,
     attributes: Vec<serde_json::Value>,
     opens: Vec<bool>,
+    /// One value for the whole batch, bound after the arrays.
     received_at: DateTime<Utc>,
 }
 
-/// The write statement. Each part returns the rows it wrote; a part that
-/// wrote fewer rows than planned met a row that a concurrent batch
-/// changed, and `ledger_conflict()` then aborts the whole statement with
-/// SQLSTATE 40001. The parts run in the order the final `SELECT` reads
-/// them: stock first, then the audit log (the lock order above).
+columns! {
+    LOG_COLUMNS for LogColumns<'_>, bound by bind_log:
+    positions: "int4" => "seq",
+    message_ids: "text" => "message_id",
+    sources: "text" => "source",
+    event_times: "timestamptz" => "event_time",
+    movement_ids: "uuid" => "movement_id",
+    kinds: "text" => "event",
+    warehouses: "uuid" => "warehouse_id",
+    products: "uuid" => "product_id",
+    quantities: "int4" => "quantity",
+    occurred: "timestamptz" => "occurred_at",
+    outcomes: "text" => "outcome",
+    reasons: "text" => "reason",
+    attributes: "jsonb" => "attributes",
+    opens: "bool" => "opens_movement",
+}
+
+/// The write statement, generated once from [`STOCK_COLUMNS`] and
+/// [`LOG_COLUMNS`]. Each part returns the rows it wrote; a part that wrote
+/// fewer rows than planned met a row that a concurrent batch changed, and
+/// `ledger_conflict()` then aborts the whole statement with SQLSTATE 40001.
+/// The parts run in the order the final `SELECT` reads them: stock first,
+/// then the audit log (the lock order above).
 ///
 /// `stock_written` is a compare-and-set per row. The proposed row carries
 /// the quantity the batch read in `expected_quantity` (null where it found
@@ -279,9 +343,48 @@ struct LogColumns<'a> {
 /// takes the one of its place in the batch: the audit log orders a batch's
 /// entries as the batch applied them, though they are inserted in lock
 /// order.
-const WRITE_STATEMENT: &str = "WITH stock_written AS (
-        INSERT INTO stock AS s (warehouse_id, product_id, quantity, expected_quantity)
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $4::int8[], $3::int8[])
+static WRITE_STATEMENT: LazyLock<String> = LazyLock::new(write_statement);
+
+fn write_statement() -> String {
+    let mut next = 0;
+    let mut params = |columns: &[Column]| -> String {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                next += 1;
+                format!("${next}::{}[]", c.ty)
+            })
+            .collect();
+        list.join(", ")
+    };
+    let stock_params = params(STOCK_COLUMNS);
+    let log_params = params(LOG_COLUMNS);
+    let received_at = format!("${}::timestamptz", next + 1);
+    let names = |columns: &[Column], prefix: &str| -> String {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{prefix}{}", c.name))
+            .collect();
+        list.join(", ")
+    };
+    let stock_columns = names(STOCK_COLUMNS, "");
+    let log_columns = names(LOG_COLUMNS, "");
+    // The first parameter of each part gives its row count.
+    let stock_rows = format!("cardinality($1::{}[])", STOCK_COLUMNS[0].ty);
+    let log_rows = format!(
+        "cardinality(${}::{}[])",
+        STOCK_COLUMNS.len() + 1,
+        LOG_COLUMNS[0].ty
+    );
+    let log_values = names(LOG_COLUMNS, "u.").replacen("u.seq", "(SELECT seq FROM seqs)[u.seq]", 1);
+    debug_assert_eq!(
+        LOG_COLUMNS[0].name, "seq",
+        "the first log column is the place"
+    );
+    format!(
+        "WITH stock_written AS (
+        INSERT INTO stock AS s ({stock_columns})
+        SELECT * FROM unnest({stock_params})
         ON CONFLICT (warehouse_id, product_id) DO UPDATE
             SET quantity = excluded.quantity, updated_at = now()
             WHERE s.quantity = excluded.expected_quantity
@@ -289,24 +392,18 @@ const WRITE_STATEMENT: &str = "WITH stock_written AS (
     seqs AS MATERIALIZED (
         SELECT array_agg(n.seq ORDER BY n.seq) AS seq
         FROM (SELECT nextval('event_log_seq_seq') AS seq
-              FROM generate_series(1, cardinality($5::int4[]))) AS n),
+              FROM generate_series(1, {log_rows})) AS n),
     logged AS (
-        INSERT INTO event_log (seq, message_id, source, event_time, movement_id, event,
-                               warehouse_id, product_id, quantity, occurred_at,
-                               outcome, reason, attributes, opens_movement, received_at)
-        SELECT (SELECT seq FROM seqs)[u.pos], u.message_id, u.source, u.event_time,
-               u.movement_id, u.event, u.warehouse_id, u.product_id, u.quantity,
-               u.occurred_at, u.outcome, u.reason, u.attributes, u.opens, $19::timestamptz
-        FROM unnest($5::int4[], $6::text[], $7::text[], $8::timestamptz[], $9::uuid[],
-                    $10::text[], $11::uuid[], $12::uuid[], $13::int4[], $14::timestamptz[],
-                    $15::text[], $16::text[], $17::jsonb[], $18::bool[])
-             AS u(pos, message_id, source, event_time, movement_id, event, warehouse_id,
-                  product_id, quantity, occurred_at, outcome, reason, attributes, opens)
+        INSERT INTO event_log ({log_columns}, received_at)
+        SELECT {log_values}, {received_at}
+        FROM unnest({log_params}) AS u({log_columns})
         RETURNING 1)
     SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE expected_quantity IS NULL)
-                     = cardinality($1::uuid[])
-                 AND (SELECT count(*) FROM logged) = cardinality($5::int4[])
-                THEN 0 ELSE ledger_conflict() END";
+                     = {stock_rows}
+                 AND (SELECT count(*) FROM logged) = {log_rows}
+                THEN 0 ELSE ledger_conflict() END"
+    )
+}
 
 impl<'a> WritePlan<'a> {
     /// `opened` holds the movements the batch read a deciding audit entry
@@ -371,39 +468,21 @@ impl<'a> WritePlan<'a> {
         entries.sort_by_key(LogEntry::lock_key);
         plan.log = LogColumns::from_entries(&entries, now);
         for pair in checked {
-            plan.stock.0.push(pair.0);
-            plan.stock.1.push(pair.1);
-            plan.stock.2.push(read.get(&pair).copied());
-            plan.stock.3.push(stock.get(&pair).copied().unwrap_or(0));
+            plan.stock.warehouses.push(pair.0);
+            plan.stock.products.push(pair.1);
+            plan.stock
+                .quantities
+                .push(stock.get(&pair).copied().unwrap_or(0));
+            plan.stock.expected.push(read.get(&pair).copied());
         }
         plan
     }
 
     /// Writes everything in one statement (see [`WRITE_STATEMENT`]).
     async fn execute(self, conn: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
-        let log = self.log;
-        sqlx::query(WRITE_STATEMENT)
-            .bind(&self.stock.0)
-            .bind(&self.stock.1)
-            .bind(&self.stock.2)
-            .bind(&self.stock.3)
-            .bind(&log.positions)
-            .bind(&log.message_ids)
-            .bind(&log.sources)
-            .bind(&log.event_times)
-            .bind(&log.movement_ids)
-            .bind(&log.kinds)
-            .bind(&log.warehouses)
-            .bind(&log.products)
-            .bind(&log.quantities)
-            .bind(&log.occurred)
-            .bind(&log.outcomes)
-            .bind(&log.reasons)
-            .bind(&log.attributes)
-            .bind(&log.opens)
-            .bind(log.received_at)
-            .execute(conn)
-            .await?;
+        let query = sqlx::query(WRITE_STATEMENT.as_str());
+        let query = bind_log(bind_stock(query, &self.stock), &self.log);
+        query.bind(self.log.received_at).execute(conn).await?;
         Ok(())
     }
 }
