@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub struct Application {
     listener: TcpListener,
@@ -67,28 +67,29 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
+        // One token stops everything; the consumer derives its own from it.
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
         });
-        let probe = tokio::spawn(self.state.ledger.cache().clone().run_probe(stop_rx.clone()));
+        let probe = tokio::spawn(self.state.ledger.cache().clone().run_probe(stop.clone()));
         let consumer = self.kafka.map(|settings| {
             tokio::spawn(kafka::run(
                 settings,
                 self.state.ledger.clone(),
                 self.state.kafka.clone(),
-                stop_rx.clone(),
+                stop.clone(),
             ))
         });
         tracing::info!(address = %self.listener.local_addr()?, "serving HTTP");
 
         let app = api::router(self.state, &self.http);
-        let mut http_stop = stop_rx.clone();
         axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|stop| *stop).await;
-            })
+            .with_graceful_shutdown(stop.cancelled_owned())
             .await
             .context("Failed to serve HTTP")?;
 

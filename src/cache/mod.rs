@@ -27,7 +27,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Fills KEYS[1] with ARGV[2] (TTL ARGV[3] seconds) only if the generation
@@ -251,7 +251,7 @@ impl Cache {
 
     /// Watches Redis while it is down and brings the cache back once the
     /// refreshes missed during the outage are written. Runs until `shutdown`.
-    pub async fn run_probe(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run_probe(self, shutdown: CancellationToken) {
         loop {
             if !self.is_up() && self.ping().await && self.replay_pending().await {
                 tracing::info!("Redis is reachable; cache enabled");
@@ -259,7 +259,7 @@ impl Cache {
             }
             tokio::select! {
                 _ = tokio::time::sleep(PROBE_INTERVAL) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.cancelled() => return,
             }
         }
     }
