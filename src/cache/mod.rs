@@ -92,6 +92,7 @@ impl Cache {
             .set_response_timeout(Some(settings.op_timeout));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .context("Failed to create the Redis connection manager")?;
+        metrics.cache_enabled(true);
         Ok(Cache {
             inner: Arc::new(Inner {
                 conn,
@@ -256,6 +257,7 @@ impl Cache {
             if !self.is_up() && self.ping().await && self.replay_pending().await {
                 tracing::info!("Redis is reachable; cache enabled");
                 self.inner.up.store(true, Ordering::Release);
+                self.inner.metrics.cache_enabled(true);
             }
             tokio::select! {
                 _ = tokio::time::sleep(PROBE_INTERVAL) => {}
@@ -292,6 +294,7 @@ impl Cache {
 
     fn mark_down(&self, why: &str) {
         if self.inner.up.swap(false, Ordering::AcqRel) {
+            self.inner.metrics.cache_enabled(false);
             tracing::warn!(error = why, "Redis unavailable; serving from PostgreSQL");
         }
     }

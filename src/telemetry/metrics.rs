@@ -3,8 +3,8 @@
 
 use crate::domain::Outcome;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,7 @@ struct Inner {
     batch_duration: Histogram,
     batch_retries: IntCounterVec,
     cache_requests: IntCounterVec,
+    cache_enabled: IntGauge,
     db_pool: IntGaugeVec,
     dependency_up: IntGaugeVec,
 }
@@ -138,6 +139,13 @@ impl Metrics {
                 "Cache lookups by result",
                 &["result"],
             ),
+            cache_enabled: register(
+                &r,
+                IntGauge::new(
+                    "cache_enabled",
+                    "1 while lookups read through Redis, 0 while they are served from PostgreSQL alone",
+                ),
+            ),
             db_pool: gauge_vec(
                 &r,
                 "db_pool_connections",
@@ -211,6 +219,10 @@ impl Metrics {
 
     pub fn cache(&self, result: &str) {
         self.0.cache_requests.with_label_values(&[result]).inc();
+    }
+
+    pub fn cache_enabled(&self, enabled: bool) {
+        self.0.cache_enabled.set(i64::from(enabled));
     }
 
     pub fn db_pool(&self, size: u32, idle: usize, max: u32) {
