@@ -7,9 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use reqwest::StatusCode;
 use std::future::Future;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use uuid::Uuid;
 use warehouse_stock::config::Settings;
@@ -168,90 +166,4 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("gave up waiting for: {what}");
-}
-
-/// The built service binary as a child process, so it can be killed.
-pub struct ServiceProcess {
-    child: Child,
-    pub address: String,
-}
-
-impl ServiceProcess {
-    pub async fn start(settings: &Settings) -> Self {
-        let port = crate::helpers::free_port();
-        let database_url = crate::helpers::database_url(settings);
-        let k = &settings.kafka;
-        let child = Command::new(env!("CARGO_BIN_EXE_warehouse-stock"))
-            .arg("serve")
-            .current_dir(std::env::temp_dir())
-            .env("APP_MODE", "kafka")
-            .env("APP_HOST", "127.0.0.1")
-            .env("APP_PORT", port.to_string())
-            .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", &settings.cache.url)
-            .env("CACHE_PREFIX", &settings.cache.prefix)
-            .env("KAFKA_BOOTSTRAP_SERVERS", &k.bootstrap_servers)
-            .env("KAFKA_TOPIC", &k.topic)
-            .env("KAFKA_DLQ_TOPIC", &k.dlq_topic)
-            .env("KAFKA_GROUP_ID", &k.group_id)
-            .env(
-                "KAFKA_GROUP_INSTANCE_ID",
-                k.group_instance_id.as_deref().unwrap_or(""),
-            )
-            .env("KAFKA_TOPIC_PARTITIONS", k.topic_partitions.to_string())
-            .env("KAFKA_BATCH_SIZE", k.batch_size.to_string())
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("Failed to start the service binary");
-        let service = ServiceProcess {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        let url = format!("{}/health/ready", service.address);
-        eventually("the service process to be ready", || {
-            let request = client.get(&url).send();
-            async move {
-                match request.await {
-                    Ok(r) if r.status() == StatusCode::OK => r
-                        .json::<serde_json::Value>()
-                        .await
-                        .is_ok_and(|b| b["components"]["kafka"] == "ok"),
-                    _ => false,
-                }
-            }
-        })
-        .await;
-        service
-    }
-
-    pub fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Sends SIGTERM and waits for the exit; `None` if it took over 10 s.
-    pub fn terminate(mut self) -> Option<std::process::ExitStatus> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        None
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

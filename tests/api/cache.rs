@@ -1,4 +1,5 @@
-use crate::helpers::{PrivateRedis, spawn_app, spawn_app_with, stock_up};
+use crate::fixtures::PrivateRedis;
+use crate::helpers::{spawn_app, spawn_app_with, stock_up};
 use redis::AsyncCommands;
 use reqwest::StatusCode;
 use std::time::Duration;
@@ -147,7 +148,6 @@ async fn a_write_made_while_redis_hangs_is_not_hidden_by_the_old_entry_afterward
 
     // After the pause the cache comes back, and the missed invalidation is
     // applied before Redis is read again.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
     app.wait_for_cache().await;
     assert_eq!(app.stock(w, p).await, 9);
     assert_eq!(redis_get(&redis.url(), &key).await.as_deref(), Some("9"));

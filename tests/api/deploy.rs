@@ -1,8 +1,8 @@
 //! The deployment files as a deployment uses them: the image's entry point.
 
 use crate::broker::eventually;
-use crate::faults::PrivatePostgres;
-use crate::helpers::{free_port, redis_url};
+use crate::fixtures::{PrivatePostgres, free_port};
+use crate::helpers::redis_url;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use uuid::Uuid;

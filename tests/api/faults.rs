@@ -5,14 +5,12 @@
 //! The short versions run with the suite. `bash scripts/faults.sh --long`
 //! runs the long ones (FAULT_MESSAGES=200000, FAULT_KILLS=5).
 
-use crate::broker::{
-    ServiceProcess, applied_count, eventually, generated, kafka_settings, produce_generated,
-};
-use crate::helpers::{PrivateRedis, free_port, spawn_app_from, wait_for_port};
+use crate::broker::{applied_count, eventually, generated, kafka_settings, produce_generated};
+use crate::fixtures::{PrivateBroker, PrivatePostgres, PrivateRedis, ServiceProcess};
+use crate::helpers::spawn_app_from;
 use crate::kafka::{assert_stock, expected_stock, pool_of, unique_events, until_done};
 use reqwest::StatusCode;
 use sqlx::PgPool;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -74,97 +72,6 @@ async fn repeated_kill_9_restarts_during_a_run_lose_nothing_and_apply_nothing_tw
     assert_audit_log_once(&pool, unique).await;
     assert_stock(&pool, &expected_stock(&config)).await;
     drop(service);
-}
-
-/// A PostgreSQL server of the test's own, which it may stop and start.
-pub(crate) struct PrivatePostgres {
-    dir: std::path::PathBuf,
-    port: u16,
-}
-
-impl PrivatePostgres {
-    fn bin(tool: &str) -> String {
-        let version = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL server binaries (.ci/run installs them)")
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
-            .unwrap();
-        format!("/usr/lib/postgresql/{version}/bin/{tool}")
-    }
-
-    /// PostgreSQL refuses to run as root, so as root the server runs as the
-    /// `postgres` user.
-    fn command(tool: &str) -> Command {
-        let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
-        if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", &Self::bin(tool)]);
-            c
-        } else {
-            Command::new(Self::bin(tool))
-        }
-    }
-
-    pub(crate) fn start_new() -> Self {
-        let dir = std::env::temp_dir().join(format!("ws-pg-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let _ = Command::new("chown")
-            .args(["postgres:postgres", dir.to_str().unwrap()])
-            .status();
-        let port = free_port();
-        let status = Self::command("initdb")
-            .args(["-D", dir.join("data").to_str().unwrap()])
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "initdb failed");
-        let pg = PrivatePostgres { dir, port };
-        pg.start();
-        pg
-    }
-
-    pub(crate) fn start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        let status = Self::command("pg_ctl")
-            .args(["-D", self.dir.join("data").to_str().unwrap()])
-            .args(["-o", &options, "-l", self.dir.join("log").to_str().unwrap()])
-            .args(["-w", "start"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "pg_ctl start failed");
-    }
-
-    pub(crate) fn stop(&self) {
-        let status = Self::command("pg_ctl")
-            .args(["-D", self.dir.join("data").to_str().unwrap()])
-            .args(["-m", "fast", "-w", "stop"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "pg_ctl stop failed");
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/ws_fault", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = Self::command("pg_ctl")
-            .args(["-D", self.dir.join("data").to_str().unwrap()])
-            .args(["-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,60 +169,6 @@ async fn redis_stopped_mid_run_lookups_answer_from_postgresql_and_none_is_stale_
         assert_eq!(app.stock(w, p).await, q, "stale stock for {w}/{p}");
     }
     redis.stop();
-}
-
-/// A nisshi broker of the test's own on a free port, in memory.
-struct PrivateBroker {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateBroker {
-    fn binary() -> String {
-        std::env::var("NISSHI_BIN").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap();
-            format!("{home}/.cache/warehouse-stock/nisshi-0.8.1/bin/nisshi")
-        })
-    }
-
-    fn start() -> Self {
-        let port = free_port();
-        let mut broker = PrivateBroker { port, child: None };
-        broker.restart();
-        broker
-    }
-
-    fn restart(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(Self::binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://nisshi/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the nisshi broker (scripts/broker.sh builds it)");
-        self.child = Some(child);
-        wait_for_port(self.port, "private broker");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// The broker goes away and comes back while the service waits for the

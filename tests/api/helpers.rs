@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
-use std::process::{Child, Command, Stdio};
+use std::ops::Deref;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -35,6 +35,8 @@ pub struct TestApp {
     pub pool: PgPool,
     pub database_url: String,
     pub settings: Settings,
+    /// Keeps the database until the last holder is dropped.
+    pub database: Arc<TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -95,6 +97,7 @@ pub async fn spawn_app_from(settings: Settings) -> TestApp {
         client: reqwest::Client::new(),
         pool,
         database_url,
+        database: TestDatabase::of(&settings),
         settings,
         shutdown: Some(tx),
         server: Some(server),
@@ -155,18 +158,15 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Waits until the service's cache has seen Redis (it starts down).
+    /// Waits until Redis answers the service and its lookups read through
+    /// it: the cache starts enabled, and after an outage the probe enables
+    /// it again once the refreshes it missed are written.
     pub async fn wait_for_cache(&self) {
-        for _ in 0..100 {
+        crate::broker::eventually("the cache to read through Redis", || async {
             let (_, body) = self.get("/health/ready").await;
-            if body["components"]["redis"] == "ok" {
-                // The probe enables the cache right after a successful ping.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("Redis never became reachable");
+            body["components"]["redis"] == "ok" && self.metric("cache_enabled", &[]).await == 1.0
+        })
+        .await;
     }
 
     /// A ledger of the test's own on the same database and cache prefix.
@@ -220,6 +220,89 @@ pub async fn drop_database(database_url: &str) {
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+/// A test's database, dropped when the last of its holders is: the
+/// [`TestApp`]s on it and the [`TestPool`]s of it. Two holders of one
+/// database share one guard, so the first to go does not drop it under
+/// the other. Only the uniquely named test databases are dropped.
+pub struct TestDatabase {
+    url: String,
+}
+
+/// The guard of each database that has one, by URL.
+static DATABASES: Mutex<Option<HashMap<String, Weak<TestDatabase>>>> = Mutex::new(None);
+
+impl TestDatabase {
+    pub fn of(settings: &Settings) -> Arc<TestDatabase> {
+        let url = database_url(settings);
+        let mut live = DATABASES.lock().unwrap();
+        let live = live.get_or_insert_with(HashMap::new);
+        if let Some(guard) = live.get(&url).and_then(Weak::upgrade) {
+            return guard;
+        }
+        let guard = Arc::new(TestDatabase { url: url.clone() });
+        live.insert(url, Arc::downgrade(&guard));
+        guard
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        if let Some(live) = DATABASES.lock().unwrap().as_mut() {
+            live.remove(&url);
+        }
+        let options = PgConnectOptions::from_str(&url).unwrap();
+        let name = options.get_database().unwrap_or_default().to_string();
+        if !name.starts_with("ws_test_") {
+            return;
+        }
+        // Drop runs inside the test's runtime, which cannot be blocked on;
+        // the statement runs on a thread and runtime of its own. A failure
+        // only leaves the database for the next run's cleanup.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect_with(&options.database("postgres")).await?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop the test database: {e}");
+        }
+    }
+}
+
+/// A pool of a test's own database that keeps the database while it lives.
+pub struct TestPool {
+    pool: PgPool,
+    _database: Arc<TestDatabase>,
+}
+
+impl TestPool {
+    /// Connects to the settings' database, creating and migrating it first
+    /// if needed, as the service would.
+    pub async fn connect(settings: &Settings) -> TestPool {
+        TestPool {
+            pool: connect_database(settings).await.unwrap(),
+            _database: TestDatabase::of(settings),
+        }
+    }
+}
+
+impl Deref for TestPool {
+    type Target = PgPool;
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 /// Builds movement events as JSON, each with a fresh CloudEvent id.
@@ -291,86 +374,6 @@ pub async fn stock_up(app: &TestApp, warehouse: Uuid, product: Uuid, quantity: i
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "processed", "{body}");
-}
-
-/// A port nothing listens on right now, for a server a test starts.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until a server a test started accepts connections on `port`.
-pub fn wait_for_port(port: u16, what: &str) {
-    for _ in 0..250 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{what} did not start on port {port}");
-}
-
-/// A Redis server of the test's own, which the test may stop and restart.
-pub struct PrivateRedis {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    pub fn start() -> Self {
-        let port = free_port();
-        let mut redis = PrivateRedis { port, child: None };
-        redis.restart();
-        redis
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    pub fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (.ci/run installs it)");
-        self.child = Some(child);
-        wait_for_port(self.port, "private redis-server");
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Freezes the server (SIGSTOP): it keeps its data but answers nothing,
-    /// like a Redis behind a partition. [`PrivateRedis::resume`] thaws it.
-    pub fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Sums the samples of `name` whose labels include every `labels` pair.

@@ -3,10 +3,11 @@
 //! production, so restarts resume from offsets inside multi-record batches.
 
 use crate::broker::{
-    ServiceProcess, applied_count, committed_total, eventually, generated, kafka_settings,
-    produce_generated, produce_raw, read_dead_letters,
+    applied_count, committed_total, eventually, generated, kafka_settings, produce_generated,
+    produce_raw, read_dead_letters,
 };
-use crate::helpers::{Ev, metric_value, spawn_app_from};
+use crate::fixtures::ServiceProcess;
+use crate::helpers::{Ev, TestPool, metric_value, spawn_app_from};
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use serde_json::json;
@@ -46,10 +47,8 @@ pub(crate) async fn assert_stock(pool: &PgPool, expected: &HashMap<(Uuid, Uuid),
     }
 }
 
-pub(crate) async fn pool_of(settings: &Settings) -> PgPool {
-    warehouse_stock::startup::connect_database(settings)
-        .await
-        .unwrap()
+pub(crate) async fn pool_of(settings: &Settings) -> TestPool {
+    TestPool::connect(settings).await
 }
 
 /// Waits until `applied` events are in the audit log and every produced

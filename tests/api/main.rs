@@ -10,6 +10,7 @@ mod corpus;
 mod deploy;
 mod docs;
 mod faults;
+mod fixtures;
 mod guard;
 mod health;
 mod helpers;

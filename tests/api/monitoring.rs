@@ -4,7 +4,8 @@
 //! real service fires an alert on a fault the test causes.
 
 use crate::broker::{eventually, kafka_settings, produce_raw};
-use crate::helpers::{Ev, PrivateRedis, free_port, spawn_app_from, test_settings};
+use crate::fixtures::{PrivateRedis, free_port, wait_for_port};
+use crate::helpers::{Ev, spawn_app_from, test_settings};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -235,7 +236,7 @@ impl PrivatePrometheus {
             .stderr(std::fs::File::create(dir.join("log")).unwrap())
             .spawn()
             .expect("prometheus (scripts/setup.sh installs Debian's prometheus package)");
-        crate::helpers::wait_for_port(port, "private prometheus");
+        wait_for_port(port, "private prometheus");
         PrivatePrometheus {
             child,
             dir,

@@ -299,8 +299,17 @@ async fn a_graceful_stop_answers_every_request_it_committed() {
             tokio::spawn(async move { client.post(url).json(&message).send().await })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Stop while requests are in flight: once the first has committed.
     let pool = app.pool.clone();
+    let _database = app.database.clone();
+    crate::broker::eventually("a first request committed", || async {
+        let committed: i64 = sqlx::query_scalar("SELECT count(*) FROM event_log")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        committed > 0
+    })
+    .await;
 
     app.stop().await;
 
