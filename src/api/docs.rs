@@ -6,7 +6,7 @@
 use super::error::ErrorBody;
 use super::{health, lookups, ops, webhook};
 use crate::domain::{FieldError, MovementStatus, MovementView};
-use crate::ledger::reads::{Rejection, StockItem};
+use crate::ledger::reads::{HistoryItem, ProductStock, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
@@ -38,8 +38,13 @@ pub const REDOC_PATH: &str = "/redoc";
         webhook::receive,
         lookups::stock,
         lookups::stock_singular,
+        lookups::stock_task_path,
+        lookups::history,
+        lookups::product_stock,
+        lookups::stock_lookup,
         lookups::warehouse_stock,
         lookups::movement,
+        lookups::movement_task_path,
         lookups::movement_duration,
         lookups::rejections,
         health::live,
@@ -53,7 +58,8 @@ pub const REDOC_PATH: &str = "/redoc";
     ),
     components(schemas(
         ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
-        MovementMessage, MovementData
+        MovementMessage, MovementData, lookups::StockView, HistoryItem, ProductStock,
+        WarehouseQuantity
     )),
     modifiers(&Extras),
     tags(

@@ -5,7 +5,7 @@ use crate::domain::event::MAX_MESSAGE_BYTES;
 use crate::domain::{DecodeCode, DecodeError, FieldError, ParseError};
 use crate::ingest::CommitError;
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -39,6 +39,15 @@ pub enum AppError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Over a route's own body limit (the webhook's is [`AppError::PayloadTooLarge`]).
+    #[error("{0}")]
+    BodyTooLarge(String),
+    #[error("at most {limit} {what} per request, got {got}")]
+    TooManyItems {
+        what: &'static str,
+        limit: usize,
+        got: usize,
+    },
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
     #[error("{0}")]
@@ -78,6 +87,11 @@ impl AppError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 DecodeCode::PayloadTooLarge.as_str(),
             ),
+            AppError::BodyTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                DecodeCode::PayloadTooLarge.as_str(),
+            ),
+            AppError::TooManyItems { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_items"),
             AppError::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 DecodeCode::UnsupportedMediaType.as_str(),
@@ -179,6 +193,34 @@ impl From<sqlx::Error> for AppError {
             AppError::Unavailable(format!("database unavailable: {e}"))
         } else {
             AppError::Internal(anyhow::Error::new(e).context("Failed to query PostgreSQL"))
+        }
+    }
+}
+
+/// A JSON request body whose rejections answer in the API's error shape:
+/// bad syntax is 400 `malformed_json`, a body of the wrong shape 400
+/// `invalid_body`, a missing JSON content type 415, and a body over the
+/// route's limit 413.
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct ApiJson<T>(pub T);
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonSyntaxError(e) => AppError::MalformedJson(e.body_text()),
+            JsonRejection::JsonDataError(e) => AppError::bad_request("invalid_body", e.body_text()),
+            JsonRejection::MissingJsonContentType(e) => {
+                AppError::UnsupportedMediaType(e.body_text())
+            }
+            JsonRejection::BytesRejection(e) => {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::BodyTooLarge(e.body_text())
+                } else {
+                    AppError::bad_request("unreadable_body", e.body_text())
+                }
+            }
+            other => AppError::bad_request("invalid_body", other.body_text()),
         }
     }
 }

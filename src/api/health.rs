@@ -85,17 +85,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
 /// Asks PostgreSQL and Redis, and reads the consumer's state. `/metrics`
 /// runs the same check, so a scrape reports what readiness would say.
 pub async fn check(state: &AppState) -> Components {
-    let db = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        sqlx::query("SELECT 1").execute(state.ledger.pool()),
-    );
-    let (db, redis) = tokio::join!(db, state.ledger.cache().ping());
+    let db = tokio::time::timeout(CHECK_TIMEOUT, state.ledger.database_answers());
+    let (db, redis) = tokio::join!(db, state.ledger.cache_answers());
     Components {
-        db: if matches!(db, Ok(Ok(_))) {
-            "ok"
-        } else {
-            "down"
-        },
+        db: if matches!(db, Ok(true)) { "ok" } else { "down" },
         redis: if redis { "ok" } else { "down" },
         kafka: state.kafka.as_str(),
     }

@@ -1,10 +1,12 @@
-//! The read endpoints: stock, movements, a warehouse's stock list and the
-//! rejected events. Stock and movements read through the cache.
+//! The read endpoints: stock (now, as of a moment, in bulk, across
+//! warehouses), a pair's history, movements, a warehouse's stock list and
+//! the rejected events. Each asks the ledger, which owns every read and
+//! its cache.
 
 use super::AppState;
-use super::error::{AppError, ErrorBody};
+use super::error::{ApiJson, AppError, ErrorBody};
 use crate::domain::MovementView;
-use crate::ledger::reads::{self, Rejection, StockItem};
+use crate::ledger::reads::{HistoryItem, ProductStock, Rejection, StockItem};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -15,6 +17,8 @@ use uuid::Uuid;
 
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
+/// The most pairs one bulk lookup may ask for.
+pub const MAX_LOOKUP: usize = 1000;
 
 /// The stock of one product at one warehouse.
 #[derive(Serialize, ToSchema)]
@@ -23,6 +27,19 @@ pub struct StockView {
     product_id: Uuid,
     /// 0 for a pair the ledger has never seen.
     quantity: i64,
+    /// The moment asked for with `?as_of=`; absent for the current stock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_of: Option<DateTime<Utc>>,
+}
+
+/// `?as_of=`, parsed by hand so that a bad value gets our error shape.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StockParams {
+    /// An RFC 3339 moment: answer the stock as it stood then, on the
+    /// ledger's clock (when it applied each event). Not cached.
+    #[param(value_type = Option<String>, format = DateTime, example = "2025-02-18T12:00:00Z")]
+    as_of: Option<String>,
 }
 
 /// The answers of both stock routes, as documented.
@@ -43,7 +60,7 @@ enum StockAnswers {
     Internal(ErrorBody),
 }
 
-/// The stock of a product at a warehouse.
+/// The stock of a product at a warehouse, now or as of a moment.
 #[utoipa::path(
     get,
     path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}",
@@ -51,27 +68,39 @@ enum StockAnswers {
     params(
         ("warehouse_id" = Uuid, Path, description = "The warehouse"),
         ("product_id" = Uuid, Path, description = "The product"),
+        StockParams,
     ),
     responses(StockAnswers)
 )]
 pub async fn stock(
     State(state): State<AppState>,
     Path((warehouse_id, product_id)): Path<(String, String)>,
+    params: Result<Query<StockParams>, QueryRejection>,
 ) -> Result<Json<StockView>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let product_id = parse_uuid("product_id", &product_id)?;
-    let cache = state.ledger.cache();
-    let pool = state.ledger.pool();
-    let (quantity, _) = cache
-        .read_through(&cache.stock_key(warehouse_id, product_id), || async {
-            Ok(Some(reads::stock(pool, warehouse_id, product_id).await?))
-        })
-        .await
-        .map_err(from_anyhow)?;
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let as_of = params
+        .as_of
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_time("as_of", s))
+        .transpose()?;
+    let quantity = match as_of {
+        Some(t) => {
+            state
+                .ledger
+                .stock_as_of(warehouse_id, product_id, t)
+                .await?
+        }
+        None => state.ledger.stock(warehouse_id, product_id).await?,
+    };
     Ok(Json(StockView {
         warehouse_id,
         product_id,
-        quantity: quantity.unwrap_or(0),
+        quantity,
+        as_of,
     }))
 }
 
@@ -84,14 +113,36 @@ pub async fn stock(
     params(
         ("warehouse_id" = Uuid, Path, description = "The warehouse"),
         ("product_id" = Uuid, Path, description = "The product"),
+        StockParams,
     ),
     responses(StockAnswers)
 )]
 pub async fn stock_singular(
     state: State<AppState>,
     ids: Path<(String, String)>,
+    params: Result<Query<StockParams>, QueryRejection>,
 ) -> Result<Json<StockView>, AppError> {
-    stock(state, ids).await
+    stock(state, ids, params).await
+}
+
+/// The same answer under the path the original task names.
+#[utoipa::path(
+    get,
+    path = "/api/warehouses/{warehouse_id}/products/{product_id}",
+    tag = "stock",
+    params(
+        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
+        ("product_id" = Uuid, Path, description = "The product"),
+        StockParams,
+    ),
+    responses(StockAnswers)
+)]
+pub async fn stock_task_path(
+    state: State<AppState>,
+    ids: Path<(String, String)>,
+    params: Result<Query<StockParams>, QueryRejection>,
+) -> Result<Json<StockView>, AppError> {
+    stock(state, ids, params).await
 }
 
 /// A movement by its `movement_id`: where from, where to, when, how long it
@@ -115,6 +166,27 @@ pub async fn movement(
 ) -> Result<Json<MovementView>, AppError> {
     let movement_id = parse_uuid("movement_id", &movement_id)?;
     find_movement(&state, movement_id).await.map(Json)
+}
+
+/// The same answer under the path the original task names.
+#[utoipa::path(
+    get,
+    path = "/api/movements/{movement_id}",
+    tag = "movements",
+    params(("movement_id" = Uuid, Path, description = "The movement_id of the events")),
+    responses(
+        (status = 200, description = "The movement; read through the cache", body = MovementView),
+        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no applied event has this movement_id", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn movement_task_path(
+    state: State<AppState>,
+    id: Path<String>,
+) -> Result<Json<MovementView>, AppError> {
+    movement(state, id).await
 }
 
 /// How long a completed movement took.
@@ -170,15 +242,11 @@ pub async fn movement_duration(
 }
 
 async fn find_movement(state: &AppState, movement_id: Uuid) -> Result<MovementView, AppError> {
-    let cache = state.ledger.cache();
-    let pool = state.ledger.pool();
-    let (view, _) = cache
-        .read_through(&cache.movement_key(movement_id), || async {
-            Ok(reads::movement(pool, movement_id).await?)
-        })
-        .await
-        .map_err(from_anyhow)?;
-    view.ok_or_else(|| AppError::NotFound(format!("movement {movement_id} not found")))
+    state
+        .ledger
+        .movement(movement_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("movement {movement_id} not found")))
 }
 
 /// `?limit=&after=`, parsed by hand so that bad values get our error shape.
@@ -236,7 +304,10 @@ pub async fn warehouse_stock(
         .filter(|s| !s.is_empty())
         .map(|s| parse_uuid("after", s))
         .transpose()?;
-    let items = reads::warehouse_stock(state.ledger.pool(), warehouse_id, after, limit).await?;
+    let items = state
+        .ledger
+        .warehouse_stock(warehouse_id, after, limit)
+        .await?;
     let next_after = next_cursor(&items, limit, |i| i.product_id);
     Ok(Json(StockPage { items, next_after }))
 }
@@ -261,18 +332,171 @@ pub async fn rejections(
     let Query(params) =
         params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
     let limit = parse_limit(params.limit.as_deref())?;
-    let after = match params.after.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            AppError::bad_request(
-                "invalid_query",
-                format!("after must be a non-negative integer (a previous next_after), got {s:?}"),
-            )
-        })?),
-    };
-    let items = reads::rejections(state.ledger.pool(), after, limit).await?;
+    let after = parse_seq_cursor(params.after.as_deref())?;
+    let items = state.ledger.rejections(after, limit).await?;
     let next_after = next_cursor(&items, limit, |r| r.seq);
     Ok(Json(RejectionPage { items, next_after }))
+}
+
+/// One page of a pair's history.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    items: Vec<HistoryItem>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
+}
+
+/// How a pair's stock came to be: its applied events in the order the
+/// ledger applied them, each with the stock right after it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/history",
+    tag = "stock",
+    params(
+        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
+        ("product_id" = Uuid, Path, description = "The product"),
+        PageParams,
+    ),
+    responses(
+        (status = 200, description = "One page, oldest first, read from PostgreSQL", body = HistoryPage),
+        (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    Path((warehouse_id, product_id)): Path<(String, String)>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<HistoryPage>, AppError> {
+    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
+    let product_id = parse_uuid("product_id", &product_id)?;
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let limit = parse_limit(params.limit.as_deref())?;
+    let after = parse_seq_cursor(params.after.as_deref())?;
+    let items = state
+        .ledger
+        .history(warehouse_id, product_id, after, limit)
+        .await?;
+    let next_after = next_cursor(&items, limit, |i| i.seq);
+    Ok(Json(HistoryPage { items, next_after }))
+}
+
+/// A product across warehouses: the total, what is on the road, and the
+/// warehouses holding it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product_id}/stock",
+    tag = "stock",
+    params(("product_id" = Uuid, Path, description = "The product"), PageParams),
+    responses(
+        (status = 200, description = "The totals and one page of warehouses, by warehouse_id, read from PostgreSQL", body = ProductStock),
+        (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn product_stock(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+    params: Result<Query<PageParams>, QueryRejection>,
+) -> Result<Json<ProductStock>, AppError> {
+    let product_id = parse_uuid("product_id", &product_id)?;
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let limit = parse_limit(params.limit.as_deref())?;
+    let after = params
+        .after
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_uuid("after", s))
+        .transpose()?;
+    Ok(Json(
+        state.ledger.product_stock(product_id, after, limit).await?,
+    ))
+}
+
+/// One pair of a bulk lookup.
+#[derive(Deserialize, Serialize, ToSchema, Clone, Copy)]
+pub struct Pair {
+    warehouse_id: Uuid,
+    product_id: Uuid,
+}
+
+/// `POST /api/v1/stock/lookup`: 1 to 1000 pairs; duplicates are allowed.
+#[derive(Deserialize, ToSchema)]
+pub struct LookupRequest {
+    #[schema(min_items = 1, max_items = 1000)]
+    items: Vec<Pair>,
+}
+
+/// One figure of a bulk lookup.
+#[derive(Serialize, ToSchema)]
+pub struct LookupItem {
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    /// 0 for a pair the ledger has never seen.
+    quantity: i64,
+}
+
+/// The figures, in the order asked.
+#[derive(Serialize, ToSchema)]
+pub struct LookupAnswer {
+    items: Vec<LookupItem>,
+}
+
+/// The current stock of many pairs at once, in the order asked: one Redis
+/// round trip reads them all, one PostgreSQL statement reads the misses.
+#[utoipa::path(
+    post,
+    path = "/api/v1/stock/lookup",
+    tag = "stock",
+    request_body = LookupRequest,
+    responses(
+        (status = 200, description = "One figure per pair asked, in order; read through the cache", body = LookupAnswer),
+        (status = 400, description = "`malformed_json`, `invalid_body` (a field missing, an id not a UUID) or `invalid_query` (no pairs)", body = ErrorBody),
+        (status = 413, description = "`too_many_items` (over 1000 pairs) or `payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn stock_lookup(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<LookupRequest>,
+) -> Result<Json<LookupAnswer>, AppError> {
+    let asked = request.items.len();
+    if asked > MAX_LOOKUP {
+        return Err(AppError::TooManyItems {
+            what: "pairs",
+            limit: MAX_LOOKUP,
+            got: asked,
+        });
+    }
+    if asked == 0 {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("items must hold 1 to {MAX_LOOKUP} pairs, got none"),
+        ));
+    }
+    let pairs: Vec<(Uuid, Uuid)> = request
+        .items
+        .iter()
+        .map(|p| (p.warehouse_id, p.product_id))
+        .collect();
+    let quantities = state.ledger.stock_many(&pairs).await?;
+    let items = request
+        .items
+        .into_iter()
+        .zip(quantities)
+        .map(|(p, quantity)| LookupItem {
+            warehouse_id: p.warehouse_id,
+            product_id: p.product_id,
+            quantity,
+        })
+        .collect();
+    Ok(Json(LookupAnswer { items }))
 }
 
 /// A full page may have a successor; a short one is the last.
@@ -300,6 +524,38 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
     }
 }
 
+/// An audit-log position from a previous page's `next_after`.
+fn parse_seq_cursor(raw: Option<&str>) -> Result<Option<i64>, AppError> {
+    match raw.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "after must be a non-negative integer (a previous next_after), got {s:?}"
+                    ),
+                )
+            }),
+    }
+}
+
+/// An RFC 3339 timestamp.
+fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("{name} must be an RFC 3339 timestamp such as 2025-02-18T12:00:00Z, got {raw:?} ({e})"),
+            )
+        })
+}
+
 fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
     Uuid::try_parse(raw).map_err(|_| {
         AppError::bad_request(
@@ -307,12 +563,4 @@ fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
             format!("{name} must be a UUID, got {raw:?}"),
         )
     })
-}
-
-/// Read-through errors are PostgreSQL errors wrapped by the cache layer.
-fn from_anyhow(e: anyhow::Error) -> AppError {
-    match e.downcast::<sqlx::Error>() {
-        Ok(e) => e.into(),
-        Err(e) => AppError::Internal(e),
-    }
 }

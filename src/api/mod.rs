@@ -29,6 +29,10 @@ use tracing::Span;
 /// The largest webhook body accepted.
 pub const BODY_LIMIT: usize = crate::domain::event::MAX_MESSAGE_BYTES;
 
+/// The largest bulk-lookup body accepted: 1,000 pairs, with room for
+/// whitespace.
+pub const LOOKUP_BODY_LIMIT: usize = 256 * 1024;
+
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Ledger,
@@ -93,6 +97,32 @@ fn table() -> Vec<Route> {
             Read,
             get(lookups::stock_singular),
         ),
+        // The path the original task names.
+        route(
+            Method::GET,
+            "/api/warehouses/{warehouse_id}/products/{product_id}",
+            Read,
+            get(lookups::stock_task_path),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/warehouses/{warehouse_id}/products/{product_id}/history",
+            Read,
+            get(lookups::history),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/products/{product_id}/stock",
+            Read,
+            get(lookups::product_stock),
+        ),
+        // 1,000 pairs take about 90 KiB of JSON, over the webhook's limit.
+        route(
+            Method::POST,
+            "/api/v1/stock/lookup",
+            Read,
+            post(lookups::stock_lookup).layer(DefaultBodyLimit::max(LOOKUP_BODY_LIMIT)),
+        ),
         route(
             Method::GET,
             "/api/v1/warehouses/{warehouse_id}/products",
@@ -104,6 +134,13 @@ fn table() -> Vec<Route> {
             "/api/v1/movements/{movement_id}",
             Read,
             get(lookups::movement),
+        ),
+        // The path the original task names.
+        route(
+            Method::GET,
+            "/api/movements/{movement_id}",
+            Read,
+            get(lookups::movement_task_path),
         ),
         route(
             Method::GET,

@@ -80,6 +80,19 @@ pub enum CacheResult {
     Bypassed,
 }
 
+/// A cached value, or `None` when there is none or it cannot be read (an
+/// entry of an older format, say): the caller loads it and fills it again.
+fn decode<T: DeserializeOwned>(key: &str, raw: Option<String>) -> Option<T> {
+    let raw = raw?;
+    match serde_json::from_str(&raw) {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::warn!(key, "unreadable cache entry; reading PostgreSQL");
+            None
+        }
+    }
+}
+
 impl Cache {
     /// Creates the cache without connecting: Redis may be down at start.
     pub fn new(settings: &CacheSettings, metrics: Metrics) -> anyhow::Result<Self> {
@@ -125,88 +138,141 @@ impl Cache {
 
     /// Reads `key` from Redis, or calls `load` (PostgreSQL) on a miss and
     /// fills the cache with what it returned, unless a commit happened
-    /// meanwhile. `None` (not found) is not cached.
-    pub async fn read_through<T, F, Fut>(
+    /// meanwhile. `None` (not found) is not cached. Redis never fails a
+    /// read: the only error is the loader's own.
+    pub async fn read_through<T, E, F, Fut>(
         &self,
         key: &str,
         load: F,
-    ) -> anyhow::Result<(Option<T>, CacheResult)>
+    ) -> Result<(Option<T>, CacheResult), E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = anyhow::Result<Option<T>>>,
+        Fut: Future<Output = Result<Option<T>, E>>,
     {
         let (value, result) = self.lookup(key, load).await?;
-        self.inner.metrics.cache(match result {
-            CacheResult::Hit => "hit",
-            CacheResult::Miss => "miss",
-            CacheResult::Bypassed => "error",
-        });
+        self.count(result, 1);
         Ok((value, result))
     }
 
-    async fn lookup<T, F, Fut>(
-        &self,
-        key: &str,
-        load: F,
-    ) -> anyhow::Result<(Option<T>, CacheResult)>
+    async fn lookup<T, E, F, Fut>(&self, key: &str, load: F) -> Result<(Option<T>, CacheResult), E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
-        Fut: Future<Output = anyhow::Result<Option<T>>>,
+        Fut: Future<Output = Result<Option<T>, E>>,
     {
-        let seen = if self.is_up() {
-            match self.get_with_generation(key).await {
-                Some((Some(raw), _)) => match serde_json::from_str::<T>(&raw) {
-                    Ok(value) => return Ok((Some(value), CacheResult::Hit)),
-                    Err(_) => {
-                        tracing::warn!(key, "unreadable cache entry; reading PostgreSQL");
-                        None
-                    }
-                },
-                Some((None, generation)) => Some(generation),
-                None => None,
-            }
-        } else {
-            None
+        let keys = [key.to_string()];
+        let seen = match self.get_many_with_generation(&keys).await {
+            Some((mut values, generation)) => match decode::<T>(key, values.pop().flatten()) {
+                Some(value) => return Ok((Some(value), CacheResult::Hit)),
+                None => Some(generation),
+            },
+            None => None,
         };
         let Some(value) = load().await? else {
             return Ok((None, CacheResult::Miss));
         };
         match seen {
             Some(generation) => {
-                self.fill(key, &value, &generation).await?;
+                self.fill_many(&[(key, &value)], &generation).await;
                 Ok((Some(value), CacheResult::Miss))
             }
             None => Ok((Some(value), CacheResult::Bypassed)),
         }
     }
 
-    /// Caches `value` unless the generation is no longer `generation`, the
-    /// one seen before `value` was read from PostgreSQL.
-    pub async fn fill<T: Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        generation: &str,
-    ) -> anyhow::Result<()> {
-        if !self.is_up() {
-            return Ok(());
+    /// [`Cache::read_through`] for many keys at once: one Redis round trip
+    /// reads them all (and the generation), `load` is called once with the
+    /// indexes of the keys that missed and answers their values in that
+    /// order, and one more round trip fills them, each under the same
+    /// generation check as a single fill. Duplicate keys are allowed.
+    pub async fn read_many<T, E, F, Fut>(&self, keys: &[String], load: F) -> Result<Vec<T>, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(Vec<usize>) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, E>>,
+    {
+        let (mut found, seen): (Vec<Option<T>>, _) = match self.get_many_with_generation(keys).await
+        {
+            Some((values, generation)) => (
+                keys.iter()
+                    .zip(values)
+                    .map(|(key, raw)| decode(key, raw))
+                    .collect(),
+                Some(generation),
+            ),
+            None => (keys.iter().map(|_| None).collect(), None),
+        };
+        let missed: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+        let hits = keys.len() - missed.len();
+        self.count(CacheResult::Hit, hits);
+        if !missed.is_empty() {
+            let loaded = load(missed.clone()).await?;
+            debug_assert_eq!(loaded.len(), missed.len(), "one value per missed key");
+            match &seen {
+                Some(generation) => {
+                    self.count(CacheResult::Miss, missed.len());
+                    let entries: Vec<(&str, &T)> = missed
+                        .iter()
+                        .zip(&loaded)
+                        .map(|(&i, value)| (keys[i].as_str(), value))
+                        .collect();
+                    self.fill_many(&entries, generation).await;
+                }
+                None => self.count(CacheResult::Bypassed, missed.len()),
+            }
+            for (i, value) in missed.into_iter().zip(loaded) {
+                found[i] = Some(value);
+            }
         }
-        let payload = serde_json::to_string(value).context("Failed to encode a cache entry")?;
-        let mut invocation = self.inner.script.prepare_invoke();
-        invocation
-            .key(key)
-            .key(&self.inner.generation_key)
-            .arg(generation)
-            .arg(payload)
-            .arg(self.inner.ttl_seconds);
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    fn count(&self, result: CacheResult, n: usize) {
+        let label = match result {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Bypassed => "error",
+        };
+        self.inner.metrics.cache_many(label, n as u64);
+    }
+
+    /// Caches each value unless the generation is no longer `generation`,
+    /// the one seen before the values were read from PostgreSQL: one
+    /// script call per entry, all in one pipeline. A failure only marks the
+    /// cache down; the read still answers.
+    pub async fn fill_many<T: Serialize>(&self, entries: &[(&str, &T)], generation: &str) {
+        if !self.is_up() || entries.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        // The fills call the script by its hash, which a restarted (or
+        // flushed) Redis does not know: loading it first, in the same round
+        // trip, makes that impossible.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(FILL_IF_CURRENT).ignore();
+        for (key, value) in entries {
+            let payload = match serde_json::to_string(value) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "could not encode a cache entry; not cached");
+                    continue;
+                }
+            };
+            pipe.invoke_script(
+                self.inner
+                    .script
+                    .key(*key)
+                    .key(&self.inner.generation_key)
+                    .arg(generation)
+                    .arg(payload)
+                    .arg(self.inner.ttl_seconds),
+            )
+            .ignore();
+        }
         let mut conn = self.inner.conn.clone();
-        let call = invocation.invoke_async::<i64>(&mut conn);
-        if let Err(why) = self.bounded(call).await {
+        if let Err(why) = self.bounded(pipe.query_async::<()>(&mut conn)).await {
             self.mark_down(&why);
         }
-        Ok(())
     }
 
     /// Drops the entries of rows a batch committed. Call it after the
@@ -266,13 +332,28 @@ impl Cache {
         }
     }
 
-    /// The entry and the current generation, or `None` if Redis failed.
-    async fn get_with_generation(&self, key: &str) -> Option<(Option<String>, String)> {
+    /// The entries of `keys` and the current generation, in one MGET; `None`
+    /// if the cache is down or Redis failed.
+    async fn get_many_with_generation(
+        &self,
+        keys: &[String],
+    ) -> Option<(Vec<Option<String>>, String)> {
+        if !self.is_up() {
+            return None;
+        }
         let mut conn = self.inner.conn.clone();
-        let keys = [key, self.inner.generation_key.as_str()];
-        let call = conn.mget::<_, (Option<String>, Option<String>)>(&keys);
+        let mut all: Vec<&str> = keys.iter().map(String::as_str).collect();
+        all.push(self.inner.generation_key.as_str());
+        // A one-key MGET answers a bulk string, not an array: ask with MGET
+        // explicitly so the reply is always an array.
+        let mut mget = redis::cmd("MGET");
+        mget.arg(&all);
+        let call = mget.query_async::<Vec<Option<String>>>(&mut conn);
         match self.bounded(call).await {
-            Ok((value, generation)) => Some((value, generation.unwrap_or_else(|| "0".into()))),
+            Ok(mut values) => {
+                let generation = values.pop().flatten().unwrap_or_else(|| "0".into());
+                Some((values, generation))
+            }
             Err(why) => {
                 self.mark_down(&why);
                 None

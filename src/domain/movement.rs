@@ -83,6 +83,8 @@ impl MovementState {
             duration_seconds: both
                 .map(|(d, a)| (a.at - d.at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6),
             status,
+            departure_source: None,
+            arrival_source: None,
         })
     }
 }
@@ -114,6 +116,15 @@ pub struct MovementView {
     /// Arrival time minus departure time.
     pub duration_seconds: Option<f64>,
     pub status: MovementStatus,
+    /// The CloudEvent `source` of the departure (who sent it), `null` while
+    /// the departure is unseen. Required when read back from the cache, so
+    /// an entry cached before the field existed reads as unreadable and is
+    /// loaded again rather than served without it.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub departure_source: Option<String>,
+    /// The CloudEvent `source` of the arrival, `null` while it is unseen.
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub arrival_source: Option<String>,
 }
 
 #[cfg(test)]

@@ -127,10 +127,8 @@ pub async fn apply_once(
         .map(|e| (e.content.warehouse_id, e.content.product_id))
         .collect();
     let movement_ids: BTreeSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
-    // One timestamp for the whole batch: it commits as one.
-    let now = Utc::now().trunc_subsecs(6);
 
-    let (outcomes, stock) = match mode {
+    let (outcomes, stock, now) = match mode {
         Mode::Optimistic { recall } => {
             // Only a first attempt trusts what the process remembers: a
             // batch run again met a change it did not know of.
@@ -160,7 +158,9 @@ pub async fn apply_once(
                 recalled,
                 history,
             };
-            decide_and_write(pool, events, read, now).await?
+            let now = applied_at();
+            let (outcomes, stock) = decide_and_write(pool, events, read, now).await?;
+            (outcomes, stock, now)
         }
         Mode::Locking => {
             let mut tx = pool.begin().await?;
@@ -172,9 +172,10 @@ pub async fn apply_once(
                 recalled: HashSet::new(),
                 history,
             };
-            let done = decide_and_write(&mut *tx, events, read, now).await?;
+            let now = applied_at();
+            let (outcomes, stock) = decide_and_write(&mut *tx, events, read, now).await?;
             tx.commit().await?;
-            done
+            (outcomes, stock, now)
         }
     };
     remembered.remember(&stock);
@@ -197,6 +198,16 @@ struct Read {
     stock: Stock,
     recalled: HashSet<(Uuid, Uuid)>,
     history: History,
+}
+
+/// The batch's `applied_at` (the audit log's `received_at`): one value for
+/// the whole batch, since it commits as one, taken once the batch has read
+/// what it decides on. That makes it later than the `applied_at` of every
+/// batch whose effects it read, so along the entries of one pair the
+/// ledger's clock never goes backwards (on one instance's clock), and
+/// "the stock as of t" has one answer.
+fn applied_at() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 /// Runs the rules over what was read and writes their effects, checking
@@ -300,6 +311,9 @@ struct LogColumns<'a> {
     reasons: Vec<Option<&'static str>>,
     attributes: Vec<serde_json::Value>,
     opens: Vec<bool>,
+    /// The pair's stock right after an applied entry; `None` for a
+    /// rejected one.
+    stock_afters: Vec<Option<i64>>,
     /// One value for the whole batch, bound after the arrays.
     received_at: DateTime<Utc>,
 }
@@ -320,6 +334,7 @@ columns! {
     reasons: "text" => "reason",
     attributes: "jsonb" => "attributes",
     opens: "bool" => "opens_movement",
+    stock_afters: "int8" => "stock_after",
 }
 
 /// The write statement, generated once from [`STOCK_COLUMNS`] and
@@ -548,11 +563,14 @@ impl<'a> LogColumns<'a> {
             Outcome::Rejected { reason, .. } => {
                 self.outcomes.push("rejected");
                 self.reasons.push(Some(reason.as_str()));
+                self.stock_afters.push(None);
             }
-            _ => {
+            Outcome::Applied { stock_after } => {
                 self.outcomes.push("applied");
                 self.reasons.push(None);
+                self.stock_afters.push(Some(stock_after));
             }
+            Outcome::Duplicate { .. } => unreachable!("duplicates are answered, not recorded"),
         }
         self.attributes
             .push(serde_json::Value::Object(e.attributes.clone()));

@@ -7,6 +7,7 @@
 //! caller may acknowledge anything.
 
 mod apply;
+mod lookups;
 pub mod reads;
 mod remembered;
 pub mod verify;

@@ -1,10 +1,12 @@
-//! Plain PostgreSQL reads behind the lookup endpoints. The cache sits in
-//! front of the first two; the paginated lists always read PostgreSQL.
+//! Plain PostgreSQL reads behind the lookups. [`super::Ledger`]'s read
+//! methods put the cache in front of the current figures and movements;
+//! the lists, the history and past figures always read PostgreSQL.
 
 use crate::domain::{Differs, EventKind, MovementState, MovementView, Side};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Quantity of a (warehouse, product); 0 when the pair was never seen.
@@ -31,8 +33,8 @@ pub async fn movement(
 ) -> Result<Option<MovementView>, sqlx::Error> {
     // The `reason` condition is the predicate of the audit log's deciding
     // index, which every applied entry is in: it lets PostgreSQL use it.
-    let rows: Vec<(EventKind, Uuid, Uuid, i32, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT event, warehouse_id, product_id, quantity, occurred_at
+    let rows: Vec<(EventKind, Uuid, Uuid, i32, DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT event, warehouse_id, product_id, quantity, occurred_at, source
          FROM event_log
          WHERE movement_id = $1 AND outcome = 'applied'
            AND reason IS DISTINCT FROM 'conflicting_duplicate'",
@@ -41,15 +43,176 @@ pub async fn movement(
     .fetch_all(pool)
     .await?;
     let mut state = MovementState::default();
-    for (kind, warehouse_id, product_id, quantity, at) in rows {
+    let (mut departure_source, mut arrival_source) = (None, None);
+    for (kind, warehouse_id, product_id, quantity, at, source) in rows {
         let side = Side {
             warehouse_id,
             quantity,
             at,
         };
         state.record(kind, product_id, side);
+        match kind {
+            EventKind::Departure => departure_source = Some(source),
+            EventKind::Arrival => arrival_source = Some(source),
+        }
     }
-    Ok(state.view(movement_id))
+    Ok(state.view(movement_id).map(|view| MovementView {
+        departure_source,
+        arrival_source,
+        ..view
+    }))
+}
+
+/// The quantities of many pairs in one statement; a pair never seen is
+/// absent from the answer (it reads as 0).
+pub async fn stock_many(
+    pool: &PgPool,
+    pairs: &[(Uuid, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
+    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+        "SELECT s.warehouse_id, s.product_id, s.quantity
+         FROM unnest($1::uuid[], $2::uuid[]) AS k(w, p)
+         JOIN stock s ON s.warehouse_id = k.w AND s.product_id = k.p",
+    )
+    .bind(&warehouses)
+    .bind(&products)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(w, p, q)| ((w, p), q)).collect())
+}
+
+/// The stock of a pair as it stood at `as_of` on the ledger's clock: after
+/// the last applied entry (in the ledger's order) applied at or before it.
+/// Along one pair's entries that clock does not go backwards (see
+/// `apply::applied_at`), so this is the figure the pair had at that moment.
+pub async fn stock_as_of(
+    pool: &PgPool,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    as_of: DateTime<Utc>,
+) -> Result<i64, sqlx::Error> {
+    let quantity: Option<i64> = sqlx::query_scalar(
+        "SELECT stock_after FROM event_log
+         WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied'
+           AND received_at <= $3
+         ORDER BY seq DESC
+         LIMIT 1",
+    )
+    .bind(warehouse_id)
+    .bind(product_id)
+    .bind(as_of)
+    .fetch_optional(pool)
+    .await?;
+    Ok(quantity.unwrap_or(0))
+}
+
+/// One applied entry of a pair's history.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct HistoryItem {
+    /// Position in the audit log; pass it as `after` for the next page.
+    pub seq: i64,
+    pub message_id: String,
+    /// The CloudEvent `source`.
+    pub source: String,
+    pub movement_id: Uuid,
+    #[schema(value_type = String, example = "arrival")]
+    pub event: EventKind,
+    pub quantity: i32,
+    /// +quantity for an arrival, -quantity for a departure.
+    pub delta: i64,
+    /// The pair's stock right after this entry.
+    pub stock_after: i64,
+    /// The event's `data.timestamp`.
+    pub occurred_at: DateTime<Utc>,
+    /// When the ledger applied it (its own clock).
+    pub applied_at: DateTime<Utc>,
+}
+
+/// A pair's applied entries in the order the ledger applied them, after
+/// audit position `after`.
+pub async fn history(
+    pool: &PgPool,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<HistoryItem>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT seq, message_id, source, movement_id, event, quantity,
+                CASE WHEN event = 'arrival' THEN quantity::int8 ELSE -quantity::int8 END AS delta,
+                stock_after, occurred_at, received_at AS applied_at
+         FROM event_log
+         WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied' AND seq > $3
+         ORDER BY seq
+         LIMIT $4",
+    )
+    .bind(warehouse_id)
+    .bind(product_id)
+    .bind(after.unwrap_or(0))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// A product across warehouses: the total, what is on the road, and one
+/// page of the warehouses holding it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProductStock {
+    pub product_id: Uuid,
+    /// The sum over every warehouse.
+    pub total: i64,
+    /// The departure quantities of movements that departed and have not
+    /// arrived.
+    pub in_transit: i64,
+    /// Warehouses holding more than 0, by warehouse_id.
+    pub items: Vec<WarehouseQuantity>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<Uuid>,
+}
+
+/// One warehouse's quantity of a product.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WarehouseQuantity {
+    pub warehouse_id: Uuid,
+    pub quantity: i64,
+}
+
+/// The figures of [`ProductStock`], read in one statement so that the
+/// total, the transit sum and the page come from one snapshot.
+pub async fn product_stock(
+    pool: &PgPool,
+    product_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<(i64, i64, Vec<WarehouseQuantity>), sqlx::Error> {
+    let (total, in_transit, items): (i64, i64, sqlx::types::Json<Vec<WarehouseQuantity>>) =
+        sqlx::query_as(
+            "SELECT
+                (SELECT coalesce(sum(quantity), 0)::int8 FROM stock WHERE product_id = $1),
+                (SELECT coalesce(sum(d.quantity), 0)::int8
+                 FROM event_log d
+                 WHERE d.product_id = $1 AND d.outcome = 'applied' AND d.event = 'departure'
+                   AND NOT EXISTS (
+                       SELECT 1 FROM event_log a
+                       WHERE a.movement_id = d.movement_id AND a.event = 'arrival'
+                         AND a.outcome = 'applied'
+                         AND a.reason IS DISTINCT FROM 'conflicting_duplicate')),
+                (SELECT coalesce(json_agg(json_build_object(
+                            'warehouse_id', warehouse_id, 'quantity', quantity)
+                            ORDER BY warehouse_id), '[]')
+                 FROM (SELECT warehouse_id, quantity FROM stock
+                       WHERE product_id = $1 AND quantity > 0
+                         AND ($2::uuid IS NULL OR warehouse_id > $2)
+                       ORDER BY warehouse_id
+                       LIMIT $3) AS page)",
+        )
+        .bind(product_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_one(pool)
+        .await?;
+    Ok((total, in_transit, items.0))
 }
 
 /// One line of a warehouse's stock list.

@@ -1,5 +1,6 @@
 //! Recomputing stock from the audit log and comparing it with the stock
-//! table, and checking that the halves of every movement agree:
+//! table and with the figures the log records after each entry, and
+//! checking that the halves of every movement agree:
 //! `warehouse-stock verify`, and the last step of every reliability test.
 
 use sqlx::{PgPool, Row};
@@ -61,6 +62,33 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
             row.try_get::<String, _>(0)?,
             row.try_get::<String, _>(1)?,
             row.try_get::<String, _>(2)?,
+        ));
+    }
+    // Each applied entry records the stock right after it, which history
+    // and as-of answers are read from: it must be the running sum of the
+    // pair's deltas in the ledger's order.
+    let history = sqlx::query(
+        "SELECT seq, warehouse_id::text, product_id::text, stock_after, running
+         FROM (SELECT seq, warehouse_id, product_id, stock_after,
+                      sum(CASE event WHEN 'arrival' THEN quantity ELSE -quantity END)
+                          OVER (PARTITION BY warehouse_id, product_id ORDER BY seq)::bigint
+                          AS running
+               FROM event_log WHERE outcome = 'applied') AS h
+         WHERE stock_after IS DISTINCT FROM running
+         ORDER BY seq
+         LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    for row in history {
+        diff.push(format!(
+            "history {}/{}: entry {} records stock {:?} after it, the entries before it give {}",
+            row.try_get::<String, _>(1)?,
+            row.try_get::<String, _>(2)?,
+            row.try_get::<i64, _>(0)?,
+            row.try_get::<Option<i64>, _>(3)?,
+            row.try_get::<i64, _>(4)?,
         ));
     }
     Ok(diff)

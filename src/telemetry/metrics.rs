@@ -217,8 +217,11 @@ impl Metrics {
         self.0.kafka_dlq.with_label_values(&[code]).inc();
     }
 
-    pub fn cache(&self, result: &str) {
-        self.0.cache_requests.with_label_values(&[result]).inc();
+    /// Counts `n` cache lookups with one result (a bulk lookup makes many).
+    pub fn cache_many(&self, result: &str, n: u64) {
+        if n > 0 {
+            self.0.cache_requests.with_label_values(&[result]).inc_by(n);
+        }
     }
 
     pub fn cache_enabled(&self, enabled: bool) {

@@ -44,6 +44,70 @@ async fn a_write_drops_the_cached_stock_and_the_next_read_caches_the_new_value()
 }
 
 #[tokio::test]
+async fn a_slow_bulk_reader_cannot_put_an_older_value_back() {
+    let app = spawn_app().await;
+    app.wait_for_cache().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let other = (Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, w, p, 5).await;
+    stock_up(&app, other.0, other.1, 2).await;
+    let reader = app.ledger(&crate::helpers::redis_url()).await;
+    let cache = reader.cache().clone();
+    let keys = vec![cache.stock_key(w, p), cache.stock_key(other.0, other.1)];
+
+    // The bulk reader misses both, loads them, and is slow: a write to one
+    // of them commits before it fills the cache.
+    let app_ref = &app;
+    let read = cache
+        .read_many(&keys, |missed| async move {
+            assert_eq!(missed, vec![0, 1]);
+            let found = reads::stock_many(&app_ref.pool, &[(w, p), other]).await?;
+            stock_up(app_ref, w, p, 1).await;
+            Ok::<_, sqlx::Error>(vec![found[&(w, p)], found[&other]])
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(read, vec![5, 2], "the slow reader answers what it read");
+    let redis = crate::helpers::redis_url();
+    assert_eq!(
+        redis_get(&redis, &keys[0]).await,
+        None,
+        "its fill was refused"
+    );
+    assert_eq!(app.stock_many(&[(w, p), other]).await, vec![6, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_lookup_while_redis_is_down_answers_from_postgresql_and_none_is_stale_after() {
+    let mut redis = PrivateRedis::start();
+    let app = spawn_app_with(&[("REDIS_URL", &redis.url())]).await;
+    app.wait_for_cache().await;
+    let pairs: Vec<(Uuid, Uuid)> = (0..3).map(|_| (Uuid::new_v4(), Uuid::new_v4())).collect();
+    for &(w, p) in &pairs {
+        stock_up(&app, w, p, 4).await;
+    }
+    assert_eq!(app.stock_many(&pairs).await, vec![4, 4, 4]);
+
+    redis.stop();
+    stock_up(&app, pairs[1].0, pairs[1].1, 3).await;
+    assert_eq!(app.stock_many(&pairs).await, vec![4, 7, 4]);
+
+    // Back empty: the figures are filled again, and stay current.
+    redis.restart();
+    app.wait_for_cache().await;
+    assert_eq!(app.stock_many(&pairs).await, vec![4, 7, 4]);
+    stock_up(&app, pairs[2].0, pairs[2].1, 1).await;
+    assert_eq!(app.stock_many(&pairs).await, vec![4, 7, 5]);
+    let key = app_key(&app, pairs[0]);
+    assert_eq!(redis_get(&redis.url(), &key).await.as_deref(), Some("4"));
+}
+
+fn app_key(app: &crate::helpers::TestApp, (w, p): (Uuid, Uuid)) -> String {
+    format!("{}stock:{w}:{p}", app.settings.cache.prefix)
+}
+
+#[tokio::test]
 async fn a_slow_reader_cannot_put_an_older_value_back() {
     let app = spawn_app().await;
     app.wait_for_cache().await;
@@ -59,7 +123,7 @@ async fn a_slow_reader_cannot_put_an_older_value_back() {
         .read_through(&key, || async {
             let before = reads::stock(&app.pool, w, p).await?;
             stock_up(&app, w, p, 1).await;
-            Ok(Some(before))
+            Ok::<_, sqlx::Error>(Some(before))
         })
         .await
         .unwrap();

@@ -90,8 +90,9 @@ async fn verify_passes_on_a_consistent_ledger_and_names_what_was_tampered_with()
     let (w2, p2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     sqlx::query(
         "INSERT INTO event_log (message_id, source, movement_id, event, warehouse_id,
-                                product_id, quantity, occurred_at, outcome, received_at)
-         VALUES ('forged', 'test', $1, 'arrival', $2, $3, 4, now(), 'applied', now())",
+                                product_id, quantity, occurred_at, outcome, received_at,
+                                stock_after)
+         VALUES ('forged', 'test', $1, 'arrival', $2, $3, 4, now(), 'applied', now(), 4)",
     )
     .bind(m)
     .bind(w2)

@@ -140,6 +140,29 @@ impl TestApp {
         body["quantity"].as_i64().expect("quantity")
     }
 
+    /// `POST /api/v1/stock/lookup` of `pairs`: the quantities, in order.
+    pub async fn stock_many(&self, pairs: &[(Uuid, Uuid)]) -> Vec<i64> {
+        let body = json!({"items": pairs
+            .iter()
+            .map(|(w, p)| json!({"warehouse_id": w, "product_id": p}))
+            .collect::<Vec<_>>()});
+        let response = self
+            .client
+            .post(format!("{}/api/v1/stock/lookup", self.address))
+            .json(&body)
+            .send()
+            .await
+            .expect("Failed to POST a lookup");
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.expect("JSON answer");
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["quantity"].as_i64().unwrap())
+            .collect()
+    }
+
     /// The value of one sample of `/metrics`: the line of `name` whose
     /// labels include every `labels` pair (0 when there is none).
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {

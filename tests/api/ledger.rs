@@ -189,9 +189,9 @@ async fn uncommitted_departure(
     sqlx::query(
         "INSERT INTO event_log (message_id, source, movement_id, event, warehouse_id,
                                 product_id, quantity, occurred_at, outcome, received_at,
-                                opens_movement)
+                                opens_movement, stock_after)
          VALUES ('other', 'test', $1, 'departure', $2, $3, 5,
-                 '2025-02-18T10:00:00Z', 'applied', now(), true)",
+                 '2025-02-18T10:00:00Z', 'applied', now(), true, 0)",
     )
     .bind(movement)
     .bind(warehouse)

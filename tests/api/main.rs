@@ -20,6 +20,7 @@ mod logs;
 mod metrics;
 mod monitoring;
 mod movements;
+mod over_time;
 mod property;
 mod readme;
 mod stock;

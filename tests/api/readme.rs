@@ -68,7 +68,9 @@ fn without_clock(mut value: Value) -> Value {
         match value {
             Value::Object(map) => {
                 for (key, v) in map.iter_mut() {
-                    if matches!(key.as_str(), "processed_at" | "received_at") && v.is_string() {
+                    if matches!(key.as_str(), "processed_at" | "received_at" | "applied_at")
+                        && v.is_string()
+                    {
                         *v = Value::String("<now>".into());
                     } else {
                         walk(v);

@@ -1,0 +1,136 @@
+//! Every read of the ledger, through one door: the current figures and
+//! movements read through the cache, the lists, history and past figures
+//! read PostgreSQL (`reads`). Handlers ask the ledger and never its pool or
+//! cache, so each read keeps the cache's no-stale guarantee in one place.
+
+use super::Ledger;
+use super::reads::{self, HistoryItem, ProductStock, Rejection, StockItem};
+use crate::domain::MovementView;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+impl Ledger {
+    /// The current quantity of a pair (0 if never seen), through the cache.
+    pub async fn stock(&self, warehouse_id: Uuid, product_id: Uuid) -> Result<i64, sqlx::Error> {
+        let key = self.cache.stock_key(warehouse_id, product_id);
+        let (quantity, _) = self
+            .cache
+            .read_through(&key, || async {
+                reads::stock(&self.pool, warehouse_id, product_id)
+                    .await
+                    .map(Some)
+            })
+            .await?;
+        Ok(quantity.unwrap_or(0))
+    }
+
+    /// The current quantities of `pairs`, in their order (duplicates
+    /// allowed): one Redis round trip for all of them, one statement for
+    /// the misses, one round trip to fill those.
+    pub async fn stock_many(&self, pairs: &[(Uuid, Uuid)]) -> Result<Vec<i64>, sqlx::Error> {
+        let keys: Vec<String> = pairs
+            .iter()
+            .map(|&(w, p)| self.cache.stock_key(w, p))
+            .collect();
+        self.cache
+            .read_many(&keys, |missed| async move {
+                let wanted: Vec<(Uuid, Uuid)> = missed.iter().map(|&i| pairs[i]).collect();
+                let found = reads::stock_many(&self.pool, &wanted).await?;
+                Ok(wanted
+                    .iter()
+                    .map(|pair| found.get(pair).copied().unwrap_or(0))
+                    .collect())
+            })
+            .await
+    }
+
+    /// The quantity of a pair as of a moment of the ledger's clock; not
+    /// cached (a past figure never changes, but few are asked twice).
+    pub async fn stock_as_of(
+        &self,
+        warehouse_id: Uuid,
+        product_id: Uuid,
+        as_of: DateTime<Utc>,
+    ) -> Result<i64, sqlx::Error> {
+        reads::stock_as_of(&self.pool, warehouse_id, product_id, as_of).await
+    }
+
+    /// A movement, through the cache; `None` while no half is applied.
+    pub async fn movement(&self, movement_id: Uuid) -> Result<Option<MovementView>, sqlx::Error> {
+        let key = self.cache.movement_key(movement_id);
+        let (view, _) = self
+            .cache
+            .read_through(&key, || reads::movement(&self.pool, movement_id))
+            .await?;
+        Ok(view)
+    }
+
+    pub async fn history(
+        &self,
+        warehouse_id: Uuid,
+        product_id: Uuid,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<HistoryItem>, sqlx::Error> {
+        reads::history(&self.pool, warehouse_id, product_id, after, limit).await
+    }
+
+    /// A product across warehouses, one page of warehouses at a time.
+    pub async fn product_stock(
+        &self,
+        product_id: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<ProductStock, sqlx::Error> {
+        let (total, in_transit, items) =
+            reads::product_stock(&self.pool, product_id, after, limit).await?;
+        let next_after = if items.len() as i64 == limit {
+            items.last().map(|i| i.warehouse_id)
+        } else {
+            None
+        };
+        Ok(ProductStock {
+            product_id,
+            total,
+            in_transit,
+            items,
+            next_after,
+        })
+    }
+
+    pub async fn warehouse_stock(
+        &self,
+        warehouse_id: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<StockItem>, sqlx::Error> {
+        reads::warehouse_stock(&self.pool, warehouse_id, after, limit).await
+    }
+
+    pub async fn rejections(
+        &self,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Rejection>, sqlx::Error> {
+        reads::rejections(&self.pool, after, limit).await
+    }
+
+    /// Whether PostgreSQL answers a trivial query.
+    pub async fn database_answers(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// Whether Redis answers a PING within the cache's operation timeout.
+    pub async fn cache_answers(&self) -> bool {
+        self.cache.ping().await
+    }
+
+    /// (open, idle, max) connections of the pool, for the metrics.
+    pub fn pool_figures(&self) -> (u32, usize, u32) {
+        (
+            self.pool.size(),
+            self.pool.num_idle(),
+            self.pool.options().get_max_connections(),
+        )
+    }
+}
