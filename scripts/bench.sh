@@ -194,8 +194,45 @@ log "GET stock, cache miss: random pairs out of $(wc -l <"$WORK/pairs.txt"), cac
 redis-cli --scan --pattern 'warehouse-stock:ws_bench:*' | xargs -r -n 1000 redis-cli unlink >/dev/null
 BENCH_PAIRS="$WORK/pairs.txt" wrk -t2 -c64 -d15s --latency -s scripts/bench/random_stock.lua \
   "http://127.0.0.1:$PORT" | tee "$WORK/miss.txt"
-stop_service
 RESULT[miss]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/miss.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/miss.txt")"
+
+# The lookups over time and in bulk, on the database the Kafka run left
+# (about 10 applied entries per pair). Each is checked once against
+# PostgreSQL before it is timed.
+check_history() {
+  local pair=$1 path got want
+  path="/api/v1/warehouses/${pair/\//\/products\/}/history?limit=1000"
+  got=$(curl -s "http://127.0.0.1:$PORT$path" | python3 -c "import json,sys; i=json.load(sys.stdin)['items']; print(i[-1]['stock_after'] if i else 0)")
+  want=$("${PSQL[@]}" -c "SELECT quantity FROM stock WHERE warehouse_id || '/' || product_id = '$pair'" ws_bench)
+  [ "$got" = "$want" ] || fail "history of $pair ends at $got, PostgreSQL has $want"
+}
+check_history "$hot"
+log "GET history (first page of 100), random pairs, wrk -t2 -c64 -d15s"
+BENCH_PAIRS="$WORK/pairs.txt" wrk -t2 -c64 -d15s --latency -s scripts/bench/history.lua \
+  "http://127.0.0.1:$PORT" | tee "$WORK/history.txt"
+RESULT[history]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/history.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/history.txt")"
+
+log "POST stock/lookup, 100 random pairs each, wrk -t2 -c16 -d15s"
+got=$(curl -s -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/api/v1/stock/lookup" \
+  -d "{\"items\":[{\"warehouse_id\":\"${hot%/*}\",\"product_id\":\"${hot#*/}\"}]}" |
+  python3 -c "import json,sys; print(json.load(sys.stdin)['items'][0]['quantity'])")
+[ "$got" = "$want" ] || fail "bulk lookup answered $got, PostgreSQL has $want"
+BENCH_PAIRS="$WORK/pairs.txt" BENCH_BULK=100 wrk -t2 -c16 -d15s --latency -s scripts/bench/lookup.lua \
+  "http://127.0.0.1:$PORT" | tee "$WORK/lookup.txt"
+bulk_rate=$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/lookup.txt")
+single_rate=$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/miss.txt")
+RESULT[lookup]="$bulk_rate requests/s = $((bulk_rate * 100)) pairs/s ($(python3 -c "print(round($bulk_rate * 100 / $single_rate, 1))")x the single-GET cache-miss run's pairs/s), p99 $(awk '$1=="99%"{print $2}' "$WORK/lookup.txt")"
+
+log "GET products/{p}/stock, random products, wrk -t2 -c64 -d15s"
+"${PSQL[@]}" -c "SELECT DISTINCT product_id FROM stock" ws_bench >"$WORK/products.txt"
+product=$(head -n1 "$WORK/products.txt")
+got=$(curl -s "http://127.0.0.1:$PORT/api/v1/products/$product/stock" | python3 -c "import json,sys; print(json.load(sys.stdin)['total'])")
+want=$("${PSQL[@]}" -c "SELECT sum(quantity) FROM stock WHERE product_id = '$product'" ws_bench)
+[ "$got" = "$want" ] || fail "product total $got, PostgreSQL has $want"
+BENCH_PRODUCTS="$WORK/products.txt" wrk -t2 -c64 -d15s --latency -s scripts/bench/product_stock.lua \
+  "http://127.0.0.1:$PORT" | tee "$WORK/product.txt"
+stop_service
+RESULT[product]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/product.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/product.txt")"
 fi
 
 if [ "$GROWTH" = 1 ]; then
@@ -204,9 +241,11 @@ if [ "$GROWTH" = 1 ]; then
   POSTGRES_DB=ws_bench_growth LOG_LEVEL=warn "$BIN" migrate
   "${PSQL[@]}" ws_bench_growth <<'SQL'
 INSERT INTO event_log (message_id, source, movement_id, event, warehouse_id, product_id,
-                       quantity, occurred_at, outcome, received_at, opens_movement)
+                       quantity, occurred_at, outcome, received_at, opens_movement, stock_after)
 SELECT 'seed-' || i, 'seed', md5('m' || i)::uuid, 'arrival', md5('w' || (i % 500))::uuid,
-       md5('p' || (i % 20000))::uuid, 1, now(), 'applied', now(), true
+       md5('p' || (i % 20000))::uuid, 1, now(), 'applied', now(), true,
+       -- the pair is i % 20000; this is its (i + 19999) / 20000-th arrival of 1
+       (i + 19999) / 20000
 FROM generate_series(1, 10000000) AS i;
 INSERT INTO stock (warehouse_id, product_id, quantity)
 SELECT warehouse_id, product_id, count(*) FROM event_log GROUP BY 1, 2;
@@ -230,5 +269,8 @@ printf '| Kafka ingest (%s records, 3 partitions) | %s |\n' "$COUNT" "${RESULT[k
 printf '| webhook ingest (64 connections, 30 s) | %s |\n' "${RESULT[webhook]:-not run (--kafka-only)}"
 printf '| GET stock, cache hit | %s |\n' "${RESULT[hit]:-not run (--kafka-only)}"
 printf '| GET stock, cache miss | %s |\n' "${RESULT[miss]:-not run (--kafka-only)}"
+printf '| GET history page (64 connections) | %s |\n' "${RESULT[history]:-not run (--kafka-only)}"
+printf '| POST stock/lookup, 100 pairs (16 connections) | %s |\n' "${RESULT[lookup]:-not run (--kafka-only)}"
+printf '| GET product across warehouses (64 connections) | %s |\n' "${RESULT[product]:-not run (--kafka-only)}"
 printf '| peak RSS during Kafka ingest | %s |\n' "${RESULT[memory]}"
 printf '| growth (10M events stored) | %s |\n' "${RESULT[growth]:-not run (--growth)}"
