@@ -424,3 +424,84 @@ async fn a_bulk_lookup_that_is_not_valid_answers_4xx_with_a_detail() {
     let answer: Value = response.json().await.unwrap();
     assert!(answer["detail"].is_string());
 }
+
+/// Posts arrivals until `stop` is set: to `pairs` in turn and, every third
+/// time, to a new warehouse of `product`.
+fn keep_writing(
+    app: &TestApp,
+    pairs: Vec<(Uuid, Uuid)>,
+    product: Uuid,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let client = app.client.clone();
+    let url = format!("{}/api/v1/kafka/webhook", app.address);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (w, p) = if n % 3 == 2 {
+                (Uuid::new_v4(), product)
+            } else {
+                pairs[n % pairs.len()]
+            };
+            let response = client
+                .post(&url)
+                .json(&Ev::new(w, p, 1).arrival())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            n += 1;
+        }
+        n
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_under_concurrent_writes_never_repeats_an_item_nor_skips_one_that_matched_throughout()
+ {
+    let app = spawn_app().await;
+    let product = Uuid::new_v4();
+    let holders: Vec<Uuid> = (0..12).map(|_| Uuid::new_v4()).collect();
+    for &w in &holders {
+        stock_up(&app, w, product, 1).await;
+    }
+    let (hw, hp) = (holders[0], product);
+    for _ in 0..20 {
+        stock_up(&app, hw, hp, 1).await;
+    }
+    let path = format!("/api/v1/warehouses/{hw}/products/{hp}/history");
+    let before: Vec<i64> = all_pages(&app, &path, 1000)
+        .await
+        .iter()
+        .map(|i| i["seq"].as_i64().unwrap())
+        .collect();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pairs: Vec<(Uuid, Uuid)> = holders.iter().map(|&w| (w, product)).collect();
+    let writer = keep_writing(&app, pairs, product, stop.clone());
+    // Page slowly (2 at a time) while the writes go on, several times.
+    for _ in 0..3 {
+        let seqs: Vec<i64> = all_pages(&app, &path, 2)
+            .await
+            .iter()
+            .map(|i| i["seq"].as_i64().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "no repeats: {seqs:?}");
+        assert!(before.iter().all(|s| seqs.contains(s)), "no skips");
+        let listed: Vec<String> = all_pages(&app, &format!("/api/v1/products/{product}/stock"), 2)
+            .await
+            .iter()
+            .map(|i| i["warehouse_id"].as_str().unwrap().to_string())
+            .collect();
+        let mut unique = listed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "no warehouse listed twice");
+        for w in &holders {
+            assert!(listed.contains(&w.to_string()), "holder {w} skipped");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written > 0, "the pages were read while writes went on");
+}

@@ -1,8 +1,12 @@
 //! Random event sequences, split into random batches and applied through the
 //! real batch path, must end exactly where a plain one-event-at-a-time model
-//! ends: same outcome for every event, same stock, same movements.
+//! ends: same outcome for every event, same stock, same movements. After
+//! every batch, each pair's history replays to its stock and the product
+//! totals and transit sums are the model's; at the end, the stock as of
+//! each batch's moment is the model's stock after that batch.
 
 use crate::helpers::{TestApp, redis_url, spawn_app};
+use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
@@ -46,10 +50,13 @@ fn step() -> impl Strategy<Value = Step> {
 /// (product, departure (warehouse, quantity), arrival (warehouse, quantity))
 type ModelMovement = (usize, Option<(usize, i64)>, Option<(usize, i64)>);
 
+/// The model's stock per (warehouse, product).
+type ModelStock = HashMap<(usize, usize), i64>;
+
 /// The specification, written as plainly as possible.
 #[derive(Default)]
 struct Model {
-    stock: HashMap<(usize, usize), i64>,
+    stock: ModelStock,
     movements: HashMap<usize, ModelMovement>,
     seen: HashMap<(usize, bool), Vec<(Step, String)>>,
 }
@@ -152,23 +159,104 @@ fn label(outcome: &Outcome) -> String {
     }
 }
 
+impl Model {
+    /// What the model holds of `product` over all warehouses, and in
+    /// movements that departed and have not arrived.
+    fn product_figures(&self, product: usize) -> (i64, i64) {
+        let total = self
+            .stock
+            .iter()
+            .filter(|((_, p), _)| *p == product)
+            .map(|(_, q)| q)
+            .sum();
+        let in_transit = self
+            .movements
+            .values()
+            .filter(|(p, departure, arrival)| {
+                *p == product && departure.is_some() && arrival.is_none()
+            })
+            .map(|(_, departure, _)| departure.unwrap().1)
+            .sum();
+        (total, in_transit)
+    }
+}
+
+/// After a batch: each pair's history is in the ledger's order, each
+/// `stock_after` is the one before plus the delta, and it ends at the
+/// pair's stock; the product figures are the model's.
+async fn check_history_and_totals(app: &TestApp, ids: &Ids, model: &Model) {
+    for (w, &warehouse) in ids.warehouses.iter().enumerate() {
+        for (p, &product) in ids.products.iter().enumerate() {
+            let history = reads::history(&app.pool, warehouse, product, None, 1000)
+                .await
+                .unwrap();
+            let mut replayed = 0i64;
+            let mut last_seq = 0;
+            for item in &history {
+                assert!(item.seq > last_seq, "history in the ledger's order");
+                last_seq = item.seq;
+                replayed += item.delta;
+                assert_eq!(item.stock_after, replayed, "{item:?}");
+            }
+            let want = model.stock.get(&(w, p)).copied().unwrap_or(0);
+            assert_eq!(
+                replayed, want,
+                "the history of pair ({w}, {p}) replays to its stock"
+            );
+            let now = reads::stock(&app.pool, warehouse, product).await.unwrap();
+            assert_eq!(now, want);
+        }
+    }
+    for (p, &product) in ids.products.iter().enumerate() {
+        let (total, in_transit, _) = reads::product_stock(&app.pool, product, None, 1000)
+            .await
+            .unwrap();
+        assert_eq!((total, in_transit), model.product_figures(p), "product {p}");
+    }
+}
+
 async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Step>, cuts: Vec<usize>) {
     let ids = Ids::new();
     let mut model = Model::default();
-    let expected: Vec<String> = steps.iter().map(|s| model.apply(*s)).collect();
+    let mut expected = Vec::new();
 
     let events: Vec<MovementEvent> = steps.iter().map(|s| ids.event(*s)).collect();
     let mut actual = Vec::new();
-    let mut rest = &events[..];
+    // Each batch's moment and the model's stock after it.
+    let mut moments: Vec<(DateTime<Utc>, ModelStock)> = Vec::new();
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let mut done = 0;
     let mut cuts = cuts.into_iter().cycle();
-    while !rest.is_empty() {
-        let n = cuts.next().unwrap().min(rest.len());
-        let (batch, tail) = rest.split_at(n);
+    while done < events.len() {
+        let n = cuts.next().unwrap().min(events.len() - done);
+        let batch = &events[done..done + n];
+        expected.extend(steps[done..done + n].iter().map(|s| model.apply(*s)));
         let applied = ledger.apply(batch).await.unwrap();
         actual.extend(applied.outcomes.iter().map(label));
-        rest = tail;
+        moments.push((applied.processed_at, model.stock.clone()));
+        check_history_and_totals(app, &ids, &model).await;
+        done += n;
     }
     assert_eq!(actual, expected, "outcomes for {steps:?}");
+
+    // Past figures never change, so every moment is checked at the end. A
+    // moment answers the last batch whose moment is at or before it.
+    for (w, &warehouse) in ids.warehouses.iter().enumerate() {
+        for (p, &product) in ids.products.iter().enumerate() {
+            let then = reads::stock_as_of(&app.pool, warehouse, product, before)
+                .await
+                .unwrap();
+            assert_eq!(then, 0, "nothing before the first batch");
+            for (t, _) in &moments {
+                let (_, stock) = moments.iter().rev().find(|(u, _)| u <= t).unwrap();
+                let want = stock.get(&(w, p)).copied().unwrap_or(0);
+                let then = reads::stock_as_of(&app.pool, warehouse, product, *t)
+                    .await
+                    .unwrap();
+                assert_eq!(then, want, "pair ({w}, {p}) as of {t}");
+            }
+        }
+    }
 
     for (w, &warehouse) in ids.warehouses.iter().enumerate() {
         for (p, &product) in ids.products.iter().enumerate() {
