@@ -45,6 +45,7 @@ pub const REDOC_PATH: &str = "/redoc";
         lookups::warehouse_stock,
         lookups::movement,
         lookups::movement_task_path,
+        lookups::movements,
         lookups::movement_duration,
         lookups::rejections,
         health::live,

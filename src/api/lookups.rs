@@ -5,8 +5,8 @@
 
 use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
-use crate::domain::MovementView;
-use crate::ledger::reads::{HistoryItem, ProductStock, Rejection, StockItem};
+use crate::domain::{MovementStatus, MovementView};
+use crate::ledger::reads::{HistoryItem, MovementFilter, ProductStock, Rejection, StockItem};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -187,6 +187,86 @@ pub async fn movement_task_path(
     id: Path<String>,
 ) -> Result<Json<MovementView>, AppError> {
     movement(state, id).await
+}
+
+/// `?status=&warehouse_id=&product_id=&departed_before=&limit=&after=`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MovementParams {
+    /// `in_transit`, `arrived` or `completed`.
+    #[param(value_type = Option<MovementStatus>)]
+    status: Option<String>,
+    /// Movements with this warehouse at either end.
+    #[param(value_type = Option<Uuid>)]
+    warehouse_id: Option<String>,
+    #[param(value_type = Option<Uuid>)]
+    product_id: Option<String>,
+    /// An RFC 3339 moment: only movements that departed (by the
+    /// departure's `data.timestamp`) before it, for shipments out too long.
+    #[param(value_type = Option<String>, format = DateTime)]
+    departed_before: Option<String>,
+    /// Page size, 1 to 1000; 100 when absent.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The `next_after` of the previous page.
+    #[param(value_type = Option<Uuid>)]
+    after: Option<String>,
+}
+
+/// Movements, by movement_id.
+#[derive(Serialize, ToSchema)]
+pub struct MovementPage {
+    items: Vec<MovementView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<Uuid>,
+}
+
+/// Movements by status, warehouse, product and departure time, a page at a
+/// time: for example the shipments that left and never arrived.
+#[utoipa::path(
+    get,
+    path = "/api/v1/movements",
+    tag = "movements",
+    params(MovementParams),
+    responses(
+        (status = 200, description = "One page by movement_id, read from PostgreSQL", body = MovementPage),
+        (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
+        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
+        (status = 500, description = "`internal`", body = ErrorBody),
+    )
+)]
+pub async fn movements(
+    State(state): State<AppState>,
+    params: Result<Query<MovementParams>, QueryRejection>,
+) -> Result<Json<MovementPage>, AppError> {
+    let Query(params) =
+        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let present = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let status = present(&params.status)
+        .map(|s| match s.as_str() {
+            "in_transit" => Ok(MovementStatus::InTransit),
+            "arrived" => Ok(MovementStatus::Arrived),
+            "completed" => Ok(MovementStatus::Completed),
+            _ => Err(AppError::bad_request(
+                "invalid_query",
+                format!("status must be in_transit, arrived or completed, got {s:?}"),
+            )),
+        })
+        .transpose()?;
+    let uuid = |name, v: &Option<String>| present(v).map(|s| parse_uuid(name, &s)).transpose();
+    let filter = MovementFilter {
+        status,
+        warehouse_id: uuid("warehouse_id", &params.warehouse_id)?,
+        product_id: uuid("product_id", &params.product_id)?,
+        departed_before: present(&params.departed_before)
+            .map(|s| parse_time("departed_before", &s))
+            .transpose()?,
+    };
+    let limit = parse_limit(params.limit.as_deref())?;
+    let after = uuid("after", &params.after)?;
+    let items = state.ledger.movements(filter, after, limit).await?;
+    let next_after = next_cursor(&items, limit, |m| m.movement_id);
+    Ok(Json(MovementPage { items, next_after }))
 }
 
 /// How long a completed movement took.

@@ -135,6 +135,12 @@ fn table() -> Vec<Route> {
             Read,
             get(lookups::movement),
         ),
+        route(
+            Method::GET,
+            "/api/v1/movements",
+            Read,
+            get(lookups::movements),
+        ),
         // The path the original task names.
         route(
             Method::GET,

@@ -245,6 +245,9 @@ impl Cache {
         if !self.is_up() || entries.is_empty() {
             return;
         }
+        if let [(key, value)] = entries {
+            return self.fill_one(key, *value, generation).await;
+        }
         let mut pipe = redis::pipe();
         // The fills call the script by its hash, which a restarted (or
         // flushed) Redis does not know: loading it first, in the same round
@@ -329,6 +332,31 @@ impl Cache {
                 _ = tokio::time::sleep(PROBE_INTERVAL) => {}
                 _ = shutdown.cancelled() => return,
             }
+        }
+    }
+
+    /// One fill: the script by its hash, loaded and run again by the
+    /// client if Redis does not know it (the common case, a single lookup,
+    /// sends no script body).
+    async fn fill_one<T: Serialize>(&self, key: &str, value: &T, generation: &str) {
+        let payload = match serde_json::to_string(value) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "could not encode a cache entry; not cached");
+                return;
+            }
+        };
+        let mut invocation = self.inner.script.prepare_invoke();
+        invocation
+            .key(key)
+            .key(&self.inner.generation_key)
+            .arg(generation)
+            .arg(payload)
+            .arg(self.inner.ttl_seconds);
+        let mut conn = self.inner.conn.clone();
+        let call = invocation.invoke_async::<i64>(&mut conn);
+        if let Err(why) = self.bounded(call).await {
+            self.mark_down(&why);
         }
     }
 

@@ -4,7 +4,7 @@
 //! cache, so each read keeps the cache's no-stale guarantee in one place.
 
 use super::Ledger;
-use super::reads::{self, HistoryItem, ProductStock, Rejection, StockItem};
+use super::reads::{self, HistoryItem, MovementFilter, ProductStock, Rejection, StockItem};
 use crate::domain::MovementView;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -63,6 +63,16 @@ impl Ledger {
             .read_through(&key, || reads::movement(&self.pool, movement_id))
             .await?;
         Ok(view)
+    }
+
+    /// Movements matching `filter`, a page at a time, from PostgreSQL.
+    pub async fn movements(
+        &self,
+        filter: MovementFilter,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<MovementView>, sqlx::Error> {
+        reads::movements(&self.pool, filter, after, limit).await
     }
 
     pub async fn history(

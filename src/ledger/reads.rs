@@ -2,7 +2,7 @@
 //! methods put the cache in front of the current figures and movements;
 //! the lists, the history and past figures always read PostgreSQL.
 
-use crate::domain::{Differs, EventKind, MovementState, MovementView, Side};
+use crate::domain::{Differs, EventKind, MovementState, MovementStatus, MovementView, Side};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -61,6 +61,122 @@ pub async fn movement(
         arrival_source,
         ..view
     }))
+}
+
+/// Which movements [`movements`] lists; every filter is optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MovementFilter {
+    pub status: Option<MovementStatus>,
+    /// Either end of the movement.
+    pub warehouse_id: Option<Uuid>,
+    pub product_id: Option<Uuid>,
+    /// Only movements whose departure's `data.timestamp` is before this.
+    pub departed_before: Option<DateTime<Utc>>,
+}
+
+/// One movement's applied halves, as [`movements`] reads them.
+#[derive(sqlx::FromRow)]
+struct HalvesRow {
+    movement_id: Uuid,
+    product_id: Uuid,
+    departure_warehouse: Option<Uuid>,
+    departure_at: Option<DateTime<Utc>>,
+    departure_quantity: Option<i32>,
+    departure_source: Option<String>,
+    arrival_warehouse: Option<Uuid>,
+    arrival_at: Option<DateTime<Utc>>,
+    arrival_quantity: Option<i32>,
+    arrival_source: Option<String>,
+}
+
+impl HalvesRow {
+    fn view(self) -> Option<MovementView> {
+        let mut state = MovementState::default();
+        let halves = [
+            (
+                EventKind::Departure,
+                self.departure_warehouse,
+                self.departure_at,
+                self.departure_quantity,
+            ),
+            (
+                EventKind::Arrival,
+                self.arrival_warehouse,
+                self.arrival_at,
+                self.arrival_quantity,
+            ),
+        ];
+        for (kind, warehouse, at, quantity) in halves {
+            if let (Some(warehouse_id), Some(at), Some(quantity)) = (warehouse, at, quantity) {
+                let side = Side {
+                    warehouse_id,
+                    at,
+                    quantity,
+                };
+                state.record(kind, self.product_id, side);
+            }
+        }
+        state.view(self.movement_id).map(|view| MovementView {
+            departure_source: self.departure_source,
+            arrival_source: self.arrival_source,
+            ..view
+        })
+    }
+}
+
+/// Movement views matching `filter`, by movement_id, after `after`. Keyed
+/// by movement_id, a page walk under concurrent writes never repeats a
+/// movement and never skips one that matched throughout.
+pub async fn movements(
+    pool: &PgPool,
+    filter: MovementFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<MovementView>, sqlx::Error> {
+    let status = filter.status.map(|s| match s {
+        MovementStatus::InTransit => "in_transit",
+        MovementStatus::Arrived => "arrived",
+        MovementStatus::Completed => "completed",
+    });
+    // The halves are grouped in movement_id order along the audit log's
+    // deciding index (whose predicate the `reason` condition repeats), so
+    // a page stops reading once it has `limit` movements.
+    let rows: Vec<HalvesRow> = sqlx::query_as(
+        "SELECT * FROM (
+             SELECT movement_id,
+                    (array_agg(product_id))[1] AS product_id,
+                    (array_agg(warehouse_id) FILTER (WHERE event = 'departure'))[1] AS departure_warehouse,
+                    (array_agg(occurred_at) FILTER (WHERE event = 'departure'))[1] AS departure_at,
+                    (array_agg(quantity) FILTER (WHERE event = 'departure'))[1] AS departure_quantity,
+                    (array_agg(source) FILTER (WHERE event = 'departure'))[1] AS departure_source,
+                    (array_agg(warehouse_id) FILTER (WHERE event = 'arrival'))[1] AS arrival_warehouse,
+                    (array_agg(occurred_at) FILTER (WHERE event = 'arrival'))[1] AS arrival_at,
+                    (array_agg(quantity) FILTER (WHERE event = 'arrival'))[1] AS arrival_quantity,
+                    (array_agg(source) FILTER (WHERE event = 'arrival'))[1] AS arrival_source
+             FROM event_log
+             WHERE outcome = 'applied' AND reason IS DISTINCT FROM 'conflicting_duplicate'
+               AND ($1::uuid IS NULL OR movement_id > $1)
+               AND ($2::uuid IS NULL OR product_id = $2)
+             GROUP BY movement_id
+         ) AS m
+         WHERE ($3::uuid IS NULL OR m.departure_warehouse = $3 OR m.arrival_warehouse = $3)
+           AND ($4::timestamptz IS NULL OR m.departure_at < $4)
+           AND ($5::text IS NULL OR $5 = CASE
+                   WHEN m.departure_at IS NOT NULL AND m.arrival_at IS NOT NULL THEN 'completed'
+                   WHEN m.departure_at IS NOT NULL THEN 'in_transit'
+                   ELSE 'arrived' END)
+         ORDER BY m.movement_id
+         LIMIT $6",
+    )
+    .bind(after)
+    .bind(filter.product_id)
+    .bind(filter.warehouse_id)
+    .bind(filter.departed_before)
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(HalvesRow::view).collect())
 }
 
 /// The quantities of many pairs in one statement; a pair never seen is
