@@ -59,7 +59,7 @@ pub const REDOC_PATH: &str = "/redoc";
     ),
     components(schemas(
         ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
-        MovementMessage, MovementData, lookups::StockView, HistoryItem, ProductStock,
+        MovementMessage, MovementData, EventTime, lookups::StockView, HistoryItem, ProductStock,
         WarehouseQuantity
     )),
     modifiers(&Extras),
@@ -189,11 +189,22 @@ pub struct MovementMessage {
     #[schema(example = "ru.retail.warehouses.movement")]
     r#type: String,
     /// Epoch milliseconds (integer) or an RFC 3339 timestamp.
-    #[schema(value_type = Option<String>, example = 1737370800000i64)]
-    time: Option<String>,
+    #[schema(example = 1737370800000i64)]
+    time: Option<EventTime>,
     #[schema(example = "application/json")]
     datacontenttype: Option<String>,
     data: MovementData,
+}
+
+/// The CloudEvent `time` in either form the service accepts.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum EventTime {
+    /// Epoch milliseconds.
+    Millis(i64),
+    /// An RFC 3339 timestamp.
+    Timestamp(chrono::DateTime<chrono::Utc>),
 }
 
 /// What happened: goods arrived at or departed from a warehouse.

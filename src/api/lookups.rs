@@ -334,7 +334,7 @@ async fn find_movement(state: &AppState, movement_id: Uuid) -> Result<MovementVi
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 1000; 100 when absent.
-    #[param(value_type = Option<i64>)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next_after` of the previous page.
     after: Option<String>,

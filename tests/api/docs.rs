@@ -151,3 +151,63 @@ async fn redoc_is_served_from_compiled_in_assets_and_links_nothing_elsewhere() {
     );
     assert!(body.contains("spec-url"), "ReDoc reads the page's spec-url");
 }
+
+/// Every `$ref` string anywhere in `value`.
+fn refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_reference_resolves_and_every_limit_declares_its_bounds() {
+    let app = spawn_app().await;
+    let (_, spec) = app.get("/openapi.json").await;
+    let mut found = Vec::new();
+    refs(&spec, &mut found);
+    assert!(!found.is_empty());
+    for r in &found {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unexpected reference {r}"));
+        assert!(
+            spec["components"]["schemas"].get(name).is_some(),
+            "{r} does not resolve"
+        );
+    }
+    let mut limits = 0;
+    for item in spec["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            for p in operation["parameters"].as_array().into_iter().flatten() {
+                if p["name"] == "limit" {
+                    limits += 1;
+                    let schema = &p["schema"];
+                    assert_eq!(schema["minimum"], 1, "{p}");
+                    assert_eq!(schema["maximum"], 1000, "{p}");
+                }
+            }
+        }
+    }
+    assert!(limits >= 5, "{limits} limit parameters");
+    // The webhook's `time` is an integer (epoch ms) or an RFC 3339 string.
+    let time = &spec["components"]["schemas"]["MovementMessage"]["properties"]["time"];
+    let text = time.to_string();
+    assert!(
+        text.contains("EventTime") || text.contains("oneOf"),
+        "{time}"
+    );
+    let event_time = spec["components"]["schemas"]["EventTime"].to_string();
+    assert!(
+        event_time.contains("integer") && event_time.contains("date-time"),
+        "{event_time}"
+    );
+}
