@@ -304,8 +304,17 @@ pub async fn product_stock(
 ) -> Result<(i64, i64, Vec<WarehouseQuantity>), sqlx::Error> {
     let (total, in_transit, items): (i64, i64, sqlx::types::Json<Vec<WarehouseQuantity>>) =
         sqlx::query_as(
-            "SELECT
-                (SELECT coalesce(sum(quantity), 0)::int8 FROM stock WHERE product_id = $1),
+            // Every stock row above 0 has an applied entry, so the
+            // warehouses that ever had one hold all of the product; they
+            // come from the audit log's product index, not a stock index
+            // every write would pay for.
+            "WITH holders AS MATERIALIZED (
+                 SELECT s.warehouse_id, s.quantity
+                 FROM (SELECT DISTINCT warehouse_id FROM event_log
+                       WHERE product_id = $1 AND outcome = 'applied') AS h
+                 JOIN stock s ON s.warehouse_id = h.warehouse_id AND s.product_id = $1)
+             SELECT
+                (SELECT coalesce(sum(quantity), 0)::int8 FROM holders),
                 (SELECT coalesce(sum(d.quantity), 0)::int8
                  FROM event_log d
                  WHERE d.product_id = $1 AND d.outcome = 'applied' AND d.event = 'departure'
@@ -317,9 +326,8 @@ pub async fn product_stock(
                 (SELECT coalesce(json_agg(json_build_object(
                             'warehouse_id', warehouse_id, 'quantity', quantity)
                             ORDER BY warehouse_id), '[]')
-                 FROM (SELECT warehouse_id, quantity FROM stock
-                       WHERE product_id = $1 AND quantity > 0
-                         AND ($2::uuid IS NULL OR warehouse_id > $2)
+                 FROM (SELECT warehouse_id, quantity FROM holders
+                       WHERE quantity > 0 AND ($2::uuid IS NULL OR warehouse_id > $2)
                        ORDER BY warehouse_id
                        LIMIT $3) AS page)",
         )
