@@ -192,7 +192,8 @@ RESULT[hit]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/hit.txt") requests/
 
 log "GET stock, cache miss: random pairs out of $(wc -l <"$WORK/pairs.txt"), cache emptied first"
 redis-cli --scan --pattern 'warehouse-stock:ws_bench:*' | xargs -r -n 1000 redis-cli unlink >/dev/null
-BENCH_PAIRS="$WORK/pairs.txt" wrk -t2 -c64 -d15s --latency -s scripts/bench/random_stock.lua \
+BENCH_LINES="$WORK/pairs.txt" BENCH_PREFIX=/api/v1/warehouse/ BENCH_JOIN=/products/ \
+  wrk -t2 -c64 -d15s --latency -s scripts/bench/random_get.lua \
   "http://127.0.0.1:$PORT" | tee "$WORK/miss.txt"
 RESULT[miss]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/miss.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/miss.txt")"
 
@@ -208,7 +209,8 @@ check_history() {
 }
 check_history "$hot"
 log "GET history (first page of 100), random pairs, wrk -t2 -c64 -d15s"
-BENCH_PAIRS="$WORK/pairs.txt" wrk -t2 -c64 -d15s --latency -s scripts/bench/history.lua \
+BENCH_LINES="$WORK/pairs.txt" BENCH_PREFIX=/api/v1/warehouses/ BENCH_JOIN=/products/ \
+  BENCH_SUFFIX='/history?limit=100' wrk -t2 -c64 -d15s --latency -s scripts/bench/random_get.lua \
   "http://127.0.0.1:$PORT" | tee "$WORK/history.txt"
 RESULT[history]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/history.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/history.txt")"
 
@@ -229,7 +231,8 @@ product=$(head -n1 "$WORK/products.txt")
 got=$(curl -s "http://127.0.0.1:$PORT/api/v1/products/$product/stock" | python3 -c "import json,sys; print(json.load(sys.stdin)['total'])")
 want=$("${PSQL[@]}" -c "SELECT sum(quantity) FROM stock WHERE product_id = '$product'" ws_bench)
 [ "$got" = "$want" ] || fail "product total $got, PostgreSQL has $want"
-BENCH_PRODUCTS="$WORK/products.txt" wrk -t2 -c64 -d15s --latency -s scripts/bench/product_stock.lua \
+BENCH_LINES="$WORK/products.txt" BENCH_PREFIX=/api/v1/products/ BENCH_SUFFIX=/stock \
+  wrk -t2 -c64 -d15s --latency -s scripts/bench/random_get.lua \
   "http://127.0.0.1:$PORT" | tee "$WORK/product.txt"
 stop_service
 RESULT[product]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/product.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/product.txt")"

@@ -340,6 +340,38 @@ pub struct PageParams {
     after: Option<String>,
 }
 
+impl PageParams {
+    fn parse(params: Result<Query<PageParams>, QueryRejection>) -> Result<Self, AppError> {
+        params
+            .map(|Query(p)| p)
+            .map_err(|e| AppError::bad_request("invalid_query", e.body_text()))
+    }
+
+    /// The page size and a `next_after` that is a UUID.
+    fn by_uuid(
+        params: Result<Query<PageParams>, QueryRejection>,
+    ) -> Result<(i64, Option<Uuid>), AppError> {
+        let params = Self::parse(params)?;
+        let limit = parse_limit(params.limit.as_deref())?;
+        let after = params
+            .after
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_uuid("after", s))
+            .transpose()?;
+        Ok((limit, after))
+    }
+
+    /// The page size and a `next_after` that is an audit-log position.
+    fn by_seq(
+        params: Result<Query<PageParams>, QueryRejection>,
+    ) -> Result<(i64, Option<i64>), AppError> {
+        let params = Self::parse(params)?;
+        let limit = parse_limit(params.limit.as_deref())?;
+        Ok((limit, parse_seq_cursor(params.after.as_deref())?))
+    }
+}
+
 /// Products in stock at a warehouse, by product_id.
 #[derive(Serialize, ToSchema)]
 pub struct StockPage {
@@ -375,15 +407,7 @@ pub async fn warehouse_stock(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<StockPage>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let Query(params) =
-        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
-    let limit = parse_limit(params.limit.as_deref())?;
-    let after = params
-        .after
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_uuid("after", s))
-        .transpose()?;
+    let (limit, after) = PageParams::by_uuid(params)?;
     let items = state
         .ledger
         .warehouse_stock(warehouse_id, after, limit)
@@ -409,10 +433,7 @@ pub async fn rejections(
     State(state): State<AppState>,
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<RejectionPage>, AppError> {
-    let Query(params) =
-        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
-    let limit = parse_limit(params.limit.as_deref())?;
-    let after = parse_seq_cursor(params.after.as_deref())?;
+    let (limit, after) = PageParams::by_seq(params)?;
     let items = state.ledger.rejections(after, limit).await?;
     let next_after = next_cursor(&items, limit, |r| r.seq);
     Ok(Json(RejectionPage { items, next_after }))
@@ -451,10 +472,7 @@ pub async fn history(
 ) -> Result<Json<HistoryPage>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let product_id = parse_uuid("product_id", &product_id)?;
-    let Query(params) =
-        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
-    let limit = parse_limit(params.limit.as_deref())?;
-    let after = parse_seq_cursor(params.after.as_deref())?;
+    let (limit, after) = PageParams::by_seq(params)?;
     let items = state
         .ledger
         .history(warehouse_id, product_id, after, limit)
@@ -483,15 +501,7 @@ pub async fn product_stock(
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Json<ProductStock>, AppError> {
     let product_id = parse_uuid("product_id", &product_id)?;
-    let Query(params) =
-        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
-    let limit = parse_limit(params.limit.as_deref())?;
-    let after = params
-        .after
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_uuid("after", s))
-        .transpose()?;
+    let (limit, after) = PageParams::by_uuid(params)?;
     Ok(Json(
         state.ledger.product_stock(product_id, after, limit).await?,
     ))
