@@ -42,6 +42,19 @@ pub struct StockParams {
     as_of: Option<String>,
 }
 
+/// What any lookup may answer when the service, not the request, is at
+/// fault; each route lists its own answers beside these.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+enum ServerErrors {
+    /// `unavailable`, `overloaded` or `timeout`
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// `internal`
+    #[response(status = 500)]
+    Internal(ErrorBody),
+}
+
 /// The answers of both stock routes, as documented.
 #[derive(IntoResponses)]
 #[allow(dead_code)]
@@ -156,8 +169,7 @@ pub async fn stock_task_path(
         (status = 200, description = "The movement; read through the cache", body = MovementView),
         (status = 400, description = "`invalid_uuid`", body = ErrorBody),
         (status = 404, description = "`not_found`: no applied event has this movement_id", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn movement(
@@ -178,8 +190,7 @@ pub async fn movement(
         (status = 200, description = "The movement; read through the cache", body = MovementView),
         (status = 400, description = "`invalid_uuid`", body = ErrorBody),
         (status = 404, description = "`not_found`: no applied event has this movement_id", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn movement_task_path(
@@ -231,8 +242,7 @@ pub struct MovementPage {
     responses(
         (status = 200, description = "One page by movement_id, read from PostgreSQL", body = MovementPage),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn movements(
@@ -288,8 +298,7 @@ pub struct DurationView {
         (status = 200, description = "Both halves are applied", body = DurationView),
         (status = 400, description = "`invalid_uuid`, or `movement_incomplete` while a half is missing", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn movement_duration(
@@ -397,8 +406,7 @@ pub struct RejectionPage {
     responses(
         (status = 200, description = "One page, read from PostgreSQL", body = StockPage),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn warehouse_stock(
@@ -425,8 +433,7 @@ pub async fn warehouse_stock(
     responses(
         (status = 200, description = "One page, read from PostgreSQL", body = RejectionPage),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn rejections(
@@ -461,8 +468,7 @@ pub struct HistoryPage {
     responses(
         (status = 200, description = "One page, oldest first, read from PostgreSQL", body = HistoryPage),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn history(
@@ -491,8 +497,7 @@ pub async fn history(
     responses(
         (status = 200, description = "The totals and one page of warehouses, by warehouse_id, read from PostgreSQL", body = ProductStock),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn product_stock(
@@ -548,8 +553,7 @@ pub struct LookupAnswer {
         (status = 400, description = "`malformed_json`, `invalid_body` (a field missing, an id not a UUID) or `invalid_query` (no pairs)", body = ErrorBody),
         (status = 413, description = "`too_many_items` (over 1000 pairs) or `payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not `application/json`", body = ErrorBody),
-        (status = 503, description = "`unavailable`, `overloaded` or `timeout`", body = ErrorBody),
-        (status = 500, description = "`internal`", body = ErrorBody),
+        ServerErrors,
     )
 )]
 pub async fn stock_lookup(
