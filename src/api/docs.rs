@@ -6,7 +6,7 @@
 use super::error::ErrorBody;
 use super::{health, lookups, ops, webhook};
 use crate::domain::{FieldError, MovementStatus, MovementView};
-use crate::ledger::reads::{HistoryItem, ProductStock, Rejection, StockItem, WarehouseQuantity};
+use crate::ledger::reads::{HistoryItem, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
@@ -59,7 +59,7 @@ pub const REDOC_PATH: &str = "/redoc";
     ),
     components(schemas(
         ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
-        MovementMessage, MovementData, EventTime, lookups::StockView, HistoryItem, ProductStock,
+        MovementMessage, MovementData, EventTime, lookups::StockView, HistoryItem, lookups::ProductStock,
         WarehouseQuantity
     )),
     modifiers(&Extras),

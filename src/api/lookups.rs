@@ -6,7 +6,7 @@
 use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
 use crate::domain::{MovementStatus, MovementView};
-use crate::ledger::reads::{HistoryItem, MovementFilter, ProductStock, Rejection, StockItem};
+use crate::ledger::reads::{HistoryItem, MovementFilter, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -487,6 +487,22 @@ pub async fn history(
     Ok(Json(HistoryPage { items, next_after }))
 }
 
+/// A product across warehouses: the total, what is on the road, and one
+/// page of the warehouses holding it.
+#[derive(Serialize, ToSchema)]
+pub struct ProductStock {
+    product_id: Uuid,
+    /// The sum over every warehouse.
+    total: i64,
+    /// The departure quantities of movements that departed and have not
+    /// arrived.
+    in_transit: i64,
+    /// Warehouses holding more than 0, by warehouse_id.
+    items: Vec<WarehouseQuantity>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<Uuid>,
+}
+
 /// A product across warehouses: the total, what is on the road, and the
 /// warehouses holding it.
 #[utoipa::path(
@@ -507,9 +523,15 @@ pub async fn product_stock(
 ) -> Result<Json<ProductStock>, AppError> {
     let product_id = parse_uuid("product_id", &product_id)?;
     let (limit, after) = PageParams::by_uuid(params)?;
-    Ok(Json(
-        state.ledger.product_stock(product_id, after, limit).await?,
-    ))
+    let figures = state.ledger.product_stock(product_id, after, limit).await?;
+    let next_after = next_cursor(&figures.items, limit, |i| i.warehouse_id);
+    Ok(Json(ProductStock {
+        product_id,
+        total: figures.total,
+        in_transit: figures.in_transit,
+        items: figures.items,
+        next_after,
+    }))
 }
 
 /// One pair of a bulk lookup.

@@ -93,6 +93,16 @@ fn decode<T: DeserializeOwned>(key: &str, raw: Option<String>) -> Option<T> {
     }
 }
 
+/// A value as its cache entry; `None` (logged, not cached) if it cannot be
+/// encoded.
+fn encode<T: Serialize>(key: &str, value: &T) -> Option<String> {
+    serde_json::to_string(value)
+        .inspect_err(
+            |e| tracing::warn!(key, error = %e, "could not encode a cache entry; not cached"),
+        )
+        .ok()
+}
+
 impl Cache {
     /// Creates the cache without connecting: Redis may be down at start.
     pub fn new(settings: &CacheSettings, metrics: Metrics) -> anyhow::Result<Self> {
@@ -241,7 +251,7 @@ impl Cache {
     /// the one seen before the values were read from PostgreSQL: one
     /// script call per entry, all in one pipeline. A failure only marks the
     /// cache down; the read still answers.
-    pub async fn fill_many<T: Serialize>(&self, entries: &[(&str, &T)], generation: &str) {
+    async fn fill_many<T: Serialize>(&self, entries: &[(&str, &T)], generation: &str) {
         if !self.is_up() || entries.is_empty() {
             return;
         }
@@ -254,12 +264,8 @@ impl Cache {
         // trip, makes that impossible.
         pipe.cmd("SCRIPT").arg("LOAD").arg(FILL_IF_CURRENT).ignore();
         for (key, value) in entries {
-            let payload = match serde_json::to_string(value) {
-                Ok(payload) => payload,
-                Err(e) => {
-                    tracing::warn!(key, error = %e, "could not encode a cache entry; not cached");
-                    continue;
-                }
+            let Some(payload) = encode(key, *value) else {
+                continue;
             };
             pipe.invoke_script(
                 self.inner
@@ -339,12 +345,8 @@ impl Cache {
     /// client if Redis does not know it (the common case, a single lookup,
     /// sends no script body).
     async fn fill_one<T: Serialize>(&self, key: &str, value: &T, generation: &str) {
-        let payload = match serde_json::to_string(value) {
-            Ok(payload) => payload,
-            Err(e) => {
-                tracing::warn!(key, error = %e, "could not encode a cache entry; not cached");
-                return;
-            }
+        let Some(payload) = encode(key, value) else {
+            return;
         };
         let mut invocation = self.inner.script.prepare_invoke();
         invocation

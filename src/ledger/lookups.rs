@@ -4,7 +4,7 @@
 //! cache, so each read keeps the cache's no-stale guarantee in one place.
 
 use super::Ledger;
-use super::reads::{self, HistoryItem, MovementFilter, ProductStock, Rejection, StockItem};
+use super::reads::{self, HistoryItem, MovementFilter, ProductFigures, Rejection, StockItem};
 use crate::domain::MovementView;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -91,21 +91,8 @@ impl Ledger {
         product_id: Uuid,
         after: Option<Uuid>,
         limit: i64,
-    ) -> Result<ProductStock, sqlx::Error> {
-        let (total, in_transit, items) =
-            reads::product_stock(&self.pool, product_id, after, limit).await?;
-        let next_after = if items.len() as i64 == limit {
-            items.last().map(|i| i.warehouse_id)
-        } else {
-            None
-        };
-        Ok(ProductStock {
-            product_id,
-            total,
-            in_transit,
-            items,
-            next_after,
-        })
+    ) -> Result<ProductFigures, sqlx::Error> {
+        reads::product_stock(&self.pool, product_id, after, limit).await
     }
 
     pub async fn warehouse_stock(

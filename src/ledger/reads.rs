@@ -273,9 +273,8 @@ pub async fn history(
 
 /// A product across warehouses: the total, what is on the road, and one
 /// page of the warehouses holding it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ProductStock {
-    pub product_id: Uuid,
+#[derive(Debug, Clone)]
+pub struct ProductFigures {
     /// The sum over every warehouse.
     pub total: i64,
     /// The departure quantities of movements that departed and have not
@@ -283,8 +282,6 @@ pub struct ProductStock {
     pub in_transit: i64,
     /// Warehouses holding more than 0, by warehouse_id.
     pub items: Vec<WarehouseQuantity>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<Uuid>,
 }
 
 /// One warehouse's quantity of a product.
@@ -294,14 +291,14 @@ pub struct WarehouseQuantity {
     pub quantity: i64,
 }
 
-/// The figures of [`ProductStock`], read in one statement so that the
-/// total, the transit sum and the page come from one snapshot.
+/// A product's figures, read in one statement so that the total, the
+/// transit sum and the page come from one snapshot.
 pub async fn product_stock(
     pool: &PgPool,
     product_id: Uuid,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<(i64, i64, Vec<WarehouseQuantity>), sqlx::Error> {
+) -> Result<ProductFigures, sqlx::Error> {
     let (total, in_transit, items): (i64, i64, sqlx::types::Json<Vec<WarehouseQuantity>>) =
         sqlx::query_as(
             // Every stock row above 0 has an applied entry, so the
@@ -336,7 +333,11 @@ pub async fn product_stock(
         .bind(limit)
         .fetch_one(pool)
         .await?;
-    Ok((total, in_transit, items.0))
+    Ok(ProductFigures {
+        total,
+        in_transit,
+        items: items.0,
+    })
 }
 
 /// One line of a warehouse's stock list.

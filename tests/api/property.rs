@@ -208,10 +208,14 @@ async fn check_history_and_totals(app: &TestApp, ids: &Ids, model: &Model) {
         }
     }
     for (p, &product) in ids.products.iter().enumerate() {
-        let (total, in_transit, _) = reads::product_stock(&app.pool, product, None, 1000)
+        let figures = reads::product_stock(&app.pool, product, None, 1000)
             .await
             .unwrap();
-        assert_eq!((total, in_transit), model.product_figures(p), "product {p}");
+        assert_eq!(
+            (figures.total, figures.in_transit),
+            model.product_figures(p),
+            "product {p}"
+        );
     }
 }
 
