@@ -9,6 +9,11 @@ NISSHI_VERSION=0.8.1
 # from this binary.
 export NISSHI_BIN="${NISSHI_BIN:-$CACHE_DIR/nisshi-$NISSHI_VERSION/bin/nisshi}"
 
+SCHEMATHESIS_VERSION=4.32.5
+# Checks the API against its own OpenAPI description (tests/api/schema.rs).
+# A virtualenv of its own, so the machine's Python stays as it was.
+export SCHEMATHESIS_BIN="${SCHEMATHESIS_BIN:-$CACHE_DIR/schemathesis-$SCHEMATHESIS_VERSION/bin/schemathesis}"
+
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 as_root() {
@@ -39,6 +44,8 @@ install_packages() {
   command -v curl >/dev/null 2>&1 || missing+=(curl)
   # Validates docker-compose.yml; no Docker engine is needed for that.
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  # schemathesis runs in a virtualenv of its own.
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq
@@ -83,4 +90,13 @@ start_redis() {
       --appendonly no --dir "$CACHE_DIR" --logfile "$CACHE_DIR/redis.log"
     wait_for_port 6379 Redis
   fi
+}
+
+install_schemathesis() {
+  [ -x "$SCHEMATHESIS_BIN" ] && return 0
+  local venv
+  venv="$(dirname "$(dirname "$SCHEMATHESIS_BIN")")"
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 }

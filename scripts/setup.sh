@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes this machine ready to build, test and run warehouse-stock:
-# installs what is missing (Debian packages, the nisshi broker) and starts
-# PostgreSQL, Redis and the broker unless they already answer.
+# installs what is missing (Debian packages, schemathesis, the nisshi broker)
+# and starts PostgreSQL, Redis and the broker unless they already answer.
 # Safe to run any number of times: it reuses whatever is already running.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 
 install_packages
+install_schemathesis
 start_postgres
 start_redis
 "$here/broker.sh"

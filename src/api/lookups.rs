@@ -92,12 +92,10 @@ pub async fn stock(
 ) -> Result<Json<StockView>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let product_id = parse_uuid("product_id", &product_id)?;
-    let Query(params) =
-        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
+    let Query(params) = params.map_err(query_rejection)?;
     let as_of = params
         .as_of
         .as_deref()
-        .filter(|s| !s.is_empty())
         .map(|s| parse_time("as_of", s))
         .transpose()?;
     let quantity = match as_of {
@@ -249,11 +247,11 @@ pub async fn movements(
     State(state): State<AppState>,
     params: Result<Query<MovementParams>, QueryRejection>,
 ) -> Result<Json<MovementPage>, AppError> {
-    let Query(params) =
-        params.map_err(|e| AppError::bad_request("invalid_query", e.body_text()))?;
-    let present = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let status = present(&params.status)
-        .map(|s| match s.as_str() {
+    let Query(params) = params.map_err(query_rejection)?;
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| match s {
             "in_transit" => Ok(MovementStatus::InTransit),
             "arrived" => Ok(MovementStatus::Arrived),
             "completed" => Ok(MovementStatus::Completed),
@@ -263,13 +261,15 @@ pub async fn movements(
             )),
         })
         .transpose()?;
-    let uuid = |name, v: &Option<String>| present(v).map(|s| parse_uuid(name, &s)).transpose();
+    let uuid = |name, v: &Option<String>| v.as_deref().map(|s| parse_uuid(name, s)).transpose();
     let filter = MovementFilter {
         status,
         warehouse_id: uuid("warehouse_id", &params.warehouse_id)?,
         product_id: uuid("product_id", &params.product_id)?,
-        departed_before: present(&params.departed_before)
-            .map(|s| parse_time("departed_before", &s))
+        departed_before: params
+            .departed_before
+            .as_deref()
+            .map(|s| parse_time("departed_before", s))
             .transpose()?,
     };
     let limit = parse_limit(params.limit.as_deref())?;
@@ -296,8 +296,9 @@ pub struct DurationView {
     params(("movement_id" = Uuid, Path, description = "The movement_id of the events")),
     responses(
         (status = 200, description = "Both halves are applied", body = DurationView),
-        (status = 400, description = "`invalid_uuid`, or `movement_incomplete` while a half is missing", body = ErrorBody),
+        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`movement_incomplete` while a half is missing", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -316,9 +317,9 @@ pub async fn movement_duration(
                 arrival_time,
             }))
         }
-        _ => Err(AppError::bad_request(
-            "movement_incomplete",
-            format!(
+        _ => Err(AppError::Conflict {
+            code: "movement_incomplete",
+            detail: format!(
                 "movement {movement_id} has no {} yet, so it has no duration",
                 if m.departure_time.is_none() {
                     "departure"
@@ -326,7 +327,7 @@ pub async fn movement_duration(
                     "arrival"
                 }
             ),
-        )),
+        }),
     }
 }
 
@@ -338,47 +339,57 @@ async fn find_movement(state: &AppState, movement_id: Uuid) -> Result<MovementVi
         .ok_or_else(|| AppError::NotFound(format!("movement {movement_id} not found")))
 }
 
-/// `?limit=&after=`, parsed by hand so that bad values get our error shape.
+/// `?limit=&after=` of a list keyed by UUID, parsed by hand so that bad
+/// values get our error shape. An empty value is malformed, not absent.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageParams {
+pub struct UuidPageParams {
     /// Page size, 1 to 1000; 100 when absent.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next_after` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     after: Option<String>,
 }
 
-impl PageParams {
-    fn parse(params: Result<Query<PageParams>, QueryRejection>) -> Result<Self, AppError> {
-        params
-            .map(|Query(p)| p)
-            .map_err(|e| AppError::bad_request("invalid_query", e.body_text()))
-    }
-
-    /// The page size and a `next_after` that is a UUID.
-    fn by_uuid(
-        params: Result<Query<PageParams>, QueryRejection>,
-    ) -> Result<(i64, Option<Uuid>), AppError> {
-        let params = Self::parse(params)?;
+impl UuidPageParams {
+    /// The page size and the UUID to start after.
+    fn parse(params: Result<Query<Self>, QueryRejection>) -> Result<(i64, Option<Uuid>), AppError> {
+        let Query(params) = params.map_err(query_rejection)?;
         let limit = parse_limit(params.limit.as_deref())?;
         let after = params
             .after
             .as_deref()
-            .filter(|s| !s.is_empty())
             .map(|s| parse_uuid("after", s))
             .transpose()?;
         Ok((limit, after))
     }
+}
 
-    /// The page size and a `next_after` that is an audit-log position.
-    fn by_seq(
-        params: Result<Query<PageParams>, QueryRejection>,
-    ) -> Result<(i64, Option<i64>), AppError> {
-        let params = Self::parse(params)?;
+/// `?limit=&after=` of a list in audit-log order, where `after` is a
+/// position (`seq`).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SeqPageParams {
+    /// Page size, 1 to 1000; 100 when absent.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The `next_after` of the previous page: an audit-log position.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<String>,
+}
+
+impl SeqPageParams {
+    /// The page size and the audit-log position to start after.
+    fn parse(params: Result<Query<Self>, QueryRejection>) -> Result<(i64, Option<i64>), AppError> {
+        let Query(params) = params.map_err(query_rejection)?;
         let limit = parse_limit(params.limit.as_deref())?;
         Ok((limit, parse_seq_cursor(params.after.as_deref())?))
     }
+}
+
+fn query_rejection(e: QueryRejection) -> AppError {
+    AppError::bad_request("invalid_query", e.body_text())
 }
 
 /// Products in stock at a warehouse, by product_id.
@@ -402,7 +413,7 @@ pub struct RejectionPage {
     get,
     path = "/api/v1/warehouses/{warehouse_id}/products",
     tag = "stock",
-    params(("warehouse_id" = Uuid, Path, description = "The warehouse"), PageParams),
+    params(("warehouse_id" = Uuid, Path, description = "The warehouse"), UuidPageParams),
     responses(
         (status = 200, description = "One page, read from PostgreSQL", body = StockPage),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
@@ -412,10 +423,10 @@ pub struct RejectionPage {
 pub async fn warehouse_stock(
     State(state): State<AppState>,
     Path(warehouse_id): Path<String>,
-    params: Result<Query<PageParams>, QueryRejection>,
+    params: Result<Query<UuidPageParams>, QueryRejection>,
 ) -> Result<Json<StockPage>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let (limit, after) = PageParams::by_uuid(params)?;
+    let (limit, after) = UuidPageParams::parse(params)?;
     let items = state
         .ledger
         .warehouse_stock(warehouse_id, after, limit)
@@ -429,7 +440,7 @@ pub async fn warehouse_stock(
     get,
     path = "/api/v1/rejections",
     tag = "audit",
-    params(PageParams),
+    params(SeqPageParams),
     responses(
         (status = 200, description = "One page, read from PostgreSQL", body = RejectionPage),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
@@ -438,9 +449,9 @@ pub async fn warehouse_stock(
 )]
 pub async fn rejections(
     State(state): State<AppState>,
-    params: Result<Query<PageParams>, QueryRejection>,
+    params: Result<Query<SeqPageParams>, QueryRejection>,
 ) -> Result<Json<RejectionPage>, AppError> {
-    let (limit, after) = PageParams::by_seq(params)?;
+    let (limit, after) = SeqPageParams::parse(params)?;
     let items = state.ledger.rejections(after, limit).await?;
     let next_after = next_cursor(&items, limit, |r| r.seq);
     Ok(Json(RejectionPage { items, next_after }))
@@ -463,7 +474,7 @@ pub struct HistoryPage {
     params(
         ("warehouse_id" = Uuid, Path, description = "The warehouse"),
         ("product_id" = Uuid, Path, description = "The product"),
-        PageParams,
+        SeqPageParams,
     ),
     responses(
         (status = 200, description = "One page, oldest first, read from PostgreSQL", body = HistoryPage),
@@ -474,11 +485,11 @@ pub struct HistoryPage {
 pub async fn history(
     State(state): State<AppState>,
     Path((warehouse_id, product_id)): Path<(String, String)>,
-    params: Result<Query<PageParams>, QueryRejection>,
+    params: Result<Query<SeqPageParams>, QueryRejection>,
 ) -> Result<Json<HistoryPage>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let product_id = parse_uuid("product_id", &product_id)?;
-    let (limit, after) = PageParams::by_seq(params)?;
+    let (limit, after) = SeqPageParams::parse(params)?;
     let items = state
         .ledger
         .history(warehouse_id, product_id, after, limit)
@@ -509,7 +520,7 @@ pub struct ProductStock {
     get,
     path = "/api/v1/products/{product_id}/stock",
     tag = "stock",
-    params(("product_id" = Uuid, Path, description = "The product"), PageParams),
+    params(("product_id" = Uuid, Path, description = "The product"), UuidPageParams),
     responses(
         (status = 200, description = "The totals and one page of warehouses, by warehouse_id, read from PostgreSQL", body = ProductStock),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
@@ -519,10 +530,10 @@ pub struct ProductStock {
 pub async fn product_stock(
     State(state): State<AppState>,
     Path(product_id): Path<String>,
-    params: Result<Query<PageParams>, QueryRejection>,
+    params: Result<Query<UuidPageParams>, QueryRejection>,
 ) -> Result<Json<ProductStock>, AppError> {
     let product_id = parse_uuid("product_id", &product_id)?;
-    let (limit, after) = PageParams::by_uuid(params)?;
+    let (limit, after) = UuidPageParams::parse(params)?;
     let figures = state.ledger.product_stock(product_id, after, limit).await?;
     let next_after = next_cursor(&figures.items, limit, |i| i.warehouse_id);
     Ok(Json(ProductStock {
@@ -625,7 +636,7 @@ fn next_cursor<T, A>(items: &[T], limit: i64, key: impl Fn(&T) -> A) -> Option<A
 }
 
 fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
-    match raw.filter(|s| !s.is_empty()) {
+    match raw {
         None => Ok(DEFAULT_PAGE),
         Some(s) => s
             .parse::<i64>()
@@ -642,7 +653,7 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
 
 /// An audit-log position from a previous page's `next_after`.
 fn parse_seq_cursor(raw: Option<&str>) -> Result<Option<i64>, AppError> {
-    match raw.filter(|s| !s.is_empty()) {
+    match raw {
         None => Ok(None),
         Some(s) => s
             .parse::<i64>()

@@ -78,10 +78,39 @@ pub struct Rejected {
     ),
     security((), ("webhook_token" = [])),
     responses(
-        (status = 200, description = "Applied (`processed`) or already applied (`duplicate`)", body = Processed),
+        (status = 200, description = "Applied (`processed`) or already applied (`duplicate`)", body = Processed,
+            links(
+                ("movement" = (operation_id = "movement",
+                    parameters(("movement_id" = "$response.body#/movement_id")),
+                    description = "The movement this event is half of")),
+                ("movement_duration" = (operation_id = "movement_duration",
+                    parameters(("movement_id" = "$response.body#/movement_id")),
+                    description = "How long the movement took, once both halves are in")),
+                ("stock" = (operation_id = "stock",
+                    parameters(
+                        ("warehouse_id" = "$response.body#/details/warehouse_id"),
+                        ("product_id" = "$response.body#/details/product_id"),
+                    ),
+                    description = "The stock of the pair this event changed")),
+                ("history" = (operation_id = "history",
+                    parameters(
+                        ("warehouse_id" = "$response.body#/details/warehouse_id"),
+                        ("product_id" = "$response.body#/details/product_id"),
+                    ),
+                    description = "The applied events of that pair")),
+                ("product_stock" = (operation_id = "product_stock",
+                    parameters(("product_id" = "$response.body#/details/product_id")),
+                    description = "The product across warehouses and in transit")),
+            )
+        ),
         (status = 400, description = "`malformed_json` or `unreadable_body`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: WEBHOOK_TOKEN is set and the bearer token is missing or wrong", body = ErrorBody),
-        (status = 409, description = "Rejected by the ledger, with the stored reason", body = Rejected),
+        (status = 409, description = "Rejected by the ledger, with the stored reason", body = Rejected,
+            links(
+                ("rejections" = (operation_id = "rejections",
+                    description = "The stored rejections, this one among them")),
+            )
+        ),
         (status = 413, description = "`payload_too_large`: over 64 KiB", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_event`, with every broken field", body = ErrorBody),

@@ -256,6 +256,18 @@ impl MovementEvent {
             }
         };
 
+        // PostgreSQL's text and jsonb cannot hold U+0000, and the audit log
+        // keeps every attribute: such an event could never be stored, and
+        // would fail the whole batch it came in.
+        for (name, value) in &attributes {
+            if contains_nul(name, value) {
+                errors.push(field_error(
+                    name,
+                    "must not contain the NUL character (U+0000)",
+                ));
+            }
+        }
+
         match (message_id, source, content) {
             (Some(message_id), Some(source), Some(content)) if errors.is_empty() => {
                 for name in CORE_ATTRIBUTES {
@@ -355,23 +367,38 @@ fn event_kind(v: &Value) -> Result<EventKind, String> {
 
 fn quantity(v: &Value) -> Result<Quantity, String> {
     match v {
-        Value::Number(n) => match n.as_i64() {
-            Some(n) => Quantity::parse(n),
-            None if n.is_u64() => Err(format!("must be at most {}, got {n}", i32::MAX)),
+        // The range message names the number as sent, not as saturated.
+        Value::Number(n) => match whole_number(n) {
+            Some(v) => Quantity::parse(v).map_err(|_| match v < 1 {
+                true => format!("must be at least 1, got {n}"),
+                false => format!("must be at most {}, got {n}", i32::MAX),
+            }),
             None => Err(format!("must be a whole number, got {n}")),
         },
         _ => Err("must be an integer".into()),
     }
 }
 
+/// The epoch milliseconds `time` may carry: the years 0000 to 9999, the
+/// range an RFC 3339 timestamp can write, so both forms accept the same
+/// moments.
+pub const EVENT_TIME_MILLIS: std::ops::RangeInclusive<i64> =
+    -62_167_219_200_000..=253_402_300_799_999;
+
 /// `time` is epoch milliseconds (what producers send) or an RFC 3339 string
 /// (what the CloudEvents spec says).
 fn parse_event_time(v: &Value) -> Result<DateTime<Utc>, String> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
+        Value::Number(n) => whole_number(n)
+            .filter(|ms| EVENT_TIME_MILLIS.contains(ms))
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-            .ok_or_else(|| format!("must be epoch milliseconds in range, got {n}")),
+            .ok_or_else(|| {
+                format!(
+                    "must be epoch milliseconds from {} to {} (the years 0000 to 9999), got {n}",
+                    EVENT_TIME_MILLIS.start(),
+                    EVENT_TIME_MILLIS.end()
+                )
+            }),
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc).trunc_subsecs(6))
             .map_err(|e| format!("must be an RFC 3339 timestamp or epoch milliseconds ({e})")),
@@ -386,6 +413,25 @@ pub fn is_json_media_type(content_type: &str) -> bool {
         .next()
         .map(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
         .unwrap_or(false)
+}
+
+/// Whether a NUL character is in `name` or anywhere in `value`.
+fn contains_nul(name: &str, value: &Value) -> bool {
+    name.contains('\0')
+        || match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(|v| contains_nul("", v)),
+            Value::Object(map) => map.iter().any(|(k, v)| contains_nul(k, v)),
+            _ => false,
+        }
+}
+
+/// A JSON number as a whole number: JSON Schema counts `10.0` as the
+/// integer 10, and so does this parser. Past the range of `i64` it
+/// saturates, which every caller's own range check then refuses.
+fn whole_number(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64()
+        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
 }
 
 /// JSON `null` counts as absent.
@@ -531,7 +577,7 @@ mod tests {
             json!(-1),
             json!(2147483648_i64),
             json!(1.5),
-            json!(10.0),
+            json!(2147483648.0),
             json!("10"),
             json!(18446744073709551615_u64),
         ] {
@@ -578,6 +624,61 @@ mod tests {
             MovementEvent::from_structured(deep.as_bytes()),
             Err(ParseError::MalformedJson(_))
         ));
+    }
+
+    #[test]
+    fn epoch_millis_time_spans_exactly_the_years_rfc_3339_can_write() {
+        for (ms, first) in [
+            (*EVENT_TIME_MILLIS.start(), "0000-01-01T00:00:00+00:00"),
+            (*EVENT_TIME_MILLIS.end(), "9999-12-31T23:59:59.999+00:00"),
+        ] {
+            let mut m = seed_message();
+            m["time"] = json!(ms);
+            assert_eq!(parse(&m).unwrap().event_time.unwrap().to_rfc3339(), first);
+        }
+        for ms in [
+            EVENT_TIME_MILLIS.start() - 1,
+            EVENT_TIME_MILLIS.end() + 1,
+            i64::MAX,
+        ] {
+            let mut m = seed_message();
+            m["time"] = json!(ms);
+            let err = parse(&m).unwrap_err().to_string();
+            assert!(err.contains("the years 0000 to 9999"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_whole_number_written_with_a_fraction_is_a_whole_number() {
+        let mut m = seed_message();
+        m["data"]["quantity"] = json!(2147483647.0);
+        m["time"] = json!(1737439421623.0);
+        let event = parse(&m).unwrap();
+        assert_eq!(event.content.quantity.get(), i32::MAX);
+        assert_eq!(event.event_time.unwrap().timestamp_millis(), 1737439421623);
+        m["data"]["quantity"] = serde_json::from_str("1e3").unwrap();
+        assert_eq!(parse(&m).unwrap().content.quantity.get(), 1000);
+
+        m["data"]["quantity"] = json!(2.5);
+        assert_eq!(fields_of(parse(&m).unwrap_err()), ["data.quantity"]);
+        m["data"]["quantity"] = json!(1e19);
+        let err = parse(&m).unwrap_err().to_string();
+        assert!(
+            err.contains("must be at most 2147483647, got 1e+19"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_nul_character_in_any_attribute_is_refused_by_name() {
+        // PostgreSQL cannot store it; accepted, it would fail its whole batch.
+        let mut m = seed_message();
+        m["id"] = json!("a\u{0}b");
+        m["traceparent"] = json!({"nested": ["ok", "x\u{0}"]});
+        m["ext\u{0}"] = json!(1);
+        let mut fields = fields_of(parse(&m).unwrap_err());
+        fields.sort();
+        assert_eq!(fields, ["ext\u{0}", "id", "traceparent"]);
     }
 
     #[test]

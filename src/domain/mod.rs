@@ -7,6 +7,8 @@ pub mod movement;
 pub mod rules;
 
 pub use binding::{DecodeCode, DecodeError, Transport};
-pub use event::{EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity};
+pub use event::{
+    EVENT_TIME_MILLIS, EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity,
+};
 pub use movement::{MovementState, MovementStatus, MovementView, Side};
 pub use rules::{Differs, LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch};

@@ -211,3 +211,58 @@ async fn every_reference_resolves_and_every_limit_declares_its_bounds() {
         "{event_time}"
     );
 }
+
+#[tokio::test]
+async fn the_webhook_answer_links_to_lookups_that_exist_with_parameters_they_take() {
+    let app = spawn_app().await;
+    let (_, spec) = app.get("/openapi.json").await;
+    let mut operations = std::collections::HashMap::new();
+    for item in spec["paths"].as_object().unwrap().values() {
+        for operation in item.as_object().unwrap().values() {
+            if let Some(id) = operation["operationId"].as_str() {
+                operations.insert(id.to_string(), operation.clone());
+            }
+        }
+    }
+    let answer = &spec["paths"]["/api/v1/kafka/webhook"]["post"]["responses"]["200"];
+    let links = answer["links"]
+        .as_object()
+        .expect("the 200 answer has links");
+    for wanted in ["movement", "stock", "history", "product_stock"] {
+        assert!(links.contains_key(wanted), "no {wanted} link");
+    }
+    for (name, link) in links {
+        let target = &operations[link["operationId"].as_str().unwrap()];
+        let taken: BTreeSet<&str> = target["parameters"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+            .unwrap_or_default();
+        for (parameter, expression) in link["parameters"].as_object().unwrap() {
+            assert!(taken.contains(parameter.as_str()), "{name}: {parameter}");
+            // Each expression points at a field the answer's schema has.
+            let pointer = expression
+                .as_str()
+                .unwrap()
+                .strip_prefix("$response.body#/")
+                .unwrap();
+            let mut schema = &answer["content"]["application/json"]["schema"];
+            for field in pointer.split('/') {
+                schema = &resolve(&spec, schema)["properties"][field];
+                assert!(schema.is_object(), "{name}: {pointer} has no {field}");
+            }
+            assert_eq!(
+                resolve(&spec, schema)["format"],
+                "uuid",
+                "{name}: {pointer}"
+            );
+        }
+    }
+}
+
+/// A schema with its `$ref`, if any, followed into the components.
+fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    }
+}

@@ -23,5 +23,6 @@ mod movements;
 mod over_time;
 mod property;
 mod readme;
+mod schema;
 mod stock;
 mod webhook;

@@ -75,7 +75,7 @@ async fn an_arrival_before_its_departure_is_joined_when_the_departure_comes() {
     assert_eq!(arrived["status"], "arrived");
     assert!(arrived["source_warehouse_id"].is_null());
     let (status, _) = app.get(&format!("/api/v1/movements/{m}/duration")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "no departure, no duration");
+    assert_eq!(status, StatusCode::CONFLICT, "no departure, no duration");
 
     stock_up(&app, from, p, 10).await;
     let (status, _) = app

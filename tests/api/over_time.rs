@@ -160,6 +160,9 @@ async fn history_parameters_that_are_not_valid_answer_400_naming_the_parameter()
         ("limit=ten", "limit"),
         ("after=-1", "after"),
         ("after=x", "after"),
+        // An empty value is malformed, not absent, as the description says.
+        ("limit=", "limit"),
+        ("after=", "after"),
     ] {
         let (status, body) = app
             .get(&format!(
@@ -222,7 +225,7 @@ async fn stock_as_of_each_applied_moment_is_the_stock_right_after_it() {
     assert_eq!(now["quantity"], 19);
     assert!(now.get("as_of").is_none(), "{now}");
 
-    for bad in ["yesterday", "2025-13-01T00:00:00Z", "1737439421623"] {
+    for bad in ["yesterday", "2025-13-01T00:00:00Z", "1737439421623", ""] {
         let (status, body) = app
             .get(&format!("/api/v1/warehouses/{w}/products/{p}?as_of={bad}"))
             .await;
@@ -299,6 +302,7 @@ async fn a_product_across_warehouses_has_its_total_its_transit_and_pages_of_hold
         ("/api/v1/products/nope/stock", "product_id"),
         (&*format!("{path}?after=zzz"), "after"),
         (&*format!("{path}?limit=0"), "limit"),
+        (&*format!("{path}?after="), "after"),
     ] {
         let (status, body) = app.get(bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
@@ -624,6 +628,9 @@ async fn movements_are_listed_by_status_warehouse_product_and_age_in_pages_to_th
         ("departed_before=last-week", "departed_before"),
         ("limit=0", "limit"),
         ("after=zzz", "after"),
+        ("status=", "status"),
+        ("warehouse_id=", "warehouse_id"),
+        ("departed_before=", "departed_before"),
     ] {
         let (status, body) = app.get(&format!("/api/v1/movements?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
