@@ -11,6 +11,8 @@ docker-compose -f docker-compose.yml config -q
 # Hygiene first: a formatting or lint slip fails in seconds, not after the suite.
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+# The compile-time checked queries against the migrated schema itself.
+bash scripts/sqlx-prepare.sh --check
 # Test databases are disposable; drop the ones earlier runs left behind.
 psql -h 127.0.0.1 -U postgres -w -tAc \
   "SELECT datname FROM pg_database WHERE datname LIKE 'ws_test_%'" postgres |

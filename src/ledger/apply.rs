@@ -589,17 +589,20 @@ async fn lock_stock(
     pairs: &BTreeSet<(Uuid, Uuid)>,
 ) -> Result<Stock, sqlx::Error> {
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "INSERT INTO stock AS s (warehouse_id, product_id)
          SELECT * FROM unnest($1::uuid[], $2::uuid[])
          ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = s.quantity
          RETURNING s.warehouse_id, s.product_id, s.quantity",
+        &warehouses,
+        &products,
     )
-    .bind(&warehouses)
-    .bind(&products)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().map(|(w, p, q)| ((w, p), q)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.warehouse_id, r.product_id), r.quantity))
+        .collect())
 }
 
 /// The stock rows of `pairs` that exist, without locks.
@@ -611,17 +614,20 @@ async fn read_stock(
         return Ok(Stock::new());
     }
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT s.warehouse_id, s.product_id, s.quantity
          FROM stock s
          JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
            ON s.warehouse_id = k.w AND s.product_id = k.p",
+        &warehouses,
+        &products,
     )
-    .bind(&warehouses)
-    .bind(&products)
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|(w, p, q)| ((w, p), q)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.warehouse_id, r.product_id), r.quantity))
+        .collect())
 }
 
 /// The advisory lock class of movements: the first key of
@@ -647,7 +653,8 @@ async fn lock_movements(
         .collect();
     let keys: Vec<i32> = keys.into_iter().collect();
     // unnest yields the sorted keys in order, and a plain function scan
-    // keeps that order, so the locks are taken in it.
+    // keeps that order, so the locks are taken in it. Checked at run time:
+    // the query macros cannot describe a `void` column.
     sqlx::query("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k")
         .bind(MOVEMENT_LOCKS)
         .bind(&keys)
@@ -692,19 +699,27 @@ async fn read_history(
     ids: &BTreeSet<Uuid>,
 ) -> Result<History, sqlx::Error> {
     let ids: Vec<Uuid> = ids.iter().copied().collect();
-    let rows: Vec<HistoryRow> = sqlx::query_as(
-        "SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
-                outcome, reason, received_at
-         FROM event_log
-         WHERE movement_id = ANY($1) AND reason IS DISTINCT FROM 'conflicting_duplicate'
-         UNION ALL
-         SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
-                outcome, reason, received_at
-         FROM event_log
-         WHERE movement_id = ANY($1) AND reason = 'conflicting_duplicate'
-         ORDER BY seq",
+    // A UNION's columns are all nullable to the macros; the table's own
+    // NOT NULLs hold for both halves.
+    let rows = sqlx::query_as!(
+        HistoryRow,
+        r#"SELECT movement_id AS "movement_id!", event AS "event!: EventKind",
+                warehouse_id AS "warehouse_id!", product_id AS "product_id!",
+                quantity AS "quantity!", occurred_at AS "occurred_at!",
+                outcome AS "outcome!: StoredOutcome", reason AS "reason: RejectReason",
+                received_at AS "received_at!"
+         FROM (SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
+                      outcome, reason, received_at
+               FROM event_log
+               WHERE movement_id = ANY($1) AND reason IS DISTINCT FROM 'conflicting_duplicate'
+               UNION ALL
+               SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
+                      outcome, reason, received_at
+               FROM event_log
+               WHERE movement_id = ANY($1) AND reason = 'conflicting_duplicate') AS h
+         ORDER BY seq"#,
+        &ids,
     )
-    .bind(&ids)
     .fetch_all(conn)
     .await?;
     let mut history: History = HashMap::new();
@@ -748,7 +763,6 @@ enum StoredOutcome {
 }
 
 /// One audit entry of a movement, as the history needs it.
-#[derive(sqlx::FromRow)]
 struct HistoryRow {
     movement_id: Uuid,
     event: EventKind,

@@ -15,11 +15,11 @@ pub async fn stock(
     warehouse_id: Uuid,
     product_id: Uuid,
 ) -> Result<i64, sqlx::Error> {
-    let quantity: Option<i64> = sqlx::query_scalar(
+    let quantity = sqlx::query_scalar!(
         "SELECT quantity FROM stock WHERE warehouse_id = $1 AND product_id = $2",
+        warehouse_id,
+        product_id,
     )
-    .bind(warehouse_id)
-    .bind(product_id)
     .fetch_optional(pool)
     .await?;
     Ok(quantity.unwrap_or(0))
@@ -33,27 +33,27 @@ pub async fn movement(
 ) -> Result<Option<MovementView>, sqlx::Error> {
     // The `reason` condition is the predicate of the audit log's deciding
     // index, which every applied entry is in: it lets PostgreSQL use it.
-    let rows: Vec<(EventKind, Uuid, Uuid, i32, DateTime<Utc>, String)> = sqlx::query_as(
-        "SELECT event, warehouse_id, product_id, quantity, occurred_at, source
-         FROM event_log
-         WHERE movement_id = $1 AND outcome = 'applied'
-           AND reason IS DISTINCT FROM 'conflicting_duplicate'",
+    let rows = sqlx::query!(
+        r#"SELECT event AS "event: EventKind", warehouse_id, product_id, quantity, occurred_at, source
+           FROM event_log
+           WHERE movement_id = $1 AND outcome = 'applied'
+             AND reason IS DISTINCT FROM 'conflicting_duplicate'"#,
+        movement_id,
     )
-    .bind(movement_id)
     .fetch_all(pool)
     .await?;
     let mut state = MovementState::default();
     let (mut departure_source, mut arrival_source) = (None, None);
-    for (kind, warehouse_id, product_id, quantity, at, source) in rows {
+    for row in rows {
         let side = Side {
-            warehouse_id,
-            quantity,
-            at,
+            warehouse_id: row.warehouse_id,
+            quantity: row.quantity,
+            at: row.occurred_at,
         };
-        state.record(kind, product_id, side);
-        match kind {
-            EventKind::Departure => departure_source = Some(source),
-            EventKind::Arrival => arrival_source = Some(source),
+        state.record(row.event, row.product_id, side);
+        match row.event {
+            EventKind::Departure => departure_source = Some(row.source),
+            EventKind::Arrival => arrival_source = Some(row.source),
         }
     }
     Ok(state.view(movement_id).map(|view| MovementView {
@@ -75,7 +75,6 @@ pub struct MovementFilter {
 }
 
 /// One movement's applied halves, as [`movements`] reads them.
-#[derive(sqlx::FromRow)]
 struct HalvesRow {
     movement_id: Uuid,
     product_id: Uuid,
@@ -141,8 +140,12 @@ pub async fn movements(
     // The halves are grouped in movement_id order along the audit log's
     // deciding index (whose predicate the `reason` condition repeats), so
     // a page stops reading once it has `limit` movements.
-    let rows: Vec<HalvesRow> = sqlx::query_as(
-        "SELECT * FROM (
+    let rows = sqlx::query_as!(
+        HalvesRow,
+        r#"SELECT m.movement_id AS "movement_id!", m.product_id AS "product_id!",
+                  m.departure_warehouse, m.departure_at, m.departure_quantity, m.departure_source,
+                  m.arrival_warehouse, m.arrival_at, m.arrival_quantity, m.arrival_source
+         FROM (
              SELECT movement_id,
                     (array_agg(product_id))[1] AS product_id,
                     (array_agg(warehouse_id) FILTER (WHERE event = 'departure'))[1] AS departure_warehouse,
@@ -166,14 +169,14 @@ pub async fn movements(
                    WHEN m.departure_at IS NOT NULL THEN 'in_transit'
                    ELSE 'arrived' END)
          ORDER BY m.movement_id
-         LIMIT $6",
+         LIMIT $6"#,
+        after,
+        filter.product_id,
+        filter.warehouse_id,
+        filter.departed_before,
+        status,
+        limit,
     )
-    .bind(after)
-    .bind(filter.product_id)
-    .bind(filter.warehouse_id)
-    .bind(filter.departed_before)
-    .bind(status)
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().filter_map(HalvesRow::view).collect())
@@ -186,16 +189,19 @@ pub async fn stock_many(
     pairs: &[(Uuid, Uuid)],
 ) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
     let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT s.warehouse_id, s.product_id, s.quantity
          FROM unnest($1::uuid[], $2::uuid[]) AS k(w, p)
          JOIN stock s ON s.warehouse_id = k.w AND s.product_id = k.p",
+        &warehouses,
+        &products,
     )
-    .bind(&warehouses)
-    .bind(&products)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(|(w, p, q)| ((w, p), q)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.warehouse_id, r.product_id), r.quantity))
+        .collect())
 }
 
 /// The stock of a pair as it stood at `as_of` on the ledger's clock: after
@@ -208,23 +214,24 @@ pub async fn stock_as_of(
     product_id: Uuid,
     as_of: DateTime<Utc>,
 ) -> Result<i64, sqlx::Error> {
-    let quantity: Option<i64> = sqlx::query_scalar(
-        "SELECT stock_after FROM event_log
-         WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied'
-           AND received_at <= $3
-         ORDER BY seq DESC
-         LIMIT 1",
+    // An applied entry always has its `stock_after` (the audit log's CHECK).
+    let quantity = sqlx::query_scalar!(
+        r#"SELECT stock_after AS "stock_after!" FROM event_log
+           WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied'
+             AND received_at <= $3
+           ORDER BY seq DESC
+           LIMIT 1"#,
+        warehouse_id,
+        product_id,
+        as_of,
     )
-    .bind(warehouse_id)
-    .bind(product_id)
-    .bind(as_of)
     .fetch_optional(pool)
     .await?;
     Ok(quantity.unwrap_or(0))
 }
 
 /// One applied entry of a pair's history.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryItem {
     /// Position in the audit log; pass it as `after` for the next page.
     pub seq: i64,
@@ -254,19 +261,20 @@ pub async fn history(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<HistoryItem>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT seq, message_id, source, movement_id, event, quantity,
-                CASE WHEN event = 'arrival' THEN quantity::int8 ELSE -quantity::int8 END AS delta,
-                stock_after, occurred_at, received_at AS applied_at
-         FROM event_log
-         WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied' AND seq > $3
-         ORDER BY seq
-         LIMIT $4",
+    sqlx::query_as!(
+        HistoryItem,
+        r#"SELECT seq, message_id, source, movement_id, event AS "event: EventKind", quantity,
+                  CASE WHEN event = 'arrival' THEN quantity::int8 ELSE -quantity::int8 END AS "delta!",
+                  stock_after AS "stock_after!", occurred_at, received_at AS applied_at
+           FROM event_log
+           WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied' AND seq > $3
+           ORDER BY seq
+           LIMIT $4"#,
+        warehouse_id,
+        product_id,
+        after.unwrap_or(0),
+        limit,
     )
-    .bind(warehouse_id)
-    .bind(product_id)
-    .bind(after.unwrap_or(0))
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -299,19 +307,18 @@ pub async fn product_stock(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<ProductFigures, sqlx::Error> {
-    let (total, in_transit, items): (i64, i64, sqlx::types::Json<Vec<WarehouseQuantity>>) =
-        sqlx::query_as(
-            // Every stock row above 0 has an applied entry, so the
-            // warehouses that ever had one hold all of the product; they
-            // come from the audit log's product index, not a stock index
-            // every write would pay for.
-            "WITH holders AS MATERIALIZED (
+    let row = sqlx::query!(
+        // Every stock row above 0 has an applied entry, so the
+        // warehouses that ever had one hold all of the product; they
+        // come from the audit log's product index, not a stock index
+        // every write would pay for.
+        r#"WITH holders AS MATERIALIZED (
                  SELECT s.warehouse_id, s.quantity
                  FROM (SELECT DISTINCT warehouse_id FROM event_log
                        WHERE product_id = $1 AND outcome = 'applied') AS h
                  JOIN stock s ON s.warehouse_id = h.warehouse_id AND s.product_id = $1)
              SELECT
-                (SELECT coalesce(sum(quantity), 0)::int8 FROM holders),
+                (SELECT coalesce(sum(quantity), 0)::int8 FROM holders) AS "total!",
                 (SELECT coalesce(sum(d.quantity), 0)::int8
                  FROM event_log d
                  WHERE d.product_id = $1 AND d.outcome = 'applied' AND d.event = 'departure'
@@ -319,29 +326,29 @@ pub async fn product_stock(
                        SELECT 1 FROM event_log a
                        WHERE a.movement_id = d.movement_id AND a.event = 'arrival'
                          AND a.outcome = 'applied'
-                         AND a.reason IS DISTINCT FROM 'conflicting_duplicate')),
+                         AND a.reason IS DISTINCT FROM 'conflicting_duplicate')) AS "in_transit!",
                 (SELECT coalesce(json_agg(json_build_object(
                             'warehouse_id', warehouse_id, 'quantity', quantity)
                             ORDER BY warehouse_id), '[]')
                  FROM (SELECT warehouse_id, quantity FROM holders
                        WHERE quantity > 0 AND ($2::uuid IS NULL OR warehouse_id > $2)
                        ORDER BY warehouse_id
-                       LIMIT $3) AS page)",
-        )
-        .bind(product_id)
-        .bind(after)
-        .bind(limit)
-        .fetch_one(pool)
-        .await?;
+                       LIMIT $3) AS page) AS "items!: sqlx::types::Json<Vec<WarehouseQuantity>>""#,
+        product_id,
+        after,
+        limit,
+    )
+    .fetch_one(pool)
+    .await?;
     Ok(ProductFigures {
-        total,
-        in_transit,
-        items: items.0,
+        total: row.total,
+        in_transit: row.in_transit,
+        items: row.items.0,
     })
 }
 
 /// One line of a warehouse's stock list.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StockItem {
     pub product_id: Uuid,
     pub quantity: i64,
@@ -354,15 +361,16 @@ pub async fn warehouse_stock(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<StockItem>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        StockItem,
         "SELECT product_id, quantity FROM stock
          WHERE warehouse_id = $1 AND quantity > 0 AND ($2::uuid IS NULL OR product_id > $2)
          ORDER BY product_id
          LIMIT $3",
+        warehouse_id,
+        after,
+        limit,
     )
-    .bind(warehouse_id)
-    .bind(after)
-    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -390,7 +398,6 @@ pub struct Rejection {
 
 /// A rejected entry, and for a conflicting duplicate the content of the
 /// entry that decided its key.
-#[derive(sqlx::FromRow)]
 struct RejectionRow {
     seq: i64,
     message_id: String,
@@ -451,11 +458,14 @@ pub async fn rejections(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Rejection>, sqlx::Error> {
-    let rows: Vec<RejectionRow> = sqlx::query_as(
-        "SELECT r.seq, r.message_id, r.source, r.movement_id, r.event, r.warehouse_id,
-                r.product_id, r.quantity, r.occurred_at, r.reason, r.received_at,
-                d.warehouse_id AS decided_warehouse_id, d.product_id AS decided_product_id,
-                d.quantity AS decided_quantity, d.occurred_at AS decided_occurred_at
+    // `reason` is set on every rejection (the audit log's CHECK); the
+    // decided entry is there only for a conflicting duplicate.
+    let rows = sqlx::query_as!(
+        RejectionRow,
+        r#"SELECT r.seq, r.message_id, r.source, r.movement_id, r.event, r.warehouse_id,
+                r.product_id, r.quantity, r.occurred_at, r.reason AS "reason!", r.received_at,
+                d.warehouse_id AS "decided_warehouse_id?", d.product_id AS "decided_product_id?",
+                d.quantity AS "decided_quantity?", d.occurred_at AS "decided_occurred_at?"
          FROM event_log r
          LEFT JOIN LATERAL (
              SELECT warehouse_id, product_id, quantity, occurred_at
@@ -467,10 +477,10 @@ pub async fn rejections(
          ) d ON true
          WHERE r.outcome = 'rejected' AND r.seq > $1
          ORDER BY r.seq
-         LIMIT $2",
+         LIMIT $2"#,
+        after.unwrap_or(0),
+        limit,
     )
-    .bind(after.unwrap_or(0))
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(Rejection::from).collect())

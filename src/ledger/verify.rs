@@ -3,37 +3,34 @@
 //! checking that the halves of every movement agree:
 //! `warehouse-stock verify`, and the last step of every reliability test.
 
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// Every disagreement between the tables and the audit log, one readable
 /// line each (at most `limit` of each kind). Empty means consistent.
 pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     let mut diff = Vec::new();
-    let stock = sqlx::query(
-        "WITH derived AS (
+    let stock = sqlx::query!(
+        r#"WITH derived AS (
              SELECT warehouse_id, product_id,
                     sum(CASE event WHEN 'arrival' THEN quantity ELSE -quantity END)::bigint AS quantity
              FROM event_log WHERE outcome = 'applied'
              GROUP BY warehouse_id, product_id)
-         SELECT coalesce(d.warehouse_id, s.warehouse_id)::text,
-                coalesce(d.product_id, s.product_id)::text,
-                coalesce(d.quantity, 0), coalesce(s.quantity, 0)
+         SELECT coalesce(d.warehouse_id, s.warehouse_id) AS "warehouse_id!",
+                coalesce(d.product_id, s.product_id) AS "product_id!",
+                coalesce(d.quantity, 0) AS "derived!", coalesce(s.quantity, 0) AS "stored!"
          FROM derived d
          FULL JOIN stock s ON s.warehouse_id = d.warehouse_id AND s.product_id = d.product_id
          WHERE coalesce(d.quantity, 0) <> coalesce(s.quantity, 0)
          ORDER BY 1, 2
-         LIMIT $1",
+         LIMIT $1"#,
+        limit,
     )
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     for row in stock {
         diff.push(format!(
             "stock {}/{}: audit log gives {}, stock table has {}",
-            row.try_get::<String, _>(0)?,
-            row.try_get::<String, _>(1)?,
-            row.try_get::<i64, _>(2)?,
-            row.try_get::<i64, _>(3)?,
+            row.warehouse_id, row.product_id, row.derived, row.stored,
         ));
     }
 
@@ -41,34 +38,33 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     // log's index; what no index states is that the two applied halves of
     // a movement agree, which the ledger guarantees by deciding the second
     // half after seeing the first.
-    let movements = sqlx::query(
-        "SELECT d.movement_id::text,
-                format('departure of %s from %s', d.product_id, d.warehouse_id),
-                format('arrival of %s at %s', a.product_id, a.warehouse_id)
+    let movements = sqlx::query!(
+        r#"SELECT d.movement_id,
+                format('departure of %s from %s', d.product_id, d.warehouse_id) AS "departure!",
+                format('arrival of %s at %s', a.product_id, a.warehouse_id) AS "arrival!"
          FROM event_log d
          JOIN event_log a ON a.movement_id = d.movement_id
          WHERE d.outcome = 'applied' AND d.event = 'departure'
            AND a.outcome = 'applied' AND a.event = 'arrival'
            AND (d.product_id <> a.product_id OR d.warehouse_id = a.warehouse_id)
          ORDER BY 1
-         LIMIT $1",
+         LIMIT $1"#,
+        limit,
     )
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     for row in movements {
         diff.push(format!(
             "movement {}: the {} and the {} do not belong together",
-            row.try_get::<String, _>(0)?,
-            row.try_get::<String, _>(1)?,
-            row.try_get::<String, _>(2)?,
+            row.movement_id, row.departure, row.arrival,
         ));
     }
     // Each applied entry records the stock right after it, which history
     // and as-of answers are read from: it must be the running sum of the
     // pair's deltas in the ledger's order.
-    let history = sqlx::query(
-        "SELECT seq, warehouse_id::text, product_id::text, stock_after, running
+    let history = sqlx::query!(
+        r#"SELECT seq AS "seq!", warehouse_id AS "warehouse_id!", product_id AS "product_id!",
+                stock_after, running AS "running!"
          FROM (SELECT seq, warehouse_id, product_id, stock_after,
                       sum(CASE event WHEN 'arrival' THEN quantity ELSE -quantity END)
                           OVER (PARTITION BY warehouse_id, product_id ORDER BY seq)::bigint
@@ -76,19 +72,15 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
                FROM event_log WHERE outcome = 'applied') AS h
          WHERE stock_after IS DISTINCT FROM running
          ORDER BY seq
-         LIMIT $1",
+         LIMIT $1"#,
+        limit,
     )
-    .bind(limit)
     .fetch_all(pool)
     .await?;
     for row in history {
         diff.push(format!(
             "history {}/{}: entry {} records stock {:?} after it, the entries before it give {}",
-            row.try_get::<String, _>(1)?,
-            row.try_get::<String, _>(2)?,
-            row.try_get::<i64, _>(0)?,
-            row.try_get::<Option<i64>, _>(3)?,
-            row.try_get::<i64, _>(4)?,
+            row.warehouse_id, row.product_id, row.seq, row.stock_after, row.running,
         ));
     }
     Ok(diff)
