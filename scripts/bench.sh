@@ -7,32 +7,50 @@
 #   bash scripts/bench.sh            # all workloads except growth
 #   bash scripts/bench.sh --growth   # also the 10M-stored-events growth run
 #   bash scripts/bench.sh --kafka-only [--growth]  # only the Kafka ingest runs
+#   bash scripts/bench.sh --sweep    # also step the load up and draw the graphs
 #   COUNT=200000 bash scripts/bench.sh   # a shorter Kafka run
+#   BENCH_BIN=/tmp/old/warehouse-stock bash scripts/bench.sh --kafka-only  # another build
+#
+# Every run also measures PostgreSQL's own ceiling on this machine (a \copy
+# of the run's audit log into an unindexed table) and prints the Kafka rate
+# as a fraction of it, so figures from machines of different speed compare.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 COUNT=${COUNT:-1000000}
 GROWTH=0
 KAFKA_ONLY=0
+SWEEP=0
 for arg in "$@"; do
   case $arg in
     --growth) GROWTH=1 ;;
     --kafka-only) KAFKA_ONLY=1 ;;
-    *) echo "usage: bash scripts/bench.sh [--kafka-only] [--growth]" >&2; exit 2 ;;
+    --sweep) SWEEP=1 ;;
+    *) echo "usage: bash scripts/bench.sh [--kafka-only] [--growth] [--sweep]" >&2; exit 2 ;;
   esac
 done
+# Where --sweep writes its samples and graphs (committed, linked from
+# BENCHMARKS.md).
+OUT=${BENCH_OUT:-docs/bench}
 PORT=${BENCH_PORT:-18080}
 WORK=$(mktemp -d)
 PSQL=(psql -h 127.0.0.1 -U postgres -w -qtA)
-BIN=./target/release/warehouse-stock
+# BENCH_BIN runs another build (an A/B against an earlier commit's binary).
+BIN=${BENCH_BIN:-./target/release/warehouse-stock}
 declare -A RESULT
 
 log() { printf '\n[bench] %s\n' "$*" >&2; }
 fail() { printf '\n[bench] FAILED: %s\n' "$*" >&2; exit 1; }
 
 bash scripts/setup.sh
-command -v wrk >/dev/null || { sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo; $sudo_ apt-get install -y -qq wrk >/dev/null; }
-cargo build --locked --release
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+[ "$SWEEP" = 0 ] || command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+[ -n "${BENCH_BIN:-}" ] || cargo build --locked --release
 
 fresh_db() { "${PSQL[@]}" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" postgres >/dev/null; }
 
@@ -87,12 +105,15 @@ stop_service() {
 }
 trap 'stop_service' EXIT
 
-# Events the service has committed as applied so far, from its metrics: the
-# counter moves only after a batch commits. Polling PostgreSQL instead (a
-# psql process and a backend five times a second) took CPU from the run.
-applied_so_far() {
+# Events the service has committed as applied so far, and the consumer lag
+# summed over partitions, from its metrics: the counter moves only after a
+# batch commits. Polling PostgreSQL instead (a psql process and a backend
+# five times a second) took CPU from the run.
+applied_and_lag() {
   curl -s "http://127.0.0.1:$PORT/metrics" |
-    awk '/^events_total\{/ && /source="kafka"/ && /outcome="applied"/ {n += $2} END {printf "%d", n}'
+    awk '/^events_total\{/ && /source="kafka"/ && /outcome="applied"/ {n += $2}
+         /^kafka_consumer_lag\{/ {lag += $2}
+         END {printf "%d %d\n", n, lag}'
 }
 
 # Kafka ingest: pre-produce COUNT movements, then time from consumer start
@@ -108,10 +129,17 @@ kafka_ingest() { # db, topic
   start=$(date +%s.%N)
   start_service "$db" APP_MODE=kafka KAFKA_TOPIC="$topic" KAFKA_DLQ_TOPIC="$topic.dlq" \
     KAFKA_GROUP_ID="bench-$RANDOM$RANDOM"
+  # One sample a second: elapsed seconds, events applied, consumer lag.
+  echo "t_s applied lag" >"$WORK/ingest.dat"
+  local lag sampled=-1
   while :; do
     rss=$(awk '/VmHWM/{print $2}' "/proc/$SERVICE/status")
     [ "$rss" -gt "$peak" ] && peak=$rss
-    stored=$(applied_so_far)
+    read -r stored lag < <(applied_and_lag)
+    if [ "$SECONDS" != "$sampled" ]; then
+      sampled=$SECONDS
+      echo "$(python3 -c "print(round($(date +%s.%N) - $start, 2))") $stored $lag" >>"$WORK/ingest.dat"
+    fi
     [ $((SECONDS % 5)) = 0 ] && [ "$SECONDS" != "$shown" ] && shown=$SECONDS && printf '[bench] kafka ingest: %s / %s events stored\n' "$stored" "$expected" >&2
     [ "$stored" -ge "$expected" ] && break
     kill -0 "$SERVICE" || fail "the service died (see $WORK/service.log)"
@@ -152,6 +180,27 @@ SQL
   log "kafka ingest: $COUNT records in $(python3 -c "print(round($end - $start, 1))") s = $RATE records/s, peak RSS $PEAK_MB MB, $RETRIES batch retries, exact"
 }
 
+# PostgreSQL's own ceiling on this machine, now: the rows per second a
+# \copy writes the audit log's rows (the entries the run just stored, as
+# they are) into a table of the same columns with no index, no constraint
+# and no trigger. The ingest does far more per event (reads, the rules,
+# four indexes, the stock rows, a transaction per batch); the ratio of its
+# rate to this one is what compares across machines of different speed.
+pg_ceiling() { # db
+  local db=$1 rows start end
+  "${PSQL[@]}" -c "\copy (SELECT * FROM event_log LIMIT $COUNT) TO '$WORK/ceiling.csv' WITH (FORMAT csv)" "$db"
+  rows=$(wc -l <"$WORK/ceiling.csv")
+  "${PSQL[@]}" -c "DROP TABLE IF EXISTS bench_ceiling; CREATE TABLE bench_ceiling (LIKE event_log)" "$db"
+  checkpoint
+  start=$(date +%s.%N)
+  "${PSQL[@]}" -c "\copy bench_ceiling FROM '$WORK/ceiling.csv' WITH (FORMAT csv)" "$db"
+  end=$(date +%s.%N)
+  "${PSQL[@]}" -c "DROP TABLE bench_ceiling" "$db"
+  rm -f "$WORK/ceiling.csv"
+  CEILING=$(python3 -c "print(round($rows / ($end - $start)))")
+  log "PostgreSQL ceiling: \\copy of $rows audit-log rows into an unindexed table at $CEILING rows/s"
+}
+
 log "producing $COUNT movements (50 warehouses x 2000 products, 25% departures, 5% duplicates)"
 TOPIC="bench_$(date +%s)"
 KAFKA_TOPIC=$TOPIC KAFKA_DLQ_TOPIC="$TOPIC.dlq" "$BIN" produce --count "$COUNT" --warehouses 50 \
@@ -159,7 +208,11 @@ KAFKA_TOPIC=$TOPIC KAFKA_DLQ_TOPIC="$TOPIC.dlq" "$BIN" produce --count "$COUNT" 
 
 fresh_db ws_bench
 kafka_ingest ws_bench "$TOPIC"
-RESULT[kafka]="$RATE records/s"
+cp "$WORK/ingest.dat" "$WORK/ingest-empty.dat"
+pg_ceiling ws_bench
+RATIO=$(python3 -c "print(f'{$RATE / $CEILING:.2f}')")
+RESULT[kafka]="$RATE records/s = $RATIO x the PostgreSQL ceiling"
+RESULT[ceiling]="$CEILING rows/s"
 RESULT[memory]="$PEAK_MB MB"
 EMPTY_RATE=$RATE
 
@@ -267,7 +320,112 @@ SQL
   RESULT[growth]="$RATE records/s = $(python3 -c "print(round(100 * $RATE / $EMPTY_RATE))")% of the empty-database rate"
 fi
 
+# CPU seconds a process has used so far (user + system).
+cpu_of() { # pid...
+  local pid total=0 ticks
+  ticks=$(getconf CLK_TCK)
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  python3 -c "print($total / $ticks)"
+}
+# "pid ticks" of every PostgreSQL process, for postgres_cores_since.
+postgres_ticks() {
+  local pid
+  for pid in $(pgrep -x postgres); do
+    [ -r "/proc/$pid/stat" ] && awk -v p="$pid" '{print p, $14 + $15}' "/proc/$pid/stat"
+  done 2>/dev/null
+}
+# Cores PostgreSQL used since a postgres_ticks snapshot, over `seconds`:
+# a process that started since counts from 0, one that ended is left out
+# (its last moments are lost; it does not make the figure negative).
+postgres_cores_since() { # snapshot-file, seconds
+  postgres_ticks | awk -v hz="$(getconf CLK_TCK)" -v d="$2" '
+    NR == FNR {start[$1] = $2; next}
+    {used += $2 - (($1 in start) ? start[$1] : 0)}
+    END {printf "%.2f", used / hz / d}' "$1" -
+}
+# Busy core-seconds of the whole machine so far (all but idle and iowait).
+busy_of_machine() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat
+}
+
+# wrk's figures as one line: requests/s, p50 and p99 in ms, errors (non-2xx
+# answers plus socket errors).
+wrk_line() { # file
+  python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    n, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", text))
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+errors += sum(int(n) for n in m.groups()) if m else 0
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors}")
+PY
+}
+
+# The load graph: each workload at 1, 2, 4 ... 256 connections for
+# SWEEP_SECONDS each, with the cores the service, PostgreSQL and the whole
+# machine were busy for at each step (what says why throughput stops
+# rising: on 2 cores, wrk, Redis and the broker share them too).
+sweep_step() { # workload, connections, wrk args...
+  local workload=$1 c=$2; shift 2
+  local threads=$((c < 2 ? c : 2)) svc0 all0 svc1 all1 pg
+  postgres_ticks >"$WORK/pg-ticks"
+  svc0=$(cpu_of "$SERVICE"); all0=$(busy_of_machine)
+  wrk -t"$threads" -c"$c" -d"${SWEEP_SECONDS}s" --latency "$@" >"$WORK/step.txt"
+  svc1=$(cpu_of "$SERVICE"); all1=$(busy_of_machine)
+  pg=$(postgres_cores_since "$WORK/pg-ticks" "$SWEEP_SECONDS")
+  printf '%s %s %s %s\n' "$workload" "$c" "$(wrk_line "$WORK/step.txt")" \
+    "$(python3 -c "d = $SWEEP_SECONDS; print(f'{($svc1 - $svc0) / d:.2f} $pg {($all1 - $all0) / d:.2f}')")" \
+    | tee -a "$OUT/sweep.dat" >&2
+}
+
+if [ "$SWEEP" = 1 ]; then
+  SWEEP_SECONDS=${SWEEP_SECONDS:-8}
+  LEVELS=${SWEEP_LEVELS:-"1 2 4 8 16 32 64 128 256"}
+  mkdir -p "$OUT"
+  echo "workload connections rps p50_ms p99_ms errors service_cores postgres_cores busy_cores" >"$OUT/sweep.dat"
+  cp "$WORK/ingest-empty.dat" "$OUT/ingest.dat"
+  [ -s "$WORK/pairs.txt" ] ||
+    "${PSQL[@]}" -c "SELECT warehouse_id || '/' || product_id FROM stock" ws_bench >"$WORK/pairs.txt"
+
+  log "sweep: webhook POSTs at $LEVELS connections, ${SWEEP_SECONDS} s each"
+  fresh_db ws_bench_sweep
+  start_service ws_bench_sweep
+  for c in $LEVELS; do
+    sweep_step webhook "$c" -s scripts/bench/webhook.lua "http://127.0.0.1:$PORT"
+  done
+  applied=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log WHERE outcome = 'applied'" ws_bench_sweep)
+  total=$("${PSQL[@]}" -c "SELECT coalesce(sum(quantity), 0) FROM stock" ws_bench_sweep)
+  [ "$total" = "$applied" ] || fail "sweep: stock total $total differs from $applied applied arrivals"
+  stop_service
+
+  start_service ws_bench
+  hot=$(head -n1 "$WORK/pairs.txt")
+  log "sweep: GET stock, cache hit (one hot pair)"
+  for c in $LEVELS; do
+    sweep_step cache_hit "$c" "http://127.0.0.1:$PORT/api/v1/warehouse/${hot/\//\/products\/}"
+  done
+  log "sweep: GET stock, cache miss (random pairs, cache emptied before each step)"
+  for c in $LEVELS; do
+    redis-cli --scan --pattern 'warehouse-stock:ws_bench:*' | xargs -r -n 1000 redis-cli unlink >/dev/null
+    BENCH_LINES="$WORK/pairs.txt" BENCH_PREFIX=/api/v1/warehouse/ BENCH_JOIN=/products/ \
+      sweep_step cache_miss "$c" -s scripts/bench/random_get.lua "http://127.0.0.1:$PORT"
+  done
+  stop_service
+  gnuplot -e "dir='$OUT'" scripts/bench/plot.gp
+  log "sweep: graphs written to $OUT/throughput.png, $OUT/latency.png and $OUT/ingest.png"
+fi
+
 printf '\n| figure | result |\n|---|---|\n'
+printf '| PostgreSQL ceiling (\\copy into an unindexed table) | %s |\n' "${RESULT[ceiling]}"
 printf '| Kafka ingest (%s records, 3 partitions) | %s |\n' "$COUNT" "${RESULT[kafka]}"
 printf '| webhook ingest (64 connections, 30 s) | %s |\n' "${RESULT[webhook]:-not run (--kafka-only)}"
 printf '| GET stock, cache hit | %s |\n' "${RESULT[hit]:-not run (--kafka-only)}"
@@ -277,3 +435,4 @@ printf '| POST stock/lookup, 100 pairs (16 connections) | %s |\n' "${RESULT[look
 printf '| GET product across warehouses (64 connections) | %s |\n' "${RESULT[product]:-not run (--kafka-only)}"
 printf '| peak RSS during Kafka ingest | %s |\n' "${RESULT[memory]}"
 printf '| growth (10M events stored) | %s |\n' "${RESULT[growth]:-not run (--growth)}"
+[ "$SWEEP" = 0 ] || printf '\nThe sweep: %s/sweep.dat, %s/ingest.dat and the graphs in %s/\n' "$OUT" "$OUT" "$OUT"
