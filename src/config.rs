@@ -50,6 +50,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub http: HttpSettings,
     pub kafka: KafkaSettings,
+    /// Where the relay publishes stock changes; `None` turns it off.
+    pub stock_changes_topic: Option<String>,
 }
 
 /// Where the read-through cache lives and how it behaves.
@@ -70,18 +72,22 @@ pub struct CacheSettings {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     /// When set, the webhook requires `Authorization: Bearer <token>`.
-    pub webhook_token: Option<WebhookToken>,
+    pub webhook_token: Option<BearerToken>,
+    /// The token of the admin writes (low-stock levels); without it they
+    /// are refused with 403.
+    pub admin_token: Option<BearerToken>,
     /// The longest a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
     /// Requests served at once by the API routes; more get 503 `overloaded`.
     pub max_concurrent_requests: NonZeroUsize,
 }
 
-/// The shared secret of the webhook. Its `Debug` never shows it.
+/// A shared secret callers present as `Authorization: Bearer <token>`: the
+/// webhook's and the admin's. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WebhookToken(String);
+pub struct BearerToken(String);
 
-impl WebhookToken {
+impl BearerToken {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let token = raw.trim();
         if token.len() < 16 {
@@ -90,7 +96,7 @@ impl WebhookToken {
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("must be printable ASCII without spaces".into());
         }
-        Ok(WebhookToken(token.to_string()))
+        Ok(BearerToken(token.to_string()))
     }
 
     /// Compares in constant time, so response timing reveals nothing about
@@ -101,9 +107,9 @@ impl WebhookToken {
     }
 }
 
-impl fmt::Debug for WebhookToken {
+impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebhookToken(***)")
+        f.write_str("BearerToken(***)")
     }
 }
 
@@ -196,6 +202,7 @@ impl Settings {
             log_level,
             log_format,
             http: HttpSettings::from_lookup(&get)?,
+            stock_changes_topic: stock_changes_topic(mode, &lookup)?,
             kafka: KafkaSettings::from_lookup(&get)?,
         })
     }
@@ -205,7 +212,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} startup_timeout={}s",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -233,8 +240,40 @@ impl Settings {
             self.kafka.batch_max_wait.as_millis(),
             self.kafka.topic_partitions,
             self.kafka.topic_replication_factor,
+            self.stock_changes_topic.as_deref().unwrap_or("off"),
+            if self.http.admin_token.is_some() {
+                "***"
+            } else {
+                "none"
+            },
             self.startup_timeout.as_secs(),
         )
+    }
+}
+
+/// `STOCK_CHANGES_TOPIC`: in kafka mode it defaults to
+/// `warehouse_stock.changes`, and an empty value turns the relay off; in
+/// webhook_only mode the relay runs only when a topic is set.
+fn stock_changes_topic(
+    mode: AppMode,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match lookup("STOCK_CHANGES_TOPIC").map(|t| t.trim().to_string()) {
+        None if mode == AppMode::Kafka => Ok(Some("warehouse_stock.changes".into())),
+        None => Ok(None),
+        Some(t) if t.is_empty() => Ok(None),
+        Some(t)
+            if t.len() > 249
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) =>
+        {
+            Err(error(
+                "STOCK_CHANGES_TOPIC",
+                format!("{t:?} is not a Kafka topic name (up to 249 of a-z A-Z 0-9 . _ -)"),
+            ))
+        }
+        Some(t) => Ok(Some(t)),
     }
 }
 
@@ -291,7 +330,10 @@ impl HttpSettings {
     fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Ok(HttpSettings {
             webhook_token: get("WEBHOOK_TOKEN")
-                .map(|raw| WebhookToken::parse(&raw).map_err(|e| error("WEBHOOK_TOKEN", e)))
+                .map(|raw| BearerToken::parse(&raw).map_err(|e| error("WEBHOOK_TOKEN", e)))
+                .transpose()?,
+            admin_token: get("ADMIN_TOKEN")
+                .map(|raw| BearerToken::parse(&raw).map_err(|e| error("ADMIN_TOKEN", e)))
                 .transpose()?,
             request_timeout: Duration::from_millis(
                 parse_or(get, "REQUEST_TIMEOUT_MS", NonZeroU64::new(10_000).unwrap())?.get(),
@@ -469,6 +511,48 @@ mod tests {
     }
 
     #[test]
+    fn the_stock_change_feed_is_on_in_kafka_mode_and_off_when_set_empty() {
+        assert_eq!(
+            settings(&[("APP_MODE", "kafka")])
+                .unwrap()
+                .stock_changes_topic
+                .as_deref(),
+            Some("warehouse_stock.changes")
+        );
+        assert_eq!(
+            settings(&[("APP_MODE", "kafka"), ("STOCK_CHANGES_TOPIC", "")])
+                .unwrap()
+                .stock_changes_topic,
+            None
+        );
+        assert_eq!(settings(&[]).unwrap().stock_changes_topic, None);
+        assert_eq!(
+            settings(&[("STOCK_CHANGES_TOPIC", "changes")])
+                .unwrap()
+                .stock_changes_topic
+                .as_deref(),
+            Some("changes")
+        );
+        assert_eq!(
+            settings(&[("STOCK_CHANGES_TOPIC", "no spaces")])
+                .unwrap_err()
+                .variable,
+            "STOCK_CHANGES_TOPIC"
+        );
+    }
+
+    #[test]
+    fn the_admin_token_is_validated_and_masked_like_the_webhook_token() {
+        assert_eq!(
+            settings(&[("ADMIN_TOKEN", "short")]).unwrap_err().variable,
+            "ADMIN_TOKEN"
+        );
+        let s = settings(&[("ADMIN_TOKEN", "an-admin-secret-123")]).unwrap();
+        assert!(s.describe().contains("admin_token=***"));
+        assert!(!s.describe().contains("an-admin-secret-123"));
+    }
+
+    #[test]
     fn the_description_masks_passwords() {
         let s = settings(&[
             ("POSTGRES_PASSWORD", "pg-secret"),
@@ -491,7 +575,7 @@ mod tests {
 
     #[test]
     fn the_webhook_token_matches_only_itself() {
-        let token = WebhookToken::parse("a-long-enough-secret").unwrap();
+        let token = BearerToken::parse("a-long-enough-secret").unwrap();
         assert!(token.matches("a-long-enough-secret"));
         assert!(!token.matches("a-long-enough-secreT"));
         assert!(!token.matches("a-long-enough-secret2"));

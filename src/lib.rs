@@ -4,6 +4,7 @@
 //! - [`domain`]: the event format and the rules, free of I/O;
 //! - [`ledger`]: the batch apply and the reads in PostgreSQL;
 //! - [`ingest`]: how events arrive (webhook, Kafka) and reach the ledger;
+//! - [`feed`]: the stock-change feed (HTTP and Kafka) and its alerts;
 //! - [`api`]: the HTTP endpoints;
 //! - [`cache`]: the versioned Redis read-through cache;
 //! - [`config`], [`telemetry`], [`startup`], [`cli`]: running it.
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod feed;
 pub mod ingest;
 pub mod ledger;
 pub mod produce;

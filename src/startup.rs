@@ -4,6 +4,8 @@
 use crate::api::{self, AppState};
 use crate::cache::Cache;
 use crate::config::{AppMode, HttpSettings, KafkaSettings, Settings};
+use crate::feed::Horizon;
+use crate::feed::relay::{Relay, RelayStatus};
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::{self, KafkaStatus};
 use crate::ledger::Ledger;
@@ -23,6 +25,11 @@ pub struct Application {
     committer: tokio::task::JoinHandle<()>,
     /// Set in kafka mode: what the consumer reads.
     kafka: Option<KafkaSettings>,
+    /// Set when the stock-change relay runs.
+    relay: Option<Relay>,
+    /// Stops the tasks started before serving (the feed's horizon).
+    stop: CancellationToken,
+    horizon: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -32,7 +39,24 @@ impl Application {
         let pool = connect_database(settings).await?;
         let metrics = Metrics::new();
         let cache = Cache::new(&settings.cache, metrics.clone())?;
-        let ledger = Ledger::new(pool, cache, metrics);
+        let ledger = Ledger::new(pool.clone(), cache, metrics.clone());
+        let stop = CancellationToken::new();
+        let (horizon, horizon_task) = Horizon::spawn(
+            pool.clone(),
+            ledger.commits(),
+            metrics.clone(),
+            stop.clone(),
+        );
+        let relay_status = RelayStatus::default();
+        let relay = settings.stock_changes_topic.clone().map(|topic| Relay {
+            topic,
+            kafka: settings.kafka.clone(),
+            pool,
+            database: settings.database.clone(),
+            horizon: horizon.clone(),
+            metrics,
+            status: relay_status.clone(),
+        });
         let (commits, committer) =
             GroupCommit::spawn(ledger.clone(), settings.webhook_batch_max.get());
         let listener = TcpListener::bind((settings.host, settings.port))
@@ -48,10 +72,15 @@ impl Application {
                 ledger,
                 commits,
                 kafka: kafka_status,
+                horizon,
+                relay: relay_status,
             },
             http: settings.http.clone(),
             committer,
             kafka,
+            relay,
+            stop,
+            horizon: horizon_task,
         })
     }
 
@@ -68,7 +97,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         // One token stops everything; the consumer derives its own from it.
-        let stop = CancellationToken::new();
+        let stop = self.stop;
         tokio::spawn({
             let stop = stop.clone();
             async move {
@@ -85,6 +114,9 @@ impl Application {
                 stop.clone(),
             ))
         });
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(stop.clone())));
         tracing::info!(address = %self.listener.local_addr()?, "serving HTTP");
 
         let app = api::router(self.state, &self.http);
@@ -101,6 +133,10 @@ impl Application {
         if let Some(consumer) = consumer {
             consumer.await.context("Failed to stop the consumer")?;
         }
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
+        let _ = self.horizon.await;
         let _ = probe.await;
         tracing::info!("stopped");
         Ok(())

@@ -4,7 +4,7 @@
 //! are compiled in, so nothing is fetched at build or run time.
 
 use super::error::ErrorBody;
-use super::{health, lookups, ops, webhook};
+use super::{changes, health, lookups, ops, webhook};
 use crate::domain::EVENT_TIME_MILLIS;
 use crate::domain::{FieldError, MovementStatus, MovementView};
 use crate::ledger::reads::{HistoryItem, Rejection, StockItem, WarehouseQuantity};
@@ -53,6 +53,13 @@ pub const REDOC_PATH: &str = "/redoc";
         lookups::movements,
         lookups::movement_duration,
         lookups::rejections,
+        changes::changes,
+        changes::pair_threshold,
+        changes::set_pair_threshold,
+        changes::delete_pair_threshold,
+        changes::product_threshold,
+        changes::set_product_threshold,
+        changes::delete_product_threshold,
         health::live,
         health::ready,
         health::live_legacy,
@@ -65,7 +72,8 @@ pub const REDOC_PATH: &str = "/redoc";
     components(schemas(
         ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
         MovementMessage, MovementData, EventTime, lookups::StockView, HistoryItem, lookups::ProductStock,
-        WarehouseQuantity
+        WarehouseQuantity, crate::feed::Change, changes::ChangePage, changes::ThresholdBody,
+        changes::PairThreshold, changes::ProductThreshold
     )),
     modifiers(&Extras),
     tags(
@@ -73,6 +81,7 @@ pub const REDOC_PATH: &str = "/redoc";
         (name = "stock", description = "Stock figures"),
         (name = "movements", description = "Transfers between warehouses"),
         (name = "audit", description = "The audit log"),
+        (name = "changes", description = "The stock-change feed and low-stock levels"),
         (name = "operations", description = "Health, metrics and this description"),
     )
 )]
@@ -91,6 +100,17 @@ impl Modify for Extras {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some("Required only when WEBHOOK_TOKEN is set"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "ADMIN_TOKEN; without that setting, admin writes answer 403",
+                    ))
                     .build(),
             ),
         );

@@ -1,11 +1,12 @@
-//! What stands between a caller and a handler: the webhook's bearer token,
-//! the per-request time limit and the bound on requests served at once.
+//! What stands between a caller and a handler: the webhook's and the
+//! admin's bearer tokens, the per-request time limit and the bound on
+//! requests served at once.
 //!
 //! Each answers with the API's one error shape, so a caller that is refused
 //! learns why in the same JSON as every other error.
 
 use super::error::AppError;
-use crate::config::{HttpSettings, WebhookToken};
+use crate::config::{BearerToken, HttpSettings};
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -17,7 +18,8 @@ use tokio::sync::Semaphore;
 /// The limits of one server, shared by its middleware.
 #[derive(Clone)]
 pub struct Guard {
-    token: Option<WebhookToken>,
+    token: Option<BearerToken>,
+    admin: Option<BearerToken>,
     timeout: Duration,
     permits: Arc<Semaphore>,
 }
@@ -26,6 +28,7 @@ impl Guard {
     pub fn new(settings: &HttpSettings) -> Self {
         Guard {
             token: settings.webhook_token.clone(),
+            admin: settings.admin_token.clone(),
             timeout: settings.request_timeout,
             permits: Arc::new(Semaphore::new(settings.max_concurrent_requests.get())),
         }
@@ -38,18 +41,43 @@ pub async fn require_token(State(guard): State<Guard>, request: Request, next: N
     let Some(token) = &guard.token else {
         return next.run(request).await;
     };
+    match check_bearer(token, &request) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Refuses an admin write without `ADMIN_TOKEN`. A service without the
+/// setting takes no admin writes at all (403), so turning it on is a
+/// decision, never a default.
+pub async fn require_admin(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let Some(token) = &guard.admin else {
+        return AppError::Forbidden(
+            "admin writes are turned off: the service has no ADMIN_TOKEN".into(),
+        )
+        .into_response();
+    };
+    match check_bearer(token, &request) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether `request` presents `token` as its bearer token.
+fn check_bearer(token: &BearerToken, request: &Request) -> Result<(), AppError> {
     let presented = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(presented) if token.matches(presented.trim()) => next.run(request).await,
-        Some(_) => AppError::Unauthorized("the bearer token is not valid".into()).into_response(),
-        None => {
-            AppError::Unauthorized("this endpoint requires Authorization: Bearer <token>".into())
-                .into_response()
-        }
+        Some(presented) if token.matches(presented.trim()) => Ok(()),
+        Some(_) => Err(AppError::Unauthorized(
+            "the bearer token is not valid".into(),
+        )),
+        None => Err(AppError::Unauthorized(
+            "this endpoint requires Authorization: Bearer <token>".into(),
+        )),
     }
 }
 
@@ -71,9 +99,29 @@ pub async fn limit_concurrency(
 /// webhook event that was already handed to the ledger may still commit;
 /// its sender's retry is then answered as a duplicate, so nothing is
 /// applied twice.
+///
+/// A long poll of the feed is given its `wait` on top: holding it is what
+/// it asked for.
 pub async fn time_limit(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(guard.timeout, next.run(request)).await {
+    let limit = guard.timeout + requested_wait(&request);
+    match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => AppError::Timeout(guard.timeout).into_response(),
+        Err(_) => AppError::Timeout(limit).into_response(),
     }
+}
+
+/// The `wait` a feed request asks for; nothing for any other request, or
+/// for a value the handler will refuse.
+fn requested_wait(request: &Request) -> Duration {
+    if request.uri().path() != super::changes::PATH {
+        return Duration::ZERO;
+    }
+    request
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("wait="))
+        .and_then(|raw| super::changes::parse_wait(Some(raw)).ok())
+        .unwrap_or_default()
 }

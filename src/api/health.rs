@@ -33,6 +33,10 @@ pub struct Components {
     pub redis: &'static str,
     /// `disabled` (webhook_only mode), `ok` or `down`.
     pub kafka: &'static str,
+    /// The stock-change relay: `disabled` (no topic), `ok` (this instance
+    /// publishes), `standby` (another instance does) or `down` (publishing
+    /// fails and is retried).
+    pub stock_changes: &'static str,
 }
 
 /// The process is up and serving HTTP.
@@ -91,6 +95,7 @@ pub async fn check(state: &AppState) -> Components {
         db: if matches!(db, Ok(true)) { "ok" } else { "down" },
         redis: if redis { "ok" } else { "down" },
         kafka: state.kafka.as_str(),
+        stock_changes: state.relay.report().state.as_str(),
     }
 }
 

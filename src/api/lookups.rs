@@ -46,7 +46,7 @@ pub struct StockParams {
 /// fault; each route lists its own answers beside these.
 #[derive(IntoResponses)]
 #[allow(dead_code)]
-enum ServerErrors {
+pub(super) enum ServerErrors {
     /// `unavailable`, `overloaded` or `timeout`
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -388,7 +388,7 @@ impl SeqPageParams {
     }
 }
 
-fn query_rejection(e: QueryRejection) -> AppError {
+pub(super) fn query_rejection(e: QueryRejection) -> AppError {
     AppError::bad_request("invalid_query", e.body_text())
 }
 
@@ -635,7 +635,7 @@ fn next_cursor<T, A>(items: &[T], limit: i64, key: impl Fn(&T) -> A) -> Option<A
     }
 }
 
-fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
+pub(super) fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
     match raw {
         None => Ok(DEFAULT_PAGE),
         Some(s) => s
@@ -652,7 +652,7 @@ fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
 }
 
 /// An audit-log position from a previous page's `next_after`.
-fn parse_seq_cursor(raw: Option<&str>) -> Result<Option<i64>, AppError> {
+pub(super) fn parse_seq_cursor(raw: Option<&str>) -> Result<Option<i64>, AppError> {
     match raw {
         None => Ok(None),
         Some(s) => s
@@ -683,7 +683,7 @@ fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
         })
 }
 
-fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
+pub(super) fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
     Uuid::try_parse(raw).map_err(|_| {
         AppError::bad_request(
             "invalid_uuid",

@@ -1,6 +1,7 @@
 //! The HTTP API: the route table, shared state and the middleware around
 //! the routes.
 
+mod changes;
 mod docs;
 mod error;
 mod guard;
@@ -13,6 +14,8 @@ pub use docs::{ApiDoc, DOCS_PATH, REDOC_PATH, SPEC_PATH};
 pub use error::AppError;
 
 use crate::config::HttpSettings;
+use crate::feed::Horizon;
+use crate::feed::relay::RelayStatus;
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::KafkaStatus;
 use crate::ledger::Ledger;
@@ -20,7 +23,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, Response};
 use axum::middleware::from_fn_with_state;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use guard::Guard;
 use std::time::Duration;
 use tower_http::trace::TraceLayer;
@@ -38,6 +41,8 @@ pub struct AppState {
     pub ledger: Ledger,
     pub commits: GroupCommit,
     pub kafka: KafkaStatus,
+    pub horizon: Horizon,
+    pub relay: RelayStatus,
 }
 
 /// Who may call a route, and under which limits.
@@ -50,6 +55,8 @@ enum Access {
     Read,
     /// The webhook: bounded concurrency and, when configured, the token.
     Write,
+    /// Settings writes: bounded concurrency and the admin token, always.
+    Admin,
 }
 
 struct Route {
@@ -160,6 +167,43 @@ fn table() -> Vec<Route> {
             Read,
             get(lookups::rejections),
         ),
+        route(Method::GET, changes::PATH, Read, get(changes::changes)),
+        route(
+            Method::GET,
+            "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
+            Read,
+            get(changes::pair_threshold),
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
+            Admin,
+            put(changes::set_pair_threshold),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
+            Admin,
+            delete(changes::delete_pair_threshold),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/products/{product_id}/threshold",
+            Read,
+            get(changes::product_threshold),
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/products/{product_id}/threshold",
+            Admin,
+            put(changes::set_product_threshold),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/products/{product_id}/threshold",
+            Admin,
+            delete(changes::delete_product_threshold),
+        ),
         route(Method::GET, "/health/live", Operations, get(health::live)),
         route(Method::GET, "/health/ready", Operations, get(health::ready)),
         route(
@@ -211,6 +255,9 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
             }
             Access::Write => handler
                 .layer(from_fn_with_state(guard.clone(), guard::require_token))
+                .layer(from_fn_with_state(guard.clone(), guard::limit_concurrency)),
+            Access::Admin => handler
+                .layer(from_fn_with_state(guard.clone(), guard::require_admin))
                 .layer(from_fn_with_state(guard.clone(), guard::limit_concurrency)),
         };
         router = router.route(path, handler);

@@ -357,7 +357,16 @@ columns! {
 /// `seqs` takes one sequence number per entry, ascending, and each entry
 /// takes the one of its place in the batch: the audit log orders a batch's
 /// entries as the batch applied them, though they are inserted in lock
-/// order.
+/// order. Its filter makes two things happen before the first number is
+/// taken, which the stock-change feed relies on ([`crate::feed`]):
+///
+/// - `stock_written` has run, so the batch holds the row lock of every
+///   pair it changes. Two batches that change one pair hold that lock one
+///   after the other until they commit, so their numbers are taken one
+///   after the other too: along a pair, `seq` order is commit order.
+/// - The transaction has its id, so a reader that sees a number handed
+///   out can tell, from the transactions holding an id, whether the one
+///   holding that number may still commit.
 static WRITE_STATEMENT: LazyLock<String> = LazyLock::new(write_statement);
 
 fn write_statement() -> String {
@@ -407,7 +416,9 @@ fn write_statement() -> String {
     seqs AS MATERIALIZED (
         SELECT array_agg(n.seq ORDER BY n.seq) AS seq
         FROM (SELECT nextval('event_log_seq_seq') AS seq
-              FROM generate_series(1, {log_rows})) AS n),
+              FROM generate_series(1, {log_rows})
+              WHERE (SELECT count(*) FROM stock_written) >= 0
+                AND pg_current_xact_id() IS NOT NULL) AS n),
     logged AS (
         INSERT INTO event_log ({log_columns}, received_at)
         SELECT {log_values}, {received_at}

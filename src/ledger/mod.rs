@@ -24,6 +24,7 @@ use sqlx::PgPool;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Notify;
 use tracing::Span;
 use tracing::field::Empty;
 use uuid::Uuid;
@@ -60,6 +61,8 @@ pub struct Ledger {
     metrics: Metrics,
     /// Shared by every clone: the Kafka workers and the webhook.
     remembered: Arc<RememberedStock>,
+    /// Notified after every commit, so the feed's horizon looks at once.
+    committed: Arc<Notify>,
 }
 
 impl Ledger {
@@ -69,7 +72,13 @@ impl Ledger {
             cache,
             metrics,
             remembered: Arc::default(),
+            committed: Arc::default(),
         }
+    }
+
+    /// Notified (one permit, not a queue) after every batch committed.
+    pub fn commits(&self) -> Arc<Notify> {
+        self.committed.clone()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -123,6 +132,7 @@ impl Ledger {
             }
         };
         self.metrics.batch(events.len(), started.elapsed());
+        self.committed.notify_one();
         self.cache.invalidate(self.cache_keys(&applied)).await;
         let span = Span::current();
         let mut counts = [0usize; 3];

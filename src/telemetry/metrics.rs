@@ -44,6 +44,13 @@ struct Inner {
     cache_enabled: IntGauge,
     db_pool: IntGaugeVec,
     dependency_up: IntGaugeVec,
+    feed_published: IntCounter,
+    feed_publish_errors: IntCounter,
+    feed_lag_changes: IntGauge,
+    feed_lag_seconds: prometheus::Gauge,
+    feed_horizon: IntGauge,
+    feed_horizon_lag: IntGauge,
+    feed_latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -158,6 +165,56 @@ impl Metrics {
                 "1 while a dependency answers (db, redis, kafka), as readiness reports it",
                 &["dependency"],
             ),
+            feed_published: register(
+                &r,
+                IntCounter::new(
+                    "stock_changes_published_total",
+                    "Stock changes the relay published and the broker acknowledged",
+                ),
+            ),
+            feed_publish_errors: register(
+                &r,
+                IntCounter::new(
+                    "stock_changes_publish_errors_total",
+                    "Relay rounds that failed (broker or PostgreSQL) and are retried",
+                ),
+            ),
+            feed_lag_changes: register(
+                &r,
+                IntGauge::new(
+                    "stock_changes_relay_lag",
+                    "Committed stock changes the relay has not published yet, counted up to 100,000",
+                ),
+            ),
+            feed_lag_seconds: register(
+                &r,
+                prometheus::Gauge::new(
+                    "stock_changes_relay_lag_seconds",
+                    "Age of the oldest stock change the relay has not published yet",
+                ),
+            ),
+            feed_horizon: register(
+                &r,
+                IntGauge::new(
+                    "stock_changes_horizon",
+                    "The audit-log position up to which the feed is complete",
+                ),
+            ),
+            feed_horizon_lag: register(
+                &r,
+                IntGauge::new(
+                    "stock_changes_horizon_lag",
+                    "Audit-log positions handed out above the horizon (in flight, or held back by a long transaction)",
+                ),
+            ),
+            feed_latency: histogram(
+                &r,
+                "stock_changes_publish_latency_seconds",
+                "From a change's commit (its changed_at) to the broker's acknowledgement of it",
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ],
+            ),
             registry: r,
         }))
     }
@@ -243,6 +300,28 @@ impl Metrics {
     }
 
     /// The text exposition format.
+    pub fn feed_published(&self, n: usize) {
+        self.0.feed_published.inc_by(n as u64);
+    }
+
+    pub fn feed_publish_error(&self) {
+        self.0.feed_publish_errors.inc();
+    }
+
+    pub fn feed_lag(&self, changes: i64, seconds: f64) {
+        self.0.feed_lag_changes.set(changes);
+        self.0.feed_lag_seconds.set(seconds);
+    }
+
+    pub fn feed_latency(&self, seconds: f64) {
+        self.0.feed_latency.observe(seconds);
+    }
+
+    pub fn feed_horizon(&self, horizon: i64, above: i64) {
+        self.0.feed_horizon.set(horizon);
+        self.0.feed_horizon_lag.set(above);
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         TextEncoder::new()

@@ -19,6 +19,8 @@ pub fn bootstrap() -> String {
 }
 
 /// Settings for a kafka-mode service on a fresh database, topic and group.
+/// The stock-change relay is off unless `extra` sets its topic: tests that
+/// follow it set one of their own.
 pub fn kafka_settings(partitions: u32, extra: &[(&str, &str)]) -> Settings {
     let topic = format!("t_{}", Uuid::new_v4().simple());
     let mut vars: Vec<(String, String)> = vec![
@@ -31,6 +33,7 @@ pub fn kafka_settings(partitions: u32, extra: &[(&str, &str)]) -> Settings {
             format!("g_{}", Uuid::new_v4().simple()),
         ),
         ("KAFKA_TOPIC_PARTITIONS".into(), partitions.to_string()),
+        ("STOCK_CHANGES_TOPIC".into(), String::new()),
     ];
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

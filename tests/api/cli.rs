@@ -47,7 +47,16 @@ async fn migrate_creates_the_database_and_its_tables() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(tables, ["event_log", "stock"]);
+    assert_eq!(
+        tables,
+        [
+            "change_relay",
+            "event_log",
+            "product_thresholds",
+            "stock",
+            "stock_thresholds"
+        ]
+    );
     pool.close().await;
     drop_database(&url).await;
 }

@@ -272,6 +272,10 @@ pub fn child_env(settings: &Settings, port: u16) -> Vec<(&'static str, String)> 
         ),
         ("KAFKA_TOPIC_PARTITIONS", k.topic_partitions.to_string()),
         ("KAFKA_BATCH_SIZE", k.batch_size.to_string()),
+        (
+            "STOCK_CHANGES_TOPIC",
+            settings.stock_changes_topic.clone().unwrap_or_default(),
+        ),
     ]
 }
 

@@ -4,6 +4,7 @@
 mod binary;
 mod broker;
 mod cache;
+mod changes;
 mod cli;
 mod concurrency;
 mod corpus;

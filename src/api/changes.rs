@@ -1,0 +1,373 @@
+//! The stock-change feed over HTTP (long polling, like Kafka's fetch), and
+//! the low-stock levels its alerts compare against.
+
+use super::AppState;
+use super::error::{ApiJson, AppError, ErrorBody};
+use super::lookups::{ServerErrors, parse_limit, parse_seq_cursor, parse_uuid, query_rejection};
+use crate::feed::Change;
+use crate::feed::store::{self, ChangeFilter};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// The feed's route.
+pub const PATH: &str = "/api/v1/stock/changes";
+
+/// The longest a reader may ask to wait for a change.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// How long a read waits for the horizon to cover what was committed
+/// before it came (read-your-writes); past it, it answers what it has.
+const FRESH_WITHIN: Duration = Duration::from_secs(2);
+
+/// `?after=&limit=&warehouse_id=&product_id=&wait=`, parsed by hand so a
+/// bad value gets the API's error shape. An unknown parameter is refused:
+/// a reader whose `after` is misspelt would otherwise start again from 0.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeParams {
+    /// The `next_after` of the previous answer; 0 (the start) when absent.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<String>,
+    /// Changes per answer, 1 to 1000; 100 when absent.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// Only this warehouse's changes.
+    #[param(value_type = Option<Uuid>)]
+    warehouse_id: Option<String>,
+    /// Only this product's changes.
+    #[param(value_type = Option<Uuid>)]
+    product_id: Option<String>,
+    /// Seconds to hold the request, 0 to 30, while there is nothing new.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 30)]
+    wait: Option<String>,
+}
+
+/// Changes in `seq` order.
+#[derive(Serialize, ToSchema)]
+pub struct ChangePage {
+    items: Vec<Change>,
+    /// Pass as `after` next time: every change up to it that this filter
+    /// selects has been answered, now or before.
+    next_after: i64,
+}
+
+/// Every change of stock since `after`, in the ledger's order, exactly
+/// once for a reader that always passes `next_after` back. With `wait`,
+/// an answer with nothing new is held until a change arrives or the wait
+/// ends.
+#[utoipa::path(
+    get,
+    path = "/api/v1/stock/changes",
+    tag = "changes",
+    params(ChangeParams),
+    responses(
+        (status = 200, description = "The changes after `after`, read from PostgreSQL", body = ChangePage),
+        (status = 400, description = "`invalid_query` or `invalid_uuid`", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn changes(
+    State(state): State<AppState>,
+    params: Result<Query<ChangeParams>, QueryRejection>,
+) -> Result<Json<ChangePage>, AppError> {
+    let Query(params) = params.map_err(query_rejection)?;
+    let after = parse_seq_cursor(params.after.as_deref())?.unwrap_or(0);
+    let limit = parse_limit(params.limit.as_deref())?;
+    let wait = parse_wait(params.wait.as_deref())?;
+    let filter = ChangeFilter {
+        warehouse_id: params
+            .warehouse_id
+            .as_deref()
+            .map(|s| parse_uuid("warehouse_id", s))
+            .transpose()?,
+        product_id: params
+            .product_id
+            .as_deref()
+            .map(|s| parse_uuid("product_id", s))
+            .transpose()?,
+    };
+    let until = tokio::time::Instant::now() + wait;
+    let pool = state.ledger.pool();
+    let mut horizon = state.horizon.fresh(FRESH_WITHIN).await;
+    let items = loop {
+        let items = store::changes(pool, after, horizon, filter, limit).await?;
+        if !items.is_empty() || tokio::time::Instant::now() >= until {
+            break items;
+        }
+        // Nothing this reader wants up to the horizon: wait for it to move.
+        horizon = state.horizon.passes(horizon.max(after), until).await;
+    };
+    let next_after = match items.last() {
+        Some(last) if items.len() as i64 == limit => last.seq,
+        _ => after.max(horizon),
+    };
+    Ok(Json(ChangePage { items, next_after }))
+}
+
+/// `wait`: whole seconds, 0 to [`MAX_WAIT_SECONDS`].
+pub fn parse_wait(raw: Option<&str>) -> Result<Duration, AppError> {
+    match raw {
+        None => Ok(Duration::ZERO),
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_WAIT_SECONDS)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}, got {s:?}"),
+                )
+            }),
+    }
+}
+
+/// A low-stock level to set.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdBody {
+    /// Stock below this is low: the feed emits `stock.low` when a change
+    /// takes it there, and `stock.restored` when one brings it back.
+    #[schema(value_type = i64, minimum = 0, example = 10)]
+    low: serde_json::Number,
+}
+
+/// The low-stock level in effect for a pair.
+#[derive(Serialize, ToSchema)]
+pub struct PairThreshold {
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    low: i64,
+    /// `pair` for the pair's own level, `product` for its product's
+    /// default.
+    #[schema(example = "pair")]
+    source: &'static str,
+}
+
+/// A product's default low-stock level.
+#[derive(Serialize, ToSchema)]
+pub struct ProductThreshold {
+    product_id: Uuid,
+    low: i64,
+}
+
+/// `low`: a whole number (`10.0` counts, as JSON Schema says), 0 or more.
+fn parse_low(body: &ThresholdBody) -> Result<i64, AppError> {
+    // 2^63 as a float: every whole float below it is an exact i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    body.low
+        .as_i64()
+        .or_else(|| {
+            body.low
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < LIMIT)
+                .map(|f| f as i64)
+        })
+        .filter(|low| *low >= 0)
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_body",
+                format!("low must be a whole number, 0 or more, got {}", body.low),
+            )
+        })
+}
+
+/// The low-stock level in effect for a pair: its own, else its product's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
+    tag = "changes",
+    params(
+        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
+        ("product_id" = Uuid, Path, description = "The product"),
+    ),
+    responses(
+        (status = 200, description = "The level in effect", body = PairThreshold),
+        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
+        (status = 404, description = "`not_found`: neither the pair nor its product has a level", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn pair_threshold(
+    State(state): State<AppState>,
+    Path((warehouse_id, product_id)): Path<(String, String)>,
+) -> Result<Json<PairThreshold>, AppError> {
+    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
+    let product_id = parse_uuid("product_id", &product_id)?;
+    match store::level(state.ledger.pool(), warehouse_id, product_id).await? {
+        Some(level) => Ok(Json(PairThreshold {
+            warehouse_id,
+            product_id,
+            low: level.low,
+            source: if level.own { "pair" } else { "product" },
+        })),
+        None => Err(AppError::NotFound(
+            "neither this pair nor its product has a low-stock level".into(),
+        )),
+    }
+}
+
+/// Sets a pair's own low-stock level, which wins over its product's.
+#[utoipa::path(
+    put,
+    path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
+    tag = "changes",
+    params(
+        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
+        ("product_id" = Uuid, Path, description = "The product"),
+    ),
+    request_body = ThresholdBody,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The level is set", body = PairThreshold),
+        (status = 400, description = "`invalid_uuid`, `malformed_json` or `invalid_body`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn set_pair_threshold(
+    State(state): State<AppState>,
+    Path((warehouse_id, product_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ThresholdBody>,
+) -> Result<Json<PairThreshold>, AppError> {
+    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
+    let product_id = parse_uuid("product_id", &product_id)?;
+    let low = parse_low(&body)?;
+    store::set_pair_level(state.ledger.pool(), warehouse_id, product_id, low).await?;
+    Ok(Json(PairThreshold {
+        warehouse_id,
+        product_id,
+        low,
+        source: "pair",
+    }))
+}
+
+/// Removes a pair's own level; its product's default, if any, applies.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
+    tag = "changes",
+    params(
+        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
+        ("product_id" = Uuid, Path, description = "The product"),
+    ),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        (status = 404, description = "`not_found`: the pair has no level of its own", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn delete_pair_threshold(
+    State(state): State<AppState>,
+    Path((warehouse_id, product_id)): Path<(String, String)>,
+) -> Result<StatusCode, AppError> {
+    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
+    let product_id = parse_uuid("product_id", &product_id)?;
+    if store::delete_pair_level(state.ledger.pool(), warehouse_id, product_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::NotFound(
+            "this pair has no low-stock level of its own".into(),
+        ))
+    }
+}
+
+/// A product's default low-stock level.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{product_id}/threshold",
+    tag = "changes",
+    params(("product_id" = Uuid, Path, description = "The product")),
+    responses(
+        (status = 200, description = "The product's default level", body = ProductThreshold),
+        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
+        (status = 404, description = "`not_found`: the product has no default level", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn product_threshold(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+) -> Result<Json<ProductThreshold>, AppError> {
+    let product_id = parse_uuid("product_id", &product_id)?;
+    match store::product_level(state.ledger.pool(), product_id).await? {
+        Some(low) => Ok(Json(ProductThreshold { product_id, low })),
+        None => Err(AppError::NotFound(
+            "this product has no default low-stock level".into(),
+        )),
+    }
+}
+
+/// Sets a product's default low-stock level in every warehouse; a pair's
+/// own level wins over it.
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{product_id}/threshold",
+    tag = "changes",
+    params(("product_id" = Uuid, Path, description = "The product")),
+    request_body = ThresholdBody,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The level is set", body = ProductThreshold),
+        (status = 400, description = "`invalid_uuid`, `malformed_json` or `invalid_body`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `application/json`", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn set_product_threshold(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+    ApiJson(body): ApiJson<ThresholdBody>,
+) -> Result<Json<ProductThreshold>, AppError> {
+    let product_id = parse_uuid("product_id", &product_id)?;
+    let low = parse_low(&body)?;
+    store::set_product_level(state.ledger.pool(), product_id, low).await?;
+    Ok(Json(ProductThreshold { product_id, low }))
+}
+
+/// Removes a product's default level.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{product_id}/threshold",
+    tag = "changes",
+    params(("product_id" = Uuid, Path, description = "The product")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        (status = 404, description = "`not_found`: the product has no default level", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn delete_product_threshold(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let product_id = parse_uuid("product_id", &product_id)?;
+    if store::delete_product_level(state.ledger.pool(), product_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AppError::NotFound(
+            "this product has no default low-stock level".into(),
+        ))
+    }
+}

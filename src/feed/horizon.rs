@@ -1,0 +1,227 @@
+//! The horizon: the highest `seq` at or below which every audit entry that
+//! will ever commit has committed, so the feed may hand out everything up
+//! to it and never find an entry below it later.
+//!
+//! It is worked out from two facts PostgreSQL gives:
+//!
+//! - `L`, the last number the sequence handed out. Every number at or
+//!   below `L` is held by a transaction that has already taken it, and
+//!   every number handed out later is above `L` (the sequence caches one
+//!   number per session, its default).
+//! - The transactions of this database that hold a transaction id, read
+//!   from `pg_stat_activity` after `L` was read. The ledger gives a batch
+//!   its transaction id before it takes numbers ([`crate::ledger`]'s write
+//!   statement), so every transaction that holds a number at or below `L`
+//!   and has not ended is among them.
+//!
+//! Once none of those transactions is running any more, whatever they
+//! committed is visible to every new snapshot, and `L` is the horizon.
+//! A tick reads `L` and the running transactions in one statement, in no
+//! set order, so each tick's `L` is paired with the next tick's running
+//! set, which was certainly read after it.
+//!
+//! (A snapshot's `xmin`/`xmax` cannot do this: `xmax` is one past the
+//! latest *completed* transaction, so a transaction that took its id and
+//! is still running can be at or above it, and in no list.)
+//!
+//! A long transaction in this database (an idle session inside `BEGIN`
+//! that wrote something, a bulk load) holds the horizon back until it
+//! ends. That delays the feed; it never makes it skip.
+//! `stock_changes_horizon_lag` shows it.
+
+use crate::telemetry::Metrics;
+use sqlx::PgPool;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// The least time between two ticks: a tick per commit would cost more
+/// than it gains once commits come faster than this.
+const MIN_SPACING: Duration = Duration::from_millis(5);
+
+/// How often an idle horizon looks: other instances' commits wake no one
+/// here.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// What a tick has established.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct State {
+    /// Every entry with `seq <= safe` that will ever commit is visible.
+    pub safe: i64,
+    /// The latest tick whose `L` is covered by `safe`.
+    pub resolved: u64,
+}
+
+/// A handle to the horizon of one service; clones share it.
+#[derive(Clone)]
+pub struct Horizon {
+    state: watch::Receiver<State>,
+    wake: Arc<Notify>,
+    started: Arc<AtomicU64>,
+}
+
+impl Horizon {
+    /// Starts the task that keeps the horizon. `commits` is notified after
+    /// every batch this process commits, which makes the next tick come at
+    /// once instead of after [`IDLE`].
+    pub fn spawn(
+        pool: PgPool,
+        commits: Arc<Notify>,
+        metrics: Metrics,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (sender, state) = watch::channel(State::default());
+        let started = Arc::new(AtomicU64::new(0));
+        let horizon = Horizon {
+            state,
+            wake: commits,
+            started: started.clone(),
+        };
+        let ticker = Ticker {
+            pool,
+            wake: horizon.wake.clone(),
+            started,
+            sender,
+            metrics,
+        };
+        (horizon, tokio::spawn(ticker.run(stop)))
+    }
+
+    /// The horizon as last established.
+    pub fn current(&self) -> i64 {
+        self.state.borrow().safe
+    }
+
+    /// The horizon once it covers every entry committed before this call
+    /// (so a reader sees its own acknowledged writes), or as it stands
+    /// after `within` if something holds it back that long.
+    pub async fn fresh(&self, within: Duration) -> i64 {
+        let needed = self.started.load(Ordering::Acquire) + 1;
+        self.wake.notify_one();
+        let mut state = self.state.clone();
+        let reached = state.wait_for(|s| s.resolved >= needed);
+        match tokio::time::timeout(within, reached).await {
+            Ok(Ok(s)) => s.safe,
+            _ => self.current(),
+        }
+    }
+
+    /// Waits until the horizon passes `seq`, or `until` passes. Returns the
+    /// horizon then.
+    pub async fn passes(&self, seq: i64, until: tokio::time::Instant) -> i64 {
+        let mut state = self.state.clone();
+        let passed = state.wait_for(|s| s.safe > seq);
+        match tokio::time::timeout_at(until, passed).await {
+            Ok(Ok(s)) => s.safe,
+            _ => self.current(),
+        }
+    }
+
+    /// A receiver that sees every change of the horizon.
+    pub fn subscribe(&self) -> watch::Receiver<State> {
+        self.state.clone()
+    }
+}
+
+struct Ticker {
+    pool: PgPool,
+    wake: Arc<Notify>,
+    started: Arc<AtomicU64>,
+    sender: watch::Sender<State>,
+    metrics: Metrics,
+}
+
+/// One tick's reading: `L`, and the transactions of this database that
+/// hold an id.
+struct Reading {
+    last: i64,
+    running: HashSet<i64>,
+}
+
+impl Ticker {
+    async fn run(self, stop: CancellationToken) {
+        let mut state = State::default();
+        // Each entry is (tick, L, the transactions running after L was read).
+        let mut pending: VecDeque<(u64, i64, HashSet<i64>)> = VecDeque::new();
+        // The previous tick's L, waiting for this tick's snapshot.
+        let mut previous: Option<(u64, i64)> = None;
+        let mut failing = false;
+        loop {
+            let idle = previous.is_none_or(|(_, last)| last <= state.safe) && pending.is_empty();
+            let pause = if failing {
+                Duration::from_secs(1)
+            } else if idle {
+                IDLE
+            } else {
+                MIN_SPACING
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.wake.notified(), if !failing => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+            let tick = self.started.fetch_add(1, Ordering::AcqRel) + 1;
+            let reading = match read(&self.pool).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "the feed's horizon cannot be read; retrying");
+                    }
+                    failing = true;
+                    continue;
+                }
+            };
+            failing = false;
+            if let Some((t, last)) = previous.take() {
+                pending.push_back((t, last, reading.running.clone()));
+            }
+            previous = Some((tick, reading.last));
+            // An entry resolves once none of its transactions still runs.
+            // Its transactions were running when a later entry's were
+            // read, or had ended, so the entries resolve in order.
+            while let Some((t, last, holders)) = pending.front() {
+                if *last > state.safe && !holders.is_disjoint(&reading.running) {
+                    break;
+                }
+                state.safe = state.safe.max(*last);
+                state.resolved = *t;
+                pending.pop_front();
+            }
+            // A tick that found nothing new is resolved at once.
+            if reading.last <= state.safe && pending.is_empty() {
+                state.resolved = tick;
+                previous = None;
+            }
+            self.metrics
+                .feed_horizon(state.safe, reading.last - state.safe);
+            self.sender.send_if_modified(|s| {
+                let changed = *s != state;
+                *s = state;
+                changed
+            });
+            tokio::time::sleep(MIN_SPACING).await;
+        }
+    }
+}
+
+async fn read(pool: &PgPool) -> Result<Reading, sqlx::Error> {
+    // Sequences are not transactional: the read sees the number last
+    // handed out. `backend_xid` is set while a transaction holds an id and
+    // cleared once its end is visible to new snapshots.
+    let row = sqlx::query!(
+        r#"SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END
+                   FROM event_log_seq_seq) AS "last!",
+                  ARRAY(SELECT backend_xid::text::int8 FROM pg_stat_activity
+                        WHERE datname = current_database() AND backend_xid IS NOT NULL)
+                      AS "running!""#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Reading {
+        last: row.last,
+        running: row.running.into_iter().collect(),
+    })
+}

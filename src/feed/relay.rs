@@ -1,0 +1,334 @@
+//! The relay: publishes the feed to Kafka, each change as a CloudEvent
+//! `ru.retail.warehouses.stock.changed`, with its alerts after it.
+//!
+//! Delivery is at least once, with the idempotent producer:
+//!
+//! - The position (`change_relay`) advances only after the broker has
+//!   acknowledged everything up to it, so a crash, kill -9 included, or a
+//!   broker that loses what it had not acknowledged, makes the next relay
+//!   publish those changes again. Each carries a stable `id` for the
+//!   consumer to drop the second copy.
+//! - One relay publishes at a time: the one holding a session advisory
+//!   lock on a connection of its own. The others wait on standby. A relay
+//!   that dies drops its connection, and with it the lock, at once.
+//! - The record key is the pair, so a pair's changes land in one
+//!   partition in the order the relay sent them, which is `seq` order.
+
+use super::alerts::{self, Alert};
+use super::store::{self, RelayedChange};
+use super::{Change, Horizon};
+use crate::config::KafkaSettings;
+use crate::ingest::kafka::topics;
+use crate::telemetry::Metrics;
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgPool};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub const CHANGED: &str = "ru.retail.warehouses.stock.changed";
+
+/// The CloudEvents `source` of everything the relay publishes.
+pub const SOURCE: &str = "warehouse-stock";
+
+/// Changes read and published per round: large enough to keep the
+/// producer's batches full, small enough that a retry repeats little.
+const CHUNK: i64 = 2_000;
+
+/// The most unpublished changes the lag gauge counts.
+const LAG_CAP: i64 = 100_000;
+
+/// The advisory lock class of relays: with the topic's hash as key, one
+/// relay per topic runs at a time.
+const RELAY_LOCKS: i32 = 0x5753_4346;
+
+/// The relay's state, for `/health/ready`.
+#[derive(Clone, Default)]
+pub struct RelayStatus(Arc<Mutex<Report>>);
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Report {
+    pub state: RelayState,
+    /// Every change at or below it is acknowledged by the broker.
+    pub position: i64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RelayState {
+    /// No topic is set.
+    #[default]
+    Disabled,
+    /// Another instance's relay publishes.
+    Standby,
+    /// This instance publishes.
+    Publishing,
+    /// Publishing failed; it is being retried.
+    Down,
+}
+
+impl RelayState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayState::Disabled => "disabled",
+            RelayState::Standby => "standby",
+            RelayState::Publishing => "ok",
+            RelayState::Down => "down",
+        }
+    }
+}
+
+impl RelayStatus {
+    pub fn report(&self) -> Report {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, state: RelayState) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).state = state;
+    }
+
+    fn advanced(&self, position: i64) {
+        let mut report = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        report.position = position;
+        report.state = RelayState::Publishing;
+    }
+}
+
+/// What the relay needs besides its topic.
+pub struct Relay {
+    pub topic: String,
+    pub kafka: KafkaSettings,
+    pub pool: PgPool,
+    /// For the connection that holds the lock.
+    pub database: PgConnectOptions,
+    pub horizon: Horizon,
+    pub metrics: Metrics,
+    pub status: RelayStatus,
+}
+
+impl Relay {
+    /// Publishes until `stop` is cancelled, standing by while another
+    /// instance publishes, and retrying every failure after a pause.
+    pub async fn run(self, stop: CancellationToken) {
+        self.status.set(RelayState::Standby);
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                outcome = self.lead(&stop) => outcome,
+            };
+            match outcome {
+                Ok(Led::Stopped) => return,
+                Ok(Led::Standby) => {
+                    self.status.set(RelayState::Standby);
+                    pause = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    self.status.set(RelayState::Down);
+                    self.metrics.feed_publish_error();
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "stock-change relay failed; retrying"
+                    );
+                    pause = (pause * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Takes the lock and publishes while it holds it.
+    async fn lead(&self, stop: &CancellationToken) -> anyhow::Result<Led> {
+        let mut conn = self
+            .database
+            .connect()
+            .await
+            .context("Failed to connect the relay to PostgreSQL")?;
+        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(RELAY_LOCKS)
+            .bind(&self.topic)
+            .fetch_one(&mut conn)
+            .await
+            .context("Failed to ask for the relay's lock")?;
+        if !held {
+            conn.close().await.ok();
+            return Ok(Led::Standby);
+        }
+        topics::ensure_topics(&self.kafka, &[&self.topic])
+            .await
+            .context("Failed to create the stock-change topic")?;
+        // A producer per turn: an idempotent producer that met a broker
+        // which lost its state (a restarted broker, a failover) may be
+        // fenced for good, and the next turn must not inherit that.
+        let producer = producer(&self.kafka)?;
+        let mut position = store::relay_position(&mut conn, &self.topic)
+            .await
+            .context("Failed to read the relay's position")?;
+        tracing::info!(topic = %self.topic, position, "publishing stock changes");
+        self.status.advanced(position);
+        let mut counted = Instant::now() - Duration::from_secs(10);
+        loop {
+            if stop.is_cancelled() {
+                conn.close().await.ok();
+                return Ok(Led::Stopped);
+            }
+            let horizon = self.horizon.current();
+            if horizon <= position {
+                self.metrics.feed_lag(0, 0.0);
+                let until = tokio::time::Instant::now() + Duration::from_secs(1);
+                tokio::select! {
+                    _ = stop.cancelled() => continue,
+                    _ = self.horizon.passes(position, until) => {}
+                }
+                // Holding the lock needs the connection alive; a relay
+                // whose connection died has lost it to another.
+                if self.horizon.current() <= position {
+                    conn.ping()
+                        .await
+                        .context("The relay's lock connection failed")?;
+                }
+                continue;
+            }
+            let chunk = store::relayed_changes(&self.pool, position, horizon, CHUNK)
+                .await
+                .context("Failed to read stock changes")?;
+            if let Some(first) = chunk.first() {
+                let behind = (Utc::now() - first.change.changed_at)
+                    .as_seconds_f64()
+                    .max(0.0);
+                // Counting walks the log, so it is done now and then and
+                // stops at LAG_CAP: past that, "far behind" is the news.
+                if counted.elapsed() >= Duration::from_secs(2) {
+                    counted = Instant::now();
+                    let lag = store::changes_after(&self.pool, position, LAG_CAP)
+                        .await
+                        .context("Failed to count unpublished changes")?;
+                    self.metrics.feed_lag(lag, behind);
+                }
+            }
+            publish(&producer, &self.topic, &chunk, &self.metrics).await?;
+            // Fewer than a chunk: nothing else is committed up to the
+            // horizon, and the position may skip what is not a change.
+            let next = match chunk.last() {
+                Some(last) if chunk.len() as i64 == CHUNK => last.change.seq,
+                _ => horizon,
+            };
+            store::advance_relay(&mut conn, &self.topic, next)
+                .await
+                .context("Failed to store the relay's position")?;
+            self.metrics.feed_published(chunk.len());
+            position = next;
+            self.status.advanced(position);
+        }
+    }
+}
+
+enum Led {
+    Stopped,
+    Standby,
+}
+
+fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .context("Failed to create the stock-change producer")
+}
+
+/// Sends every change of `chunk` and its alerts, and waits until the
+/// broker acknowledged all of them. Each change's latency, from its commit
+/// to its acknowledgement, goes to the metrics.
+async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    chunk: &[RelayedChange],
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
+    let mut records: Vec<(String, Vec<u8>, Option<DateTime<Utc>>)> =
+        Vec::with_capacity(chunk.len());
+    for relayed in chunk {
+        let c = &relayed.change;
+        let key = format!("{}:{}", c.warehouse_id, c.product_id);
+        records.push((key.clone(), change_event(c), Some(c.changed_at)));
+        let level = relayed.level;
+        for alert in alerts::crossings(c.before(), c.quantity, level, relayed.first_change) {
+            records.push((key.clone(), alert_event(c, alert, level), None));
+        }
+    }
+    let sends = records.iter().map(|(key, value, changed_at)| {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some("application/cloudevents+json"),
+        });
+        let delivery = producer.send(
+            FutureRecord::to(topic)
+                .key(key.as_str())
+                .payload(value.as_slice())
+                .headers(headers),
+            Duration::from_secs(30),
+        );
+        async move {
+            let result = delivery.await;
+            if let (Ok(_), Some(at)) = (&result, changed_at) {
+                metrics.feed_latency((Utc::now() - *at).as_seconds_f64().max(0.0));
+            }
+            result
+        }
+    });
+    for result in futures_util::future::join_all(sends).await {
+        result
+            .map_err(|(e, _)| e)
+            .context("The broker did not acknowledge a stock change")?;
+    }
+    Ok(())
+}
+
+/// The change as a structured-mode CloudEvent.
+pub fn change_event(c: &Change) -> Vec<u8> {
+    let event = json!({
+        "specversion": "1.0",
+        "type": CHANGED,
+        "source": SOURCE,
+        "id": format!("stock-change-{}", c.seq),
+        "subject": format!("{}:{}", c.warehouse_id, c.product_id),
+        "time": c.changed_at,
+        "datacontenttype": "application/json",
+        "data": c,
+    });
+    serde_json::to_vec(&event).unwrap_or_default()
+}
+
+/// An alert as a structured-mode CloudEvent; it carries its change's `seq`.
+pub fn alert_event(c: &Change, alert: Alert, level: Option<i64>) -> Vec<u8> {
+    let event = json!({
+        "specversion": "1.0",
+        "type": alert.event_type(),
+        "source": SOURCE,
+        "id": format!("stock-{}-{}", alert.as_str(), c.seq),
+        "subject": format!("{}:{}", c.warehouse_id, c.product_id),
+        "time": c.changed_at,
+        "datacontenttype": "application/json",
+        "data": {
+            "seq": c.seq,
+            "warehouse_id": c.warehouse_id,
+            "product_id": c.product_id,
+            "quantity": c.quantity,
+            "previous_quantity": c.before(),
+            "low": level,
+            "changed_at": c.changed_at,
+        },
+    });
+    serde_json::to_vec(&event).unwrap_or_default()
+}
