@@ -10,6 +10,14 @@
 #   bash scripts/bench.sh --sweep    # also step the load up and draw the graphs
 #   COUNT=200000 bash scripts/bench.sh   # a shorter Kafka run
 #   BENCH_BIN=/tmp/old/warehouse-stock bash scripts/bench.sh --kafka-only  # another build
+#   bash scripts/bench.sh --webhook-only   # only the webhook ingest run
+#   FEED=off bash scripts/bench.sh --kafka-only   # with the stock-change relay off
+#
+# The stock-change relay runs in every ingest run (FEED=on, the default):
+# the Kafka run then also reports how long after the ingest the relay had
+# published everything, the commit-to-acknowledgement latency of the
+# changes (p50 and p99, from the service's histogram), and how fast a
+# reader follows the HTTP feed from the start.
 #
 # Every run also measures PostgreSQL's own ceiling on this machine (a \copy
 # of the run's audit log into an unindexed table) and prints the Kafka rate
@@ -20,15 +28,23 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 COUNT=${COUNT:-1000000}
 GROWTH=0
 KAFKA_ONLY=0
+WEBHOOK_ONLY=0
 SWEEP=0
 for arg in "$@"; do
   case $arg in
     --growth) GROWTH=1 ;;
     --kafka-only) KAFKA_ONLY=1 ;;
+    --webhook-only) WEBHOOK_ONLY=1 ;;
     --sweep) SWEEP=1 ;;
-    *) echo "usage: bash scripts/bench.sh [--kafka-only] [--growth] [--sweep]" >&2; exit 2 ;;
+    *) echo "usage: bash scripts/bench.sh [--kafka-only | --webhook-only] [--growth] [--sweep]" >&2; exit 2 ;;
   esac
 done
+FEED=${FEED:-on}
+case $FEED in
+  on) export STOCK_CHANGES_TOPIC="bench_changes_$(date +%s)" ;;
+  off) export STOCK_CHANGES_TOPIC= ;;
+  *) echo "FEED must be on or off" >&2; exit 2 ;;
+esac
 # Where --sweep writes its samples and graphs (committed, linked from
 # BENCHMARKS.md).
 OUT=${BENCH_OUT:-docs/bench}
@@ -116,6 +132,57 @@ applied_and_lag() {
          END {printf "%d %d\n", n, lag}'
 }
 
+# The relay's figures from the service's metrics: changes published, and
+# the p50 and p99 of its commit-to-acknowledgement latency (interpolated
+# in the histogram's buckets).
+feed_figures() {
+  curl -s "http://127.0.0.1:$PORT/metrics" | python3 -c '
+import re, sys
+buckets, published = [], 0
+for line in sys.stdin:
+    if line.startswith("stock_changes_published_total "):
+        published = int(float(line.split()[1]))
+    m = re.match(r"stock_changes_publish_latency_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
+    if m:
+        buckets.append((float(m.group(1)), float(m.group(2))))
+def quantile(q):
+    total = buckets[-1][1] if buckets else 0
+    if total == 0:
+        return float("nan")
+    lo, below = 0.0, 0.0
+    for le, n in buckets:
+        if n >= q * total:
+            if le == float("inf"):
+                return lo
+            return lo + (le - lo) * (q * total - below) / max(n - below, 1e-9)
+        lo, below = le, n
+    return lo
+print(published, f"{quantile(0.5) * 1000:.0f}", f"{quantile(0.99) * 1000:.0f}")
+'
+}
+
+# A reader following the HTTP feed from `after` until it has `count`
+# changes, 1000 a page, on one connection. Prints changes per second.
+follow_feed() { # after, count
+  python3 - "$PORT" "$1" "$2" <<'PY'
+import http.client, json, sys, time
+port, after, count = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+conn = http.client.HTTPConnection("127.0.0.1", port)
+seen, started, last = 0, time.time(), None
+while seen < count:
+    conn.request("GET", f"/api/v1/stock/changes?after={after}&limit=1000&wait=5")
+    page = json.loads(conn.getresponse().read())
+    for item in page["items"]:
+        assert last is None or item["seq"] > last, "out of order"
+        last = item["seq"]
+    seen += len(page["items"])
+    after = page["next_after"]
+    if not page["items"] and time.time() - started > 120:
+        sys.exit(f"the feed gave {seen} of {count}")
+print(round(seen / (time.time() - started)))
+PY
+}
+
 # Kafka ingest: pre-produce COUNT movements, then time from consumer start
 # until every effect is committed in PostgreSQL. Prints the rate.
 kafka_ingest() { # db, topic
@@ -125,6 +192,14 @@ kafka_ingest() { # db, topic
   # Events stored before the run (the growth run's 10M), counted before the
   # clock starts. A fresh database does not exist yet: the service creates it.
   base=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log" "$db" 2>/dev/null || echo 0)
+  local first_seq
+  first_seq=$("${PSQL[@]}" -c "SELECT coalesce(max(seq), 0) FROM event_log" "$db" 2>/dev/null || echo 0)
+  # Events stored before the run were published before it, as far as this
+  # run's relay is concerned: it starts at the end of the log.
+  if [ "$base" != 0 ] && [ -n "$STOCK_CHANGES_TOPIC" ]; then
+    "${PSQL[@]}" -c "INSERT INTO change_relay (topic, position)
+      SELECT '$STOCK_CHANGES_TOPIC', coalesce(max(seq), 0) FROM event_log" "$db" >/dev/null
+  fi
   checkpoint # before the clock starts; start_service's own is then instant
   start=$(date +%s.%N)
   start_service "$db" APP_MODE=kafka KAFKA_TOPIC="$topic" KAFKA_DLQ_TOPIC="$topic.dlq" \
@@ -153,6 +228,21 @@ kafka_ingest() { # db, topic
     if [ $((stored * 10)) -lt $((expected * 9)) ]; then sleep 1; else sleep 0.1; fi
   done
   end=$(date +%s.%N)
+  FEED_RESULT="off"
+  if [ -n "$STOCK_CHANGES_TOPIC" ]; then
+    local published p50 p99 caught follow
+    while :; do
+      read -r published p50 p99 < <(feed_figures)
+      [ "$published" -ge "$expected" ] && break
+      python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $end < 300 else 1)" ||
+        fail "the relay published $published of $expected changes"
+      sleep 0.2
+    done
+    caught=$(python3 -c "print(round($(date +%s.%N) - $end, 1))")
+    follow=$(follow_feed "$first_seq" "$expected")
+    FEED_RESULT="relay done $caught s after the ingest, commit to ack p50 ${p50} ms, p99 ${p99} ms; HTTP reader $follow changes/s"
+    log "stock-change feed: $FEED_RESULT"
+  fi
   # Batches run again after meeting a concurrent batch (see the ledger).
   RETRIES=$(curl -s "http://127.0.0.1:$PORT/metrics" |
     awk '/^ledger_batch_retries_total\{/ {n += $2} END {printf "%d", n}')
@@ -201,6 +291,41 @@ pg_ceiling() { # db
   log "PostgreSQL ceiling: \\copy of $rows audit-log rows into an unindexed table at $CEILING rows/s"
 }
 
+# Webhook ingest: unique single-event POSTs at 64 connections for 30 s,
+# then checked against PostgreSQL.
+webhook_run() {
+  log "webhook ingest: unique single-event POSTs, 64 connections, 30 s"
+  fresh_db ws_bench_webhook
+  start_service ws_bench_webhook
+  wrk -t2 -c64 -d30s --latency -s scripts/bench/webhook.lua "http://127.0.0.1:$PORT" | tee "$WORK/webhook.txt"
+  local published p50 p99
+  WEBHOOK_FEED="off"
+  if [ -n "$STOCK_CHANGES_TOPIC" ]; then
+    sleep 2 # the relay's last round
+    read -r published p50 p99 < <(feed_figures)
+    WEBHOOK_FEED="$published changes published, commit to ack p50 ${p50} ms, p99 ${p99} ms"
+    log "stock-change feed during the webhook run: $WEBHOOK_FEED"
+  fi
+  stop_service
+  local requests non2xx applied total
+  requests=$(awk '/requests in/{print $1}' "$WORK/webhook.txt")
+  non2xx=$(awk '/Non-2xx/{print $4}' "$WORK/webhook.txt"); non2xx=${non2xx:-0}
+  applied=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log WHERE outcome = 'applied'" ws_bench_webhook)
+  total=$("${PSQL[@]}" -c "SELECT coalesce(sum(quantity), 0) FROM stock" ws_bench_webhook)
+  [ "$non2xx" = 0 ] || fail "$non2xx webhook requests failed"
+  [ "$total" = "$applied" ] || fail "stock total $total differs from $applied applied arrivals"
+  [ "$applied" -ge "$requests" ] || fail "$requests answered but only $applied applied"
+  RESULT[webhook]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/webhook.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/webhook.txt")"
+}
+
+if [ "$WEBHOOK_ONLY" = 1 ]; then
+  webhook_run
+  printf '\n| figure | result |\n|---|---|\n'
+  printf '| webhook ingest (64 connections, 30 s) | %s |\n' "${RESULT[webhook]}"
+  printf '| stock-change feed (%s) during it | %s |\n' "$FEED" "$WEBHOOK_FEED"
+  exit 0
+fi
+
 log "producing $COUNT movements (50 warehouses x 2000 products, 25% departures, 5% duplicates)"
 TOPIC="bench_$(date +%s)"
 KAFKA_TOPIC=$TOPIC KAFKA_DLQ_TOPIC="$TOPIC.dlq" "$BIN" produce --count "$COUNT" --warehouses 50 \
@@ -220,19 +345,7 @@ if [ "$KAFKA_ONLY" = 0 ]; then
 # The 100,000 stocked pairs, for the cache-miss run.
 "${PSQL[@]}" -c "SELECT warehouse_id || '/' || product_id FROM stock" ws_bench >"$WORK/pairs.txt"
 
-log "webhook ingest: unique single-event POSTs, 64 connections, 30 s"
-fresh_db ws_bench_webhook
-start_service ws_bench_webhook
-wrk -t2 -c64 -d30s --latency -s scripts/bench/webhook.lua "http://127.0.0.1:$PORT" | tee "$WORK/webhook.txt"
-stop_service
-requests=$(awk '/requests in/{print $1}' "$WORK/webhook.txt")
-non2xx=$(awk '/Non-2xx/{print $4}' "$WORK/webhook.txt"); non2xx=${non2xx:-0}
-applied=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log WHERE outcome = 'applied'" ws_bench_webhook)
-total=$("${PSQL[@]}" -c "SELECT coalesce(sum(quantity), 0) FROM stock" ws_bench_webhook)
-[ "$non2xx" = 0 ] || fail "$non2xx webhook requests failed"
-[ "$total" = "$applied" ] || fail "stock total $total differs from $applied applied arrivals"
-[ "$applied" -ge "$requests" ] || fail "$requests answered but only $applied applied"
-RESULT[webhook]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/webhook.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/webhook.txt")"
+webhook_run
 
 log "GET stock, cache hit: one hot pair, wrk -t2 -c64 -d15s"
 start_service ws_bench
@@ -434,5 +547,6 @@ printf '| GET history page (64 connections) | %s |\n' "${RESULT[history]:-not ru
 printf '| POST stock/lookup, 100 pairs (16 connections) | %s |\n' "${RESULT[lookup]:-not run (--kafka-only)}"
 printf '| GET product across warehouses (64 connections) | %s |\n' "${RESULT[product]:-not run (--kafka-only)}"
 printf '| peak RSS during Kafka ingest | %s |\n' "${RESULT[memory]}"
+printf '| stock-change feed (%s) after the Kafka ingest | %s |\n' "$FEED" "$FEED_RESULT"
 printf '| growth (10M events stored) | %s |\n' "${RESULT[growth]:-not run (--growth)}"
 [ "$SWEEP" = 0 ] || printf '\nThe sweep: %s/sweep.dat, %s/ingest.dat and the graphs in %s/\n' "$OUT" "$OUT" "$OUT"
