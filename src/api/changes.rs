@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 use uuid::Uuid;
 
 /// The feed's route.
@@ -129,6 +129,19 @@ pub fn parse_wait(raw: Option<&str>) -> Result<Duration, AppError> {
     }
 }
 
+/// What an admin write answers when it may not run; every admin route
+/// lists these beside its own answers.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+enum AdminRefusals {
+    /// `unauthorized`: no or a wrong admin token
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// `forbidden`: the service has no ADMIN_TOKEN
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+}
+
 /// A low-stock level to set.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -228,8 +241,7 @@ pub async fn pair_threshold(
     responses(
         (status = 200, description = "The level is set", body = PairThreshold),
         (status = 400, description = "`invalid_uuid`, `malformed_json` or `invalid_body`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        AdminRefusals,
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not `application/json`", body = ErrorBody),
         ServerErrors,
@@ -265,8 +277,7 @@ pub async fn set_pair_threshold(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "`invalid_uuid`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        AdminRefusals,
         (status = 404, description = "`not_found`: the pair has no level of its own", body = ErrorBody),
         ServerErrors,
     )
@@ -324,8 +335,7 @@ pub async fn product_threshold(
     responses(
         (status = 200, description = "The level is set", body = ProductThreshold),
         (status = 400, description = "`invalid_uuid`, `malformed_json` or `invalid_body`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        AdminRefusals,
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: not `application/json`", body = ErrorBody),
         ServerErrors,
@@ -352,8 +362,7 @@ pub async fn set_product_threshold(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "`invalid_uuid`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no or a wrong admin token", body = ErrorBody),
-        (status = 403, description = "`forbidden`: the service has no ADMIN_TOKEN", body = ErrorBody),
+        AdminRefusals,
         (status = 404, description = "`not_found`: the product has no default level", body = ErrorBody),
         ServerErrors,
     )
