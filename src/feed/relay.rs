@@ -43,6 +43,9 @@ pub const SOURCE: &str = "warehouse-stock";
 /// enough that a retry repeats little.
 const CHUNK: i64 = 5_000;
 
+/// How long a stopping relay may take to finish its round.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// How often the relay stores its position while it is behind.
 const STORE_EVERY: Duration = Duration::from_millis(500);
 
@@ -123,9 +126,16 @@ impl Relay {
         self.status.set(RelayState::Standby);
         let mut pause = Duration::from_millis(200);
         loop {
+            let lead = self.lead(&stop);
+            tokio::pin!(lead);
             let outcome = tokio::select! {
-                _ = stop.cancelled() => return,
-                outcome = self.lead(&stop) => outcome,
+                outcome = &mut lead => outcome,
+                // A round in flight may finish and store its position; a
+                // broker that does not answer must not hold the shutdown.
+                _ = stop.cancelled() => match tokio::time::timeout(SHUTDOWN_GRACE, &mut lead).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return,
+                },
             };
             match outcome {
                 Ok(Led::Stopped) => return,
