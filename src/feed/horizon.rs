@@ -24,6 +24,12 @@
 //! latest *completed* transaction, so a transaction that took its id and
 //! is still running can be at or above it, and in no list.)
 //!
+//! `pg_stat_activity` shows `backend_xid` for sessions of the reader's own
+//! role (and for every session to a role with `pg_read_all_stats`). The
+//! ledger's writers are the service's own sessions, so its own role is
+//! enough; a deployment that writes the ledger under several roles must
+//! give the service's role `pg_read_all_stats`.
+//!
 //! A long transaction in this database (an idle session inside `BEGIN`
 //! that wrote something, a bulk load) holds the horizon back until it
 //! ends. That delays the feed; it never makes it skip.
