@@ -524,6 +524,19 @@ async fn assert_topic_holds_every_change(pool: &PgPool, records: &[(i32, Value)]
     }
 }
 
+/// Waits until every unique event of the stream is in the audit log,
+/// applied or rejected.
+async fn until_logged(pool: &PgPool, unique: i64) {
+    eventually("the stream applied", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event_log")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            == unique
+    })
+    .await;
+}
+
 fn changes_topic() -> String {
     format!("changes_{}", Uuid::new_v4().simple())
 }
@@ -536,14 +549,7 @@ async fn every_applied_event_of_a_stream_with_duplicates_is_published_once_per_p
     let config = generated(10_000, 31, 0.05);
     produce_generated(&settings, config.clone(), false).await;
     let unique = unique_events(&config);
-    eventually("the stream applied", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event_log")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap()
-            == unique
-    })
-    .await;
+    until_logged(&app.pool, unique).await;
     let applied = applied_count(&app.pool).await as usize;
     let records = read_topic(&bootstrap(), &topic, 3, |r| {
         changes_by_seq(r).len() >= applied
@@ -596,14 +602,7 @@ async fn a_kill_9_mid_stream_and_a_restart_lose_no_change() {
     let at_kill = applied_count(&pool).await;
     assert!(at_kill < unique, "the stream was done before the kill");
     let _service = ServiceProcess::start(&settings).await;
-    eventually("the stream applied", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event_log")
-            .fetch_one(&*pool)
-            .await
-            .unwrap()
-            == unique
-    })
-    .await;
+    until_logged(&pool, unique).await;
     let applied = applied_count(&pool).await as usize;
     let records = read_topic(&bootstrap(), &topic, 3, |r| {
         changes_by_seq(r).len() >= applied
@@ -664,14 +663,7 @@ async fn two_instances_publish_each_change_once() {
     let config = generated(3_000, 33, 0.0);
     produce_generated(&settings, config.clone(), false).await;
     let unique = unique_events(&config);
-    eventually("the stream applied", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM event_log")
-            .fetch_one(&first.pool)
-            .await
-            .unwrap()
-            == unique
-    })
-    .await;
+    until_logged(&first.pool, unique).await;
     // Webhook events on both instances too.
     for app in [&first, &second] {
         stock_up(app, Uuid::new_v4(), Uuid::new_v4(), 4).await;
