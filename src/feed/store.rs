@@ -86,22 +86,31 @@ pub async fn relayed_changes(
     if horizon <= after {
         return Ok(Vec::new());
     }
-    // Only a change from 0 can be a pair's first, so only those look for an
-    // earlier one (in the product-history index).
+    // Only a change from 0 can be a pair's first. The ledger marks the
+    // first change of a pair it found no stock row of (`opens_pair`, see
+    // migration 8); only the other changes from 0 look for an earlier one
+    // (in the product-history index), and `OR` stops at the mark.
+    // The levels are looked up per change only where any level is set: the
+    // uncorrelated `EXISTS` runs once per statement, and `CASE` skips the
+    // two lookups without one (a join probed both indexes for every row).
     let rows = sqlx::query!(
         r#"SELECT e.seq, e.warehouse_id, e.product_id, e.event, e.quantity,
                   e.stock_after AS "stock_after!", e.movement_id, e.message_id, e.received_at,
-                  COALESCE(st.low, pt.low) AS low,
+                  CASE WHEN (SELECT EXISTS (SELECT 1 FROM stock_thresholds)
+                                    OR EXISTS (SELECT 1 FROM product_thresholds))
+                       THEN COALESCE((SELECT st.low FROM stock_thresholds st
+                                      WHERE st.product_id = e.product_id
+                                        AND st.warehouse_id = e.warehouse_id),
+                                     (SELECT pt.low FROM product_thresholds pt
+                                      WHERE pt.product_id = e.product_id))
+                  END AS low,
                   CASE WHEN e.event = 'arrival' AND e.stock_after = e.quantity
-                       THEN NOT EXISTS (SELECT 1 FROM event_log p
+                       THEN e.opens_pair OR NOT EXISTS (SELECT 1 FROM event_log p
                                         WHERE p.product_id = e.product_id
                                           AND p.warehouse_id = e.warehouse_id
                                           AND p.outcome = 'applied' AND p.seq < e.seq)
                        ELSE false END AS "first_change!"
            FROM event_log e
-           LEFT JOIN stock_thresholds st
-                  ON st.product_id = e.product_id AND st.warehouse_id = e.warehouse_id
-           LEFT JOIN product_thresholds pt ON pt.product_id = e.product_id
            WHERE e.seq > $1 AND e.seq <= $2 AND e.outcome = 'applied'
            ORDER BY e.seq LIMIT $3"#,
         after,

@@ -311,6 +311,9 @@ struct LogColumns<'a> {
     reasons: Vec<Option<&'static str>>,
     attributes: Vec<serde_json::Value>,
     opens: Vec<bool>,
+    /// Whether an applied entry is its pair's first change, where the
+    /// batch knows it (see `LogEntry::opens_pair`).
+    opens_pairs: Vec<bool>,
     /// The pair's stock right after an applied entry; `None` for a
     /// rejected one.
     stock_afters: Vec<Option<i64>>,
@@ -334,6 +337,7 @@ columns! {
     reasons: "text" => "reason",
     attributes: "jsonb" => "attributes",
     opens: "bool" => "opens_movement",
+    opens_pairs: "bool" => "opens_pair",
     stock_afters: "int8" => "stock_after",
 }
 
@@ -454,6 +458,9 @@ impl<'a> WritePlan<'a> {
         // row read in this attempt reports what was committed when it was
         // read, which is true without the check.)
         let mut checked: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
+        // The pairs the batch found no stock row of and has written an
+        // applied entry for.
+        let mut opened_pairs: HashSet<(Uuid, Uuid)> = HashSet::new();
         let mut entries = Vec::new();
         for (event, outcome) in events.iter().zip(outcomes) {
             let c = &event.content;
@@ -482,12 +489,17 @@ impl<'a> WritePlan<'a> {
                     }
                 );
                 let opens = decides && opened.insert(c.movement_id);
+                let pair = (c.warehouse_id, c.product_id);
+                let opens_pair = matches!(outcome, Outcome::Applied { .. })
+                    && !read.contains_key(&pair)
+                    && opened_pairs.insert(pair);
                 entries.push(LogEntry {
                     position: entries.len() as i32 + 1,
                     event,
                     outcome: *outcome,
                     decides,
                     opens,
+                    opens_pair,
                 });
             }
         }
@@ -523,6 +535,14 @@ struct LogEntry<'a> {
     /// duplicates, which the index `event_log_conflicts` keys instead.
     decides: bool,
     opens: bool,
+    /// Whether it is the first applied entry of a pair that the batch
+    /// found no stock row of: the pair's first change ever, since every
+    /// applied change writes its row, and the write refuses to create a
+    /// row that a concurrent batch created first. Where the batch found a
+    /// row it is false, though the row may have no change behind it (a
+    /// refusal writes its row back, the locking mode creates every row it
+    /// locks): the feed asks the log about those ([`crate::feed::store`]).
+    opens_pair: bool,
 }
 
 impl LogEntry<'_> {
@@ -586,6 +606,7 @@ impl<'a> LogColumns<'a> {
         self.attributes
             .push(serde_json::Value::Object(e.attributes.clone()));
         self.opens.push(entry.opens);
+        self.opens_pairs.push(entry.opens_pair);
     }
 }
 

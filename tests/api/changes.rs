@@ -738,7 +738,23 @@ async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
         let (status, answer) = app.post(&body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
-    let records = read_topic(&bootstrap(), &topic, 1, |r| changes_by_seq(r).len() >= 8);
+    // A second pair, without a level, whose stock row a refused departure
+    // created: its first arrival is no restoration though the ledger found
+    // a row, and its return from 0 is one.
+    let other = Uuid::new_v4();
+    let (status, answer) = app.post(&Ev::new(w, other, 1).departure()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    for (kind, quantity) in [("arrival", 3), ("departure", 3), ("arrival", 1)] {
+        let ev = Ev::new(w, other, quantity);
+        let body = if kind == "arrival" {
+            ev.arrival()
+        } else {
+            ev.departure()
+        };
+        let (status, answer) = app.post(&body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let records = read_topic(&bootstrap(), &topic, 1, |r| changes_by_seq(r).len() >= 11);
     let seqs: Vec<i64> = changes_by_seq(&records).keys().copied().collect();
     let alerts: Vec<(String, i64)> = records
         .iter()
@@ -760,6 +776,8 @@ async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
         ("restored", seqs[5]),
         ("low", seqs[6]),
         ("depleted", seqs[6]),
+        ("depleted", seqs[9]),
+        ("restored", seqs[10]),
     ]
     .into_iter()
     .map(|(t, s)| (t.to_string(), s))

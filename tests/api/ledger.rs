@@ -31,6 +31,63 @@ async fn events_in_one_batch_take_effect_in_order() {
     assert_eq!(app.stock(w, p).await, 20);
 }
 
+#[tokio::test]
+async fn only_the_first_change_of_a_pair_without_a_stock_row_is_marked_as_its_first() {
+    let app = spawn_app().await;
+    let ledger = app.ledger(&redis_url()).await;
+    // `fresh`: no row. `refused`: a refused departure writes its row first.
+    let (w, fresh, refused) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    ledger
+        .apply(&[parse(&Ev::new(w, refused, 1).departure())])
+        .await
+        .unwrap();
+    let batch = [
+        parse(&Ev::new(w, fresh, 5).departure()),
+        parse(&Ev::new(w, fresh, 5).arrival()),
+        parse(&Ev::new(w, fresh, 5).arrival()),
+        parse(&Ev::new(w, refused, 2).arrival()),
+    ];
+    ledger.apply(&batch).await.unwrap();
+    ledger
+        .apply(&[parse(&Ev::new(w, fresh, 10).departure())])
+        .await
+        .unwrap();
+    ledger
+        .apply(&[parse(&Ev::new(w, fresh, 3).arrival())])
+        .await
+        .unwrap();
+
+    let marks: Vec<(Uuid, String, String, bool)> = sqlx::query_as(
+        "SELECT product_id, event, outcome, opens_pair FROM event_log
+         WHERE warehouse_id = $1 ORDER BY seq",
+    )
+    .bind(w)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let marks: Vec<(&str, &str, &str, bool)> = marks
+        .iter()
+        .map(|(p, e, o, m)| {
+            let pair = if *p == fresh { "fresh" } else { "refused" };
+            (pair, e.as_str(), o.as_str(), *m)
+        })
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            ("refused", "departure", "rejected", false),
+            ("fresh", "departure", "rejected", false),
+            ("fresh", "arrival", "applied", true),
+            ("fresh", "arrival", "applied", false),
+            // Its row exists, so the ledger cannot tell; the feed asks the log.
+            ("refused", "arrival", "applied", false),
+            ("fresh", "departure", "applied", false),
+            // Back from 0: the row's first change was long ago.
+            ("fresh", "arrival", "applied", false),
+        ]
+    );
+}
+
 /// One event per pair, the pairs in the rotation of `writer` at `round`,
 /// so that concurrent writers name the same rows in different orders; a
 /// third of them departures.

@@ -1,0 +1,14 @@
+-- The feed's alerts must tell a pair's first arrival (no alert: its stock
+-- was never there to come back) from a return from 0 (`restored`). The
+-- relay used to ask the log for every change from 0 whether an earlier
+-- one exists, and that probe was most of its reading cost.
+--
+-- The ledger often knows already: a batch that found no stock row for a
+-- pair (and wrote it, which fails if a concurrent batch created it first)
+-- writes the pair's first applied change. It marks that entry. The mark
+-- is a hint, not the whole answer: a stock row can exist with 0 and no
+-- change behind it (a refused departure checks its refusal by writing the
+-- row back, and the locking mode creates every row it locks), so an
+-- unmarked change from 0 may still be a first, and the relay asks the log
+-- about those alone.
+ALTER TABLE event_log ADD COLUMN opens_pair boolean NOT NULL DEFAULT false;
