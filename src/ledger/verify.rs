@@ -61,16 +61,18 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     }
     // Each applied entry records the stock right after it, which history
     // and as-of answers are read from: it must be the running sum of the
-    // pair's deltas in the ledger's order.
+    // pair's deltas in the ledger's order. An entry marked as its pair's
+    // first change (which the feed's alerts trust) must be the first.
     let history = sqlx::query!(
         r#"SELECT seq AS "seq!", warehouse_id AS "warehouse_id!", product_id AS "product_id!",
-                stock_after, running AS "running!"
-         FROM (SELECT seq, warehouse_id, product_id, stock_after,
+                stock_after, running AS "running!", opens_pair AND nth > 1 AS "misplaced!"
+         FROM (SELECT seq, warehouse_id, product_id, stock_after, opens_pair,
                       sum(CASE event WHEN 'arrival' THEN quantity ELSE -quantity END)
-                          OVER (PARTITION BY warehouse_id, product_id ORDER BY seq)::bigint
-                          AS running
-               FROM event_log WHERE outcome = 'applied') AS h
-         WHERE stock_after IS DISTINCT FROM running
+                          OVER pair::bigint AS running,
+                      row_number() OVER pair AS nth
+               FROM event_log WHERE outcome = 'applied'
+               WINDOW pair AS (PARTITION BY warehouse_id, product_id ORDER BY seq)) AS h
+         WHERE stock_after IS DISTINCT FROM running OR (opens_pair AND nth > 1)
          ORDER BY seq
          LIMIT $1"#,
         limit,
@@ -78,10 +80,17 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     .fetch_all(pool)
     .await?;
     for row in history {
-        diff.push(format!(
-            "history {}/{}: entry {} records stock {:?} after it, the entries before it give {}",
-            row.warehouse_id, row.product_id, row.seq, row.stock_after, row.running,
-        ));
+        diff.push(if row.misplaced {
+            format!(
+                "history {}/{}: entry {} is marked as the pair's first change, and is not",
+                row.warehouse_id, row.product_id, row.seq,
+            )
+        } else {
+            format!(
+                "history {}/{}: entry {} records stock {:?} after it, the entries before it give {}",
+                row.warehouse_id, row.product_id, row.seq, row.stock_after, row.running,
+            )
+        });
     }
     Ok(diff)
 }

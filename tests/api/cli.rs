@@ -115,6 +115,16 @@ async fn verify_passes_on_a_consistent_ledger_and_names_what_was_tampered_with()
         .execute(&app.pool)
         .await
         .unwrap();
+    // The departure marked as the pair's first change, which it is not.
+    let departure: i64 = sqlx::query_scalar(
+        "UPDATE event_log SET opens_pair = true
+         WHERE warehouse_id = $1 AND event = 'departure' AND outcome = 'applied'
+         RETURNING seq",
+    )
+    .bind(w)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     let tampered = verify();
 
     assert_eq!(tampered.status.code(), Some(1));
@@ -126,4 +136,10 @@ async fn verify_passes_on_a_consistent_ledger_and_names_what_was_tampered_with()
         "{report}"
     );
     assert!(report.contains(&format!("movement {m}")), "{report}");
+    assert!(
+        report.contains(&format!(
+            "history {w}/{p}: entry {departure} is marked as the pair's first change, and is not"
+        )),
+        "{report}"
+    );
 }
