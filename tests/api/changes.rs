@@ -693,6 +693,20 @@ async fn two_instances_publish_each_change_once() {
     assert_eq!(states, ["ok", "standby"]);
 }
 
+/// Posts one event per `(kind, quantity)` for the pair, each applied.
+async fn post_all(app: &TestApp, w: Uuid, p: Uuid, events: &[(&str, i64)]) {
+    for &(kind, quantity) in events {
+        let ev = Ev::new(w, p, quantity);
+        let body = if kind == "arrival" {
+            ev.arrival()
+        } else {
+            ev.departure()
+        };
+        let (status, answer) = app.post(&body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
     let token = "an-admin-token-for-tests";
@@ -720,40 +734,34 @@ async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
     // 10, then 6 (no alert), 3 (low), 0 (depleted), 2 (none: still low),
     // 8 (restored), 0 (low and depleted), 1 (still low: nothing).
     stock_up(&app, w, p, 10).await;
-    for (kind, quantity) in [
-        ("departure", 4),
-        ("departure", 3),
-        ("departure", 3),
-        ("arrival", 2),
-        ("arrival", 6),
-        ("departure", 8),
-        ("arrival", 1),
-    ] {
-        let ev = Ev::new(w, p, quantity);
-        let body = if kind == "arrival" {
-            ev.arrival()
-        } else {
-            ev.departure()
-        };
-        let (status, answer) = app.post(&body).await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-    }
+    post_all(
+        &app,
+        w,
+        p,
+        &[
+            ("departure", 4),
+            ("departure", 3),
+            ("departure", 3),
+            ("arrival", 2),
+            ("arrival", 6),
+            ("departure", 8),
+            ("arrival", 1),
+        ],
+    )
+    .await;
     // A second pair, without a level, whose stock row a refused departure
     // created: its first arrival is no restoration though the ledger found
     // a row, and its return from 0 is one.
     let other = Uuid::new_v4();
     let (status, answer) = app.post(&Ev::new(w, other, 1).departure()).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
-    for (kind, quantity) in [("arrival", 3), ("departure", 3), ("arrival", 1)] {
-        let ev = Ev::new(w, other, quantity);
-        let body = if kind == "arrival" {
-            ev.arrival()
-        } else {
-            ev.departure()
-        };
-        let (status, answer) = app.post(&body).await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-    }
+    post_all(
+        &app,
+        w,
+        other,
+        &[("arrival", 3), ("departure", 3), ("arrival", 1)],
+    )
+    .await;
     let records = read_topic(&bootstrap(), &topic, 1, |r| changes_by_seq(r).len() >= 11);
     let seqs: Vec<i64> = changes_by_seq(&records).keys().copied().collect();
     let alerts: Vec<(String, i64)> = records
