@@ -54,6 +54,7 @@ impl Application {
             pool,
             database: settings.database.clone(),
             horizon: horizon.clone(),
+            tail: ledger.tail(),
             metrics,
             status: relay_status.clone(),
         });

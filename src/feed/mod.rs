@@ -56,3 +56,40 @@ impl Change {
         self.quantity - self.delta
     }
 }
+
+/// An applied audit entry, in the log's own terms: the change it is.
+pub struct AppliedEntry {
+    pub seq: i64,
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    /// `arrival` or `departure`.
+    pub event: String,
+    /// The event's quantity (always positive).
+    pub quantity: i32,
+    pub stock_after: i64,
+    pub movement_id: Uuid,
+    pub message_id: String,
+    pub received_at: DateTime<Utc>,
+}
+
+impl AppliedEntry {
+    pub fn into_change(self) -> Change {
+        let quantity = i64::from(self.quantity);
+        let delta = if self.event == "arrival" {
+            quantity
+        } else {
+            -quantity
+        };
+        Change {
+            seq: self.seq,
+            warehouse_id: self.warehouse_id,
+            product_id: self.product_id,
+            delta,
+            quantity: self.stock_after,
+            movement_id: self.movement_id,
+            event: self.event,
+            message_id: self.message_id,
+            changed_at: self.received_at,
+        }
+    }
+}

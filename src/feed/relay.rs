@@ -13,12 +13,20 @@
 //!   that dies drops its connection, and with it the lock, at once.
 //! - The record key is the pair, so a pair's changes land in one
 //!   partition in the order the relay sent them, which is `seq` order.
+//!
+//! What it publishes comes from the ledger's [tail](crate::ledger::tail)
+//! while that holds every number after the position: the batches this
+//! process committed, handed over in memory. Every other span (other
+//! instances' batches, aborted writes' numbers, what committed before this
+//! relay took the lead) is read from the log, so the tail only saves the
+//! reads, and can lose nothing that the log would have given.
 
 use super::alerts::{self, Alert};
 use super::store::{self, RelayedChange};
 use super::{Change, Horizon};
 use crate::config::KafkaSettings;
 use crate::ingest::kafka::topics;
+use crate::ledger::tail::LogTail;
 use crate::telemetry::Metrics;
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -116,6 +124,9 @@ pub struct Relay {
     /// For the connection that holds the lock.
     pub database: PgConnectOptions,
     pub horizon: Horizon,
+    /// What this process's ledger committed lately: read instead of the
+    /// log wherever it holds every number.
+    pub tail: LogTail,
     pub metrics: Metrics,
     pub status: RelayStatus,
 }
@@ -188,6 +199,9 @@ impl Relay {
         let mut position = store::relay_position(&mut conn, &self.topic)
             .await
             .context("Failed to read the relay's position")?;
+        // Batches commit into the tail from now on; what committed before
+        // (and anything it leaves out) is read from the log.
+        let _tail = self.tail.open();
         tracing::info!(topic = %self.topic, position, "publishing stock changes");
         self.status.advanced(position);
         let mut counted = Instant::now() - Duration::from_secs(10);
@@ -238,9 +252,7 @@ impl Relay {
                 }
                 continue;
             }
-            let chunk = store::relayed_changes(&self.pool, position, horizon, CHUNK)
-                .await
-                .context("Failed to read stock changes")?;
+            let (chunk, next) = self.read(position, horizon).await?;
             if let Some(first) = chunk.first() {
                 let behind = (Utc::now() - first.change.changed_at)
                     .as_seconds_f64()
@@ -256,12 +268,6 @@ impl Relay {
                 }
             }
             publish(&producer, &self.topic, &chunk, &self.metrics).await?;
-            // Fewer than a chunk: nothing else is committed up to the
-            // horizon, and the position may skip what is not a change.
-            let next = match chunk.last() {
-                Some(last) if chunk.len() as i64 == CHUNK => last.change.seq,
-                _ => horizon,
-            };
             self.metrics.feed_published(chunk.len());
             position = next;
             self.status.advanced(position);
@@ -279,6 +285,38 @@ impl Relay {
                 unstored = false;
             }
         }
+    }
+}
+
+impl Relay {
+    /// The next changes after `position`, up to `horizon`, and the
+    /// position they take the relay to: from the tail while it holds every
+    /// number after `position`, else from the log, up to where the tail
+    /// holds numbers again.
+    async fn read(&self, position: i64, horizon: i64) -> anyhow::Result<(Vec<RelayedChange>, i64)> {
+        let run = self.tail.take(position, horizon, CHUNK as usize);
+        if run.through > position {
+            self.metrics.feed_read("tail", run.changes.len());
+            let chunk = store::complete(&self.pool, run.changes)
+                .await
+                .context("Failed to look up the levels of stock changes")?;
+            return Ok((chunk, run.through));
+        }
+        let end = self
+            .tail
+            .next_held(position)
+            .map_or(horizon, |held| (held - 1).min(horizon));
+        let chunk = store::relayed_changes(&self.pool, position, end, CHUNK)
+            .await
+            .context("Failed to read stock changes")?;
+        self.metrics.feed_read("log", chunk.len());
+        // Fewer than a chunk: nothing else is committed up to `end`, and
+        // the position may skip what is not a change.
+        let next = match chunk.last() {
+            Some(last) if chunk.len() as i64 == CHUNK => last.change.seq,
+            _ => end,
+        };
+        Ok((chunk, next))
     }
 }
 

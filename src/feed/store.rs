@@ -1,9 +1,10 @@
 //! The feed's reads and writes in PostgreSQL: changes out of the audit
 //! log, low-stock levels, and the relay's position.
 
-use super::Change;
-use chrono::{DateTime, Utc};
+use super::{AppliedEntry, Change};
+use crate::ledger::tail::TailedChange;
 use sqlx::{PgExecutor, PgPool};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Which changes a reader follows; both filters are optional.
@@ -29,7 +30,7 @@ pub async fn changes(
     let rows = match filter.product_id {
         Some(product) => {
             sqlx::query_as!(
-                ChangeRow,
+                AppliedEntry,
                 r#"SELECT seq, warehouse_id, product_id, event, quantity,
                           stock_after AS "stock_after!", movement_id, message_id, received_at
                    FROM event_log
@@ -47,7 +48,7 @@ pub async fn changes(
         }
         None => {
             sqlx::query_as!(
-                ChangeRow,
+                AppliedEntry,
                 r#"SELECT seq, warehouse_id, product_id, event, quantity,
                           stock_after AS "stock_after!", movement_id, message_id, received_at
                    FROM event_log
@@ -63,7 +64,7 @@ pub async fn changes(
             .await?
         }
     };
-    Ok(rows.into_iter().map(ChangeRow::into_change).collect())
+    Ok(rows.into_iter().map(AppliedEntry::into_change).collect())
 }
 
 /// A change as the relay publishes it: with what its alerts depend on.
@@ -122,7 +123,7 @@ pub async fn relayed_changes(
     Ok(rows
         .into_iter()
         .map(|r| RelayedChange {
-            change: ChangeRow {
+            change: AppliedEntry {
                 seq: r.seq,
                 warehouse_id: r.warehouse_id,
                 product_id: r.product_id,
@@ -140,38 +141,84 @@ pub async fn relayed_changes(
         .collect())
 }
 
-struct ChangeRow {
-    seq: i64,
-    warehouse_id: Uuid,
-    product_id: Uuid,
-    event: String,
-    quantity: i32,
-    stock_after: i64,
-    movement_id: Uuid,
-    message_id: String,
-    received_at: DateTime<Utc>,
-}
-
-impl ChangeRow {
-    fn into_change(self) -> Change {
-        let quantity = i64::from(self.quantity);
-        let delta = if self.event == "arrival" {
-            quantity
-        } else {
-            -quantity
-        };
-        Change {
-            seq: self.seq,
-            warehouse_id: self.warehouse_id,
-            product_id: self.product_id,
-            delta,
-            quantity: self.stock_after,
-            movement_id: self.movement_id,
-            event: self.event,
-            message_id: self.message_id,
-            changed_at: self.received_at,
+/// The changes of the ledger's tail ([`LogTail`](crate::ledger::tail)) as
+/// the relay publishes them: what [`relayed_changes`] would have read of
+/// them, without reading the changes themselves. It asks the log only
+/// what the tail cannot know: the levels, where any level is set, and
+/// whether an unmarked change from 0 is its pair's first.
+pub async fn complete(
+    pool: &PgPool,
+    changes: Vec<TailedChange>,
+) -> Result<Vec<RelayedChange>, sqlx::Error> {
+    // As in `relayed_changes`: only a change from 0 can be a pair's first.
+    let from_zero = |c: &Change| c.delta > 0 && c.before() == 0;
+    let mut probe = (Vec::new(), Vec::new(), Vec::new());
+    for t in &changes {
+        let c = &t.change;
+        if from_zero(c) && !t.opens_pair {
+            probe.0.push(c.seq);
+            probe.1.push(c.warehouse_id);
+            probe.2.push(c.product_id);
         }
     }
+    let first: HashSet<i64> = if probe.0.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar!(
+            r#"SELECT u.seq AS "seq!" FROM unnest($1::int8[], $2::uuid[], $3::uuid[]) AS u(seq, w, p)
+               WHERE NOT EXISTS (SELECT 1 FROM event_log l
+                                 WHERE l.product_id = u.p AND l.warehouse_id = u.w
+                                   AND l.outcome = 'applied' AND l.seq < u.seq)"#,
+            &probe.0,
+            &probe.1,
+            &probe.2,
+        )
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect()
+    };
+    let any_level = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM stock_thresholds)
+                  OR EXISTS (SELECT 1 FROM product_thresholds) AS "any!""#
+    )
+    .fetch_one(pool)
+    .await?;
+    let levels: HashMap<(Uuid, Uuid), i64> = if any_level {
+        let pairs: HashSet<(Uuid, Uuid)> = changes
+            .iter()
+            .map(|t| (t.change.warehouse_id, t.change.product_id))
+            .collect();
+        let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.into_iter().unzip();
+        sqlx::query!(
+            r#"SELECT u.w AS "w!", u.p AS "p!",
+                      COALESCE((SELECT st.low FROM stock_thresholds st
+                                WHERE st.product_id = u.p AND st.warehouse_id = u.w),
+                               (SELECT pt.low FROM product_thresholds pt
+                                WHERE pt.product_id = u.p)) AS low
+               FROM unnest($1::uuid[], $2::uuid[]) AS u(w, p)"#,
+            &warehouses,
+            &products,
+        )
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some(((r.w, r.p), r.low?)))
+        .collect()
+    } else {
+        HashMap::new()
+    };
+    Ok(changes
+        .into_iter()
+        .map(|t| {
+            let c = t.change;
+            RelayedChange {
+                level: levels.get(&(c.warehouse_id, c.product_id)).copied(),
+                first_change: from_zero(&c) && (t.opens_pair || first.contains(&c.seq)),
+                change: c,
+            }
+        })
+        .collect())
 }
 
 /// How many changes are committed after `position`, counted up to `cap`.

@@ -79,12 +79,14 @@
 //! earlier one and goes on only to later ones.
 
 use super::remembered::RememberedStock;
+use super::tail::{Logged, TailedChange};
 use crate::domain::{
     EventContent, EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent,
     Quantity, RejectReason, Side, Verdict, apply_batch,
 };
+use crate::feed::AppliedEntry;
 use chrono::{DateTime, SubsecRound, Utc};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{PgExecutor, PgPool, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 use uuid::Uuid;
@@ -98,6 +100,9 @@ pub struct Applied {
     pub stock: Vec<(Uuid, Uuid)>,
     /// Every movement the batch read.
     pub movements: Vec<Uuid>,
+    /// What it wrote to the audit log, for the log's tail; empty unless
+    /// the caller asked for it.
+    pub(super) logged: Logged,
 }
 
 /// How an attempt guards against concurrent batches.
@@ -121,6 +126,7 @@ pub async fn apply_once(
     remembered: &RememberedStock,
     events: &[MovementEvent],
     mode: Mode,
+    changes: bool,
 ) -> Result<Applied, sqlx::Error> {
     let pairs: BTreeSet<(Uuid, Uuid)> = events
         .iter()
@@ -128,7 +134,7 @@ pub async fn apply_once(
         .collect();
     let movement_ids: BTreeSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
 
-    let (outcomes, stock, now) = match mode {
+    let (outcomes, stock, logged, now) = match mode {
         Mode::Optimistic { recall } => {
             // Only a first attempt trusts what the process remembers: a
             // batch run again met a change it did not know of.
@@ -159,8 +165,9 @@ pub async fn apply_once(
                 history,
             };
             let now = applied_at();
-            let (outcomes, stock) = decide_and_write(pool, events, read, now).await?;
-            (outcomes, stock, now)
+            let (outcomes, stock, logged) =
+                decide_and_write(pool, events, read, now, changes).await?;
+            (outcomes, stock, logged, now)
         }
         Mode::Locking => {
             let mut tx = pool.begin().await?;
@@ -173,9 +180,10 @@ pub async fn apply_once(
                 history,
             };
             let now = applied_at();
-            let (outcomes, stock) = decide_and_write(&mut *tx, events, read, now).await?;
+            let (outcomes, stock, logged) =
+                decide_and_write(&mut *tx, events, read, now, changes).await?;
             tx.commit().await?;
-            (outcomes, stock, now)
+            (outcomes, stock, logged, now)
         }
     };
     remembered.remember(&stock);
@@ -188,6 +196,7 @@ pub async fn apply_once(
         processed_at: now,
         stock: pairs.into_iter().collect(),
         movements: movement_ids.into_iter().collect(),
+        logged,
     })
 }
 
@@ -211,14 +220,16 @@ fn applied_at() -> DateTime<Utc> {
 }
 
 /// Runs the rules over what was read and writes their effects, checking
-/// that what they relied on still holds. Returns the outcomes and the stock
-/// of the batch's pairs as the batch left it.
+/// that what they relied on still holds. Returns the outcomes, the stock
+/// of the batch's pairs as the batch left it, and what it logged (with
+/// its changes if `changes`).
 async fn decide_and_write(
     conn: impl PgExecutor<'_>,
     events: &[MovementEvent],
     read: Read,
     now: DateTime<Utc>,
-) -> Result<(Vec<Outcome>, Stock), sqlx::Error> {
+    changes: bool,
+) -> Result<(Vec<Outcome>, Stock, Logged), sqlx::Error> {
     let opened = opened_movements(&read.history);
     let mut state = LedgerState {
         stock: read.stock.clone(),
@@ -226,7 +237,7 @@ async fn decide_and_write(
         history: read.history,
     };
     let outcomes = apply_batch(&mut state, events, now);
-    WritePlan::new(
+    let plan = WritePlan::new(
         &read.stock,
         &read.recalled,
         &state.stock,
@@ -234,10 +245,20 @@ async fn decide_and_write(
         events,
         &outcomes,
         now,
-    )
-    .execute(conn)
-    .await?;
-    Ok((outcomes, state.stock))
+    );
+    let taken = plan.execute(conn).await?;
+    // Numbers without their changes would read as entries that are not
+    // changes, so the tail gets both or nothing (and then the relay reads
+    // the batch from the log). There is a number per entry, always.
+    let logged = if changes && taken.len() == plan.log.positions.len() {
+        Logged {
+            changes: plan.log.changes(&taken),
+            taken,
+        }
+    } else {
+        Logged::default()
+    };
+    Ok((outcomes, state.stock, logged))
 }
 
 /// The batch's effects as column arrays for the write statement, with what
@@ -431,7 +452,8 @@ fn write_statement() -> String {
     SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE expected_quantity IS NULL)
                      = {stock_rows}
                  AND (SELECT count(*) FROM logged) = {log_rows}
-                THEN 0 ELSE ledger_conflict() END"
+                THEN 0 ELSE ledger_conflict() END,
+           (SELECT seq FROM seqs)"
     )
 }
 
@@ -516,12 +538,16 @@ impl<'a> WritePlan<'a> {
         plan
     }
 
-    /// Writes everything in one statement (see [`WRITE_STATEMENT`]).
-    async fn execute(self, conn: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    /// Writes everything in one statement (see [`WRITE_STATEMENT`]), and
+    /// returns the numbers its entries took, ascending (the entry at place
+    /// `i` took the `i`-th).
+    async fn execute(&self, conn: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Error> {
         let query = sqlx::query(WRITE_STATEMENT.as_str());
         let query = bind_log(bind_stock(query, &self.stock), &self.log);
-        query.bind(self.log.received_at).execute(conn).await?;
-        Ok(())
+        let row = query.bind(self.log.received_at).fetch_one(conn).await?;
+        // No entries, no numbers: `array_agg` of nothing is null.
+        let taken: Option<Vec<i64>> = row.try_get(1)?;
+        Ok(taken.unwrap_or_default())
     }
 }
 
@@ -607,6 +633,35 @@ impl<'a> LogColumns<'a> {
             .push(serde_json::Value::Object(e.attributes.clone()));
         self.opens.push(entry.opens);
         self.opens_pairs.push(entry.opens_pair);
+    }
+
+    /// The applied entries (those with a stock after) as the changes they
+    /// are, in `seq` order, given the number each place took: the rows as
+    /// the log now holds them.
+    fn changes(&self, taken: &[i64]) -> Vec<TailedChange> {
+        let mut changes: Vec<TailedChange> = (0..self.positions.len())
+            .filter_map(|i| {
+                let stock_after = self.stock_afters[i]?;
+                let seq = taken[self.positions[i] as usize - 1];
+                let entry = AppliedEntry {
+                    seq,
+                    warehouse_id: self.warehouses[i],
+                    product_id: self.products[i],
+                    event: self.kinds[i].to_owned(),
+                    quantity: self.quantities[i],
+                    stock_after,
+                    movement_id: self.movement_ids[i],
+                    message_id: self.message_ids[i].to_owned(),
+                    received_at: self.received_at,
+                };
+                Some(TailedChange {
+                    change: entry.into_change(),
+                    opens_pair: self.opens_pairs[i],
+                })
+            })
+            .collect();
+        changes.sort_unstable_by_key(|c| c.change.seq);
+        changes
     }
 }
 

@@ -10,12 +10,14 @@ mod apply;
 mod lookups;
 pub mod reads;
 mod remembered;
+pub mod tail;
 pub mod verify;
 
 pub use apply::Applied;
 
 use apply::Mode;
 use remembered::RememberedStock;
+use tail::LogTail;
 
 use crate::cache::Cache;
 use crate::domain::{MovementEvent, Outcome};
@@ -63,6 +65,8 @@ pub struct Ledger {
     remembered: Arc<RememberedStock>,
     /// Notified after every commit, so the feed's horizon looks at once.
     committed: Arc<Notify>,
+    /// What this process committed lately, for the relay.
+    tail: LogTail,
 }
 
 impl Ledger {
@@ -73,12 +77,18 @@ impl Ledger {
             metrics,
             remembered: Arc::default(),
             committed: Arc::default(),
+            tail: LogTail::default(),
         }
     }
 
     /// Notified (one permit, not a queue) after every batch committed.
     pub fn commits(&self) -> Arc<Notify> {
         self.committed.clone()
+    }
+
+    /// The audit log's tail as this process commits it.
+    pub fn tail(&self) -> LogTail {
+        self.tail.clone()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -113,13 +123,16 @@ impl Ledger {
         // Worked out only once an attempt has failed: most batches never need it.
         let mut bound = None;
         let mut attempt = 1;
-        let applied = loop {
+        // Asked once: a batch whose changes were left out must not enter
+        // the tail with its numbers alone.
+        let tailed = self.tail.is_open();
+        let mut applied = loop {
             let mode = match attempt {
                 1 => Mode::Optimistic { recall: true },
                 a if a <= OPTIMISTIC_ATTEMPTS => Mode::Optimistic { recall: false },
                 _ => Mode::Locking,
             };
-            match apply::apply_once(&self.pool, &self.remembered, events, mode).await {
+            match apply::apply_once(&self.pool, &self.remembered, events, mode, tailed).await {
                 Ok(applied) => break applied,
                 Err(e) => match transient(&e) {
                     Some(cause) if attempt < *bound.get_or_insert_with(|| max_attempts(events)) => {
@@ -132,6 +145,8 @@ impl Ledger {
             }
         };
         self.metrics.batch(events.len(), started.elapsed());
+        // Before the horizon looks, so that the relay finds the batch here.
+        self.tail.append(std::mem::take(&mut applied.logged));
         self.committed.notify_one();
         self.cache.invalidate(self.cache_keys(&applied)).await;
         let span = Span::current();

@@ -45,6 +45,7 @@ struct Inner {
     db_pool: IntGaugeVec,
     dependency_up: IntGaugeVec,
     feed_published: IntCounter,
+    feed_read: IntCounterVec,
     feed_publish_errors: IntCounter,
     feed_lag_changes: IntGauge,
     feed_lag_seconds: prometheus::Gauge,
@@ -171,6 +172,12 @@ impl Metrics {
                     "stock_changes_published_total",
                     "Stock changes the relay published and the broker acknowledged",
                 ),
+            ),
+            feed_read: counter_vec(
+                &r,
+                "stock_changes_relay_read_total",
+                "Stock changes the relay took from the ledger's tail in memory (from=tail) or read from the audit log (from=log)",
+                &["from"],
             ),
             feed_publish_errors: register(
                 &r,
@@ -302,6 +309,10 @@ impl Metrics {
     /// The text exposition format.
     pub fn feed_published(&self, n: usize) {
         self.0.feed_published.inc_by(n as u64);
+    }
+
+    pub fn feed_read(&self, from: &str, n: usize) {
+        self.0.feed_read.with_label_values(&[from]).inc_by(n as u64);
     }
 
     pub fn feed_publish_error(&self) {

@@ -9,6 +9,7 @@ use crate::broker::{
 use crate::fixtures::{PrivateBroker, ServiceProcess};
 use crate::helpers::{Ev, TestApp, spawn_app_from, spawn_app_with, stock_up, test_settings};
 use crate::kafka::{expected_stock, pool_of, unique_events};
+use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use reqwest::StatusCode;
@@ -490,6 +491,26 @@ async fn assert_topic_holds_every_change(pool: &PgPool, records: &[(i32, Value)]
             (Some(*delta), Some(*after))
         );
     }
+    // The rest of each change, as the log holds it: the relay takes most
+    // of them from memory, and must give what it would have read.
+    let rest: Vec<(i64, Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT seq, movement_id, event, message_id, received_at
+         FROM event_log WHERE outcome = 'applied' ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    for (seq, movement, event, message, at) in rest {
+        let c = &changes[&seq];
+        assert_eq!(uuid(&c["movement_id"]), movement, "change {seq}");
+        assert_eq!(
+            (c["event"].as_str(), c["message_id"].as_str()),
+            (Some(event.as_str()), Some(message.as_str())),
+            "change {seq}"
+        );
+        let changed_at: DateTime<Utc> = c["changed_at"].as_str().unwrap().parse().unwrap();
+        assert_eq!(changed_at, at, "change {seq}");
+    }
     // Per pair, in the order the topic holds them (first copies only).
     let mut last: HashMap<(Uuid, Uuid), (i64, i64)> = HashMap::new();
     let mut first_copy = std::collections::HashSet::new();
@@ -681,6 +702,24 @@ async fn two_instances_publish_each_change_once() {
         .filter(|(_, r)| r["type"] == "ru.retail.warehouses.stock.changed")
         .count();
     assert_eq!(published, applied, "some changes were published twice");
+    // The publishing instance took its own batches from memory, and read
+    // the other's from the log.
+    let mut publisher = None;
+    for app in [&first, &second] {
+        let name = "stock_changes_relay_read_total";
+        let tail = app.metric(name, &[("from", "tail")]).await;
+        let log = app.metric(name, &[("from", "log")]).await;
+        if tail + log > 0.0 {
+            assert!(publisher.is_none(), "both instances published");
+            publisher = Some((tail, log));
+        }
+    }
+    let (tail, log) = publisher.expect("no instance published");
+    assert!(
+        tail >= 1.0 && log >= 1.0,
+        "from the tail {tail}, from the log {log}"
+    );
+    assert_eq!(tail + log, applied as f64);
     let states = [
         first.get("/health/ready").await.1["components"]["stock_changes"].clone(),
         second.get("/health/ready").await.1["components"]["stock_changes"].clone(),
