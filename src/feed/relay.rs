@@ -287,9 +287,7 @@ impl Relay {
             }
         }
     }
-}
 
-impl Relay {
     /// The next changes after `position`, up to `horizon`, and the
     /// position they take the relay to: from the tail while it holds every
     /// number after `position`, else from the log, up to where the tail
