@@ -150,6 +150,9 @@ pub async fn complete(
     pool: &PgPool,
     changes: Vec<TailedChange>,
 ) -> Result<Vec<RelayedChange>, sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
     // As in `relayed_changes`: only a change from 0 can be a pair's first.
     let from_zero = |c: &Change| c.delta > 0 && c.before() == 0;
     let mut probe = (Vec::new(), Vec::new(), Vec::new());
