@@ -77,7 +77,9 @@ pub struct RelayedChange {
     pub first_change: bool,
 }
 
-/// Up to `limit` changes after `after`, up to `horizon`, for the relay.
+/// Up to `limit` changes after `after`, up to `horizon`, for the relay:
+/// the spans the ledger's tail does not hold, read from the log and
+/// completed as the tail's changes are ([`complete`]).
 pub async fn relayed_changes(
     pool: &PgPool,
     after: i64,
@@ -87,42 +89,21 @@ pub async fn relayed_changes(
     if horizon <= after {
         return Ok(Vec::new());
     }
-    // Only a change from 0 can be a pair's first. The ledger marks the
-    // first change of a pair it found no stock row of (`opens_pair`, see
-    // migration 8); only the other changes from 0 look for an earlier one
-    // (in the product-history index), and `OR` stops at the mark.
-    // The levels are looked up per change only where any level is set: the
-    // uncorrelated `EXISTS` runs once per statement, and `CASE` skips the
-    // two lookups without one (a join probed both indexes for every row).
     let rows = sqlx::query!(
-        r#"SELECT e.seq, e.warehouse_id, e.product_id, e.event, e.quantity,
-                  e.stock_after AS "stock_after!", e.movement_id, e.message_id, e.received_at,
-                  CASE WHEN (SELECT EXISTS (SELECT 1 FROM stock_thresholds)
-                                    OR EXISTS (SELECT 1 FROM product_thresholds))
-                       THEN COALESCE((SELECT st.low FROM stock_thresholds st
-                                      WHERE st.product_id = e.product_id
-                                        AND st.warehouse_id = e.warehouse_id),
-                                     (SELECT pt.low FROM product_thresholds pt
-                                      WHERE pt.product_id = e.product_id))
-                  END AS low,
-                  CASE WHEN e.event = 'arrival' AND e.stock_after = e.quantity
-                       THEN e.opens_pair OR NOT EXISTS (SELECT 1 FROM event_log p
-                                        WHERE p.product_id = e.product_id
-                                          AND p.warehouse_id = e.warehouse_id
-                                          AND p.outcome = 'applied' AND p.seq < e.seq)
-                       ELSE false END AS "first_change!"
-           FROM event_log e
-           WHERE e.seq > $1 AND e.seq <= $2 AND e.outcome = 'applied'
-           ORDER BY e.seq LIMIT $3"#,
+        r#"SELECT seq, warehouse_id, product_id, event, quantity,
+                  stock_after AS "stock_after!", movement_id, message_id, received_at, opens_pair
+           FROM event_log
+           WHERE seq > $1 AND seq <= $2 AND outcome = 'applied'
+           ORDER BY seq LIMIT $3"#,
         after,
         horizon,
         limit,
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows
+    let changes = rows
         .into_iter()
-        .map(|r| RelayedChange {
+        .map(|r| TailedChange {
             change: AppliedEntry {
                 seq: r.seq,
                 warehouse_id: r.warehouse_id,
@@ -135,17 +116,16 @@ pub async fn relayed_changes(
                 received_at: r.received_at,
             }
             .into_change(),
-            level: r.low,
-            first_change: r.first_change,
+            opens_pair: r.opens_pair,
         })
-        .collect())
+        .collect();
+    complete(pool, changes).await
 }
 
-/// The changes of the ledger's tail ([`LogTail`](crate::ledger::tail)) as
-/// the relay publishes them: what [`relayed_changes`] would have read of
-/// them, without reading the changes themselves. It asks the log only
-/// what the tail cannot know: the levels, where any level is set, and
-/// whether an unmarked change from 0 is its pair's first.
+/// Changes as the relay publishes them, with what their alerts depend on
+/// that the ledger's tail ([`LogTail`](crate::ledger::tail)) cannot know:
+/// the levels in effect, where any level is set, and whether an unmarked
+/// change from 0 is its pair's first.
 pub async fn complete(
     pool: &PgPool,
     changes: Vec<TailedChange>,
@@ -153,7 +133,10 @@ pub async fn complete(
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    // As in `relayed_changes`: only a change from 0 can be a pair's first.
+    // Only a change from 0 can be a pair's first. The ledger marks the
+    // first change of a pair it found no stock row of (`opens_pair`, see
+    // migration 8); only the other changes from 0 look for an earlier one
+    // (in the product-history index).
     let from_zero = |c: &Change| c.delta > 0 && c.before() == 0;
     let mut probe = (Vec::new(), Vec::new(), Vec::new());
     for t in &changes {
