@@ -51,7 +51,6 @@ impl Application {
         let relay = settings.stock_changes_topic.clone().map(|topic| Relay {
             topic,
             kafka: settings.kafka.clone(),
-            pool,
             database: settings.database.clone(),
             horizon: horizon.clone(),
             tail: ledger.tail(),
@@ -117,7 +116,8 @@ impl Application {
         });
         let relay = self
             .relay
-            .map(|relay| tokio::spawn(relay.run(stop.clone())));
+            .map(|relay| relay.spawn(stop.clone()))
+            .transpose()?;
         tracing::info!(address = %self.listener.local_addr()?, "serving HTTP");
 
         let app = api::router(self.state, &self.http);

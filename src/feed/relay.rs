@@ -35,11 +35,12 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext};
 use serde::Serialize;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -121,8 +122,7 @@ impl RelayStatus {
 pub struct Relay {
     pub topic: String,
     pub kafka: KafkaSettings,
-    pub pool: PgPool,
-    /// For the connection that holds the lock.
+    /// For the connection that holds the lock, and the relay's own pool.
     pub database: PgConnectOptions,
     pub horizon: Horizon,
     /// What this process's ledger committed lately: read instead of the
@@ -133,13 +133,56 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// Runs the relay on a thread of its own, at a lower scheduling
+    /// priority than the ingest, until `stop` is cancelled. The returned
+    /// receiver resolves when it has stopped.
+    ///
+    /// On two cores, whatever the relay spends (serializing, librdkafka's
+    /// enqueue and its threads) is taken from PostgreSQL and the ingest,
+    /// whose commits are what every acknowledgement waits for. At a lower
+    /// priority the relay takes the cycles they leave idle first, and
+    /// falls behind (its lag is a metric) rather than slowing them when
+    /// the machine is saturated. Everything librdkafka starts from this
+    /// thread inherits its priority.
+    pub fn spawn(self, stop: CancellationToken) -> anyhow::Result<oneshot::Receiver<()>> {
+        let (stopped, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("stock-relay".to_owned())
+            .spawn(move || {
+                lower_priority();
+                // Its own runtime, so that none of its work runs on the
+                // ingest's threads; and its own pool, so that no socket of
+                // the ingest's depends on this thread's reactor.
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(async move {
+                        let pool = PgPoolOptions::new()
+                            .max_connections(2)
+                            .acquire_timeout(Duration::from_secs(5))
+                            .connect_lazy_with(self.database.clone());
+                        self.run(&pool, stop).await;
+                        pool.close().await;
+                    }),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "Failed to start the stock-change relay's runtime"
+                    ),
+                }
+                let _ = stopped.send(());
+            })
+            .context("Failed to start the stock-change relay's thread")?;
+        Ok(done)
+    }
+
     /// Publishes until `stop` is cancelled, standing by while another
     /// instance publishes, and retrying every failure after a pause.
-    pub async fn run(self, stop: CancellationToken) {
+    async fn run(self, pool: &PgPool, stop: CancellationToken) {
         self.status.set(RelayState::Standby);
         let mut pause = Duration::from_millis(200);
         loop {
-            let lead = self.lead(&stop);
+            let lead = self.lead(pool, &stop);
             tokio::pin!(lead);
             let outcome = tokio::select! {
                 outcome = &mut lead => outcome,
@@ -174,7 +217,7 @@ impl Relay {
     }
 
     /// Takes the lock and publishes while it holds it.
-    async fn lead(&self, stop: &CancellationToken) -> anyhow::Result<Led> {
+    async fn lead(&self, pool: &PgPool, stop: &CancellationToken) -> anyhow::Result<Led> {
         let mut conn = self
             .database
             .connect()
@@ -253,7 +296,7 @@ impl Relay {
                 }
                 continue;
             }
-            let (chunk, next) = self.read(position, horizon).await?;
+            let (chunk, next) = self.read(pool, position, horizon).await?;
             if let Some(first) = chunk.first() {
                 let behind = (Utc::now() - first.change.changed_at)
                     .as_seconds_f64()
@@ -262,7 +305,7 @@ impl Relay {
                 // stops at LAG_CAP: past that, "far behind" is the news.
                 if counted.elapsed() >= Duration::from_secs(2) {
                     counted = Instant::now();
-                    let lag = store::changes_after(&self.pool, position, LAG_CAP)
+                    let lag = store::changes_after(pool, position, LAG_CAP)
                         .await
                         .context("Failed to count unpublished changes")?;
                     self.metrics.feed_lag(lag, behind);
@@ -292,11 +335,16 @@ impl Relay {
     /// position they take the relay to: from the tail while it holds every
     /// number after `position`, else from the log, up to where the tail
     /// holds numbers again.
-    async fn read(&self, position: i64, horizon: i64) -> anyhow::Result<(Vec<RelayedChange>, i64)> {
+    async fn read(
+        &self,
+        pool: &PgPool,
+        position: i64,
+        horizon: i64,
+    ) -> anyhow::Result<(Vec<RelayedChange>, i64)> {
         let run = self.tail.take(position, horizon, CHUNK as usize);
         if run.through > position {
             self.metrics.feed_read("tail", run.changes.len());
-            let chunk = store::complete(&self.pool, run.changes)
+            let chunk = store::complete(pool, run.changes)
                 .await
                 .context("Failed to look up the levels of stock changes")?;
             return Ok((chunk, run.through));
@@ -305,7 +353,7 @@ impl Relay {
             .tail
             .next_held(position)
             .map_or(horizon, |held| (held - 1).min(horizon));
-        let chunk = store::relayed_changes(&self.pool, position, end, CHUNK)
+        let chunk = store::relayed_changes(pool, position, end, CHUNK)
             .await
             .context("Failed to read stock changes")?;
         self.metrics.feed_read("log", chunk.len());
@@ -384,6 +432,35 @@ fn producer(settings: &KafkaSettings) -> anyhow::Result<RelayProducer> {
         .set("message.timeout.ms", "30000")
         .create_with_context(Refusals::default())
         .context("Failed to create the stock-change producer")
+}
+
+/// How far below the ingest's priority the relay runs, in nice steps: at
+/// 10, about a tenth of a core's share beside the ingest's threads when
+/// all of them want the CPU, and all of whatever they leave idle.
+const NICER_BY: libc::c_int = 10;
+
+/// Lowers the calling thread's scheduling priority by [`NICER_BY`] (to
+/// at most 19, the lowest). On Linux the nice value belongs to the
+/// thread, and the threads it starts inherit it; elsewhere it belongs to
+/// the process, so this is Linux only.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid, getpriority and setpriority take no pointers;
+        // together they change this thread's nice value and nothing else.
+        // getpriority cannot fail for the calling thread's own id.
+        let outcome = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, (nice + NICER_BY).min(19))
+        };
+        if outcome != 0 {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "Failed to lower the stock-change relay's priority"
+            );
+        }
+    }
 }
 
 /// How often a round looks whether the broker has acknowledged it all.

@@ -675,6 +675,63 @@ async fn a_broker_restart_loses_no_change() {
     assert!(app.metric("stock_changes_publish_errors_total", &[]).await >= 1.0);
 }
 
+/// Each thread of process `pid` by name, with its nice value (Linux keeps
+/// one per thread: the 19th field of its `stat`, counted past the name).
+fn thread_priorities(pid: u32) -> Vec<(String, i32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let after_name = &stat[stat.rfind(')')? + 2..];
+            let nice = after_name.split(' ').nth(16)?.parse().ok()?;
+            Some((name.trim().to_owned(), nice))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_and_its_producer_run_below_the_ingests_priority() {
+    let topic = changes_topic();
+    let settings = kafka_settings(1, &[("STOCK_CHANGES_TOPIC", &topic)]);
+    let service = ServiceProcess::start(&settings).await;
+    let client = reqwest::Client::new();
+    let ready = format!("{}/health/ready", service.address);
+    eventually("the relay to publish", || async {
+        let body: Value = client
+            .get(&ready)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["components"]["stock_changes"] == "ok"
+    })
+    .await;
+    let threads = thread_priorities(service.id());
+    let nice_of = |prefix: &str| -> Vec<i32> {
+        threads
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|&(_, nice)| nice)
+            .collect()
+    };
+    let workers = nice_of("tokio-rt-worker");
+    assert!(!workers.is_empty(), "no runtime workers in {threads:?}");
+    let ingest = workers[0];
+    assert!(workers.iter().all(|&n| n == ingest), "{threads:?}");
+    let lowered = (ingest + 10).min(19);
+    assert_eq!(nice_of("stock-relay"), [lowered], "{threads:?}");
+    // The consumer's librdkafka threads keep the ingest's priority, the
+    // producer's (started from the relay's thread) take the relay's.
+    let librdkafka = nice_of("rdk:");
+    assert!(librdkafka.contains(&ingest), "{threads:?}");
+    assert!(librdkafka.contains(&lowered), "{threads:?}");
+    service.kill_9();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_publish_each_change_once() {
     let topic = changes_topic();

@@ -340,6 +340,11 @@ impl ServiceProcess {
         service
     }
 
+    /// The process id, to look at its threads.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill_9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
