@@ -52,6 +52,8 @@ impl Application {
             topic,
             kafka: settings.kafka.clone(),
             database: settings.database.clone(),
+            // Its own pool (see `Relay::spawn`): a read and the lag count.
+            pool: pool_options(2),
             horizon: horizon.clone(),
             tail: ledger.tail(),
             metrics,
@@ -169,11 +171,17 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     }
 }
 
+/// How every pool of the service connects: `size` connections at most,
+/// and an acquire that fails after 5 s rather than queueing forever.
+fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+}
+
 async fn try_connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     create_database_if_missing(&settings.database).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.database_pool_size.get())
-        .acquire_timeout(Duration::from_secs(5))
+    let pool = pool_options(settings.database_pool_size.get())
         .connect_with(settings.database.clone())
         .await
         .context("Failed to connect to PostgreSQL")?;

@@ -124,6 +124,8 @@ pub struct Relay {
     pub kafka: KafkaSettings,
     /// For the connection that holds the lock, and the relay's own pool.
     pub database: PgConnectOptions,
+    /// How the relay's own pool connects.
+    pub pool: PgPoolOptions,
     pub horizon: Horizon,
     /// What this process's ledger committed lately: read instead of the
     /// log wherever it holds every number.
@@ -146,30 +148,23 @@ impl Relay {
     /// thread inherits its priority.
     pub fn spawn(self, stop: CancellationToken) -> anyhow::Result<oneshot::Receiver<()>> {
         let (stopped, done) = oneshot::channel();
+        // Its own runtime, so that none of its work runs on the ingest's
+        // threads; and its own pool, so that no socket of the ingest's
+        // depends on this thread's reactor.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("Failed to start the stock-change relay's runtime")?;
         std::thread::Builder::new()
             .name("stock-relay".to_owned())
             .spawn(move || {
                 lower_priority();
-                // Its own runtime, so that none of its work runs on the
-                // ingest's threads; and its own pool, so that no socket of
-                // the ingest's depends on this thread's reactor.
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(async move {
-                        let pool = PgPoolOptions::new()
-                            .max_connections(2)
-                            .acquire_timeout(Duration::from_secs(5))
-                            .connect_lazy_with(self.database.clone());
-                        self.run(&pool, stop).await;
-                        pool.close().await;
-                    }),
-                    Err(e) => tracing::error!(
-                        error = %e,
-                        "Failed to start the stock-change relay's runtime"
-                    ),
-                }
+                runtime.block_on(async move {
+                    let pool = self.pool.clone().connect_lazy_with(self.database.clone());
+                    self.run(&pool, stop).await;
+                    pool.close().await;
+                });
+                drop(runtime);
                 let _ = stopped.send(());
             })
             .context("Failed to start the stock-change relay's thread")?;
