@@ -10,12 +10,14 @@
 //! - [`config`], [`telemetry`], [`startup`], [`cli`]: running it.
 
 pub mod api;
+pub mod backoff;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod feed;
 pub mod ingest;
+pub mod kafka;
 pub mod ledger;
 pub mod produce;
 pub mod startup;

@@ -4,7 +4,7 @@
 use crate::api::{self, AppState};
 use crate::cache::Cache;
 use crate::config::{AppMode, HttpSettings, KafkaSettings, Settings};
-use crate::feed::Horizon;
+use crate::feed::levels::Levels;
 use crate::feed::relay::{Relay, RelayStatus};
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::{self, KafkaStatus};
@@ -30,6 +30,7 @@ pub struct Application {
     /// Stops the tasks started before serving (the feed's horizon).
     stop: CancellationToken,
     horizon: tokio::task::JoinHandle<()>,
+    cache: Cache,
 }
 
 impl Application {
@@ -39,14 +40,9 @@ impl Application {
         let pool = connect_database(settings).await?;
         let metrics = Metrics::new();
         let cache = Cache::new(&settings.cache, metrics.clone())?;
-        let ledger = Ledger::new(pool.clone(), cache, metrics.clone());
+        let ledger = Ledger::new(pool.clone(), cache.clone(), metrics.clone());
         let stop = CancellationToken::new();
-        let (horizon, horizon_task) = Horizon::spawn(
-            pool.clone(),
-            ledger.commits(),
-            metrics.clone(),
-            stop.clone(),
-        );
+        let (changes, horizon_task) = ledger.open_change_log(stop.clone());
         let relay_status = RelayStatus::default();
         let relay = settings.stock_changes_topic.clone().map(|topic| Relay {
             topic,
@@ -54,13 +50,15 @@ impl Application {
             database: settings.database.clone(),
             // Its own pool (see `Relay::spawn`): a read and the lag count.
             pool: pool_options(2),
-            horizon: horizon.clone(),
-            tail: ledger.tail(),
-            metrics,
+            log: changes.clone(),
+            metrics: metrics.clone(),
             status: relay_status.clone(),
         });
-        let (commits, committer) =
-            GroupCommit::spawn(ledger.clone(), settings.webhook_batch_max.get());
+        let (commits, committer) = GroupCommit::spawn(
+            ledger.clone(),
+            metrics.clone(),
+            settings.webhook_batch_max.get(),
+        );
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
@@ -74,8 +72,10 @@ impl Application {
                 ledger,
                 commits,
                 kafka: kafka_status,
-                horizon,
+                changes,
+                levels: Levels::new(pool),
                 relay: relay_status,
+                metrics,
             },
             http: settings.http.clone(),
             committer,
@@ -83,6 +83,7 @@ impl Application {
             relay,
             stop,
             horizon: horizon_task,
+            cache,
         })
     }
 
@@ -107,11 +108,12 @@ impl Application {
                 stop.cancel();
             }
         });
-        let probe = tokio::spawn(self.state.ledger.cache().clone().run_probe(stop.clone()));
+        let probe = tokio::spawn(self.cache.run_probe(stop.clone()));
         let consumer = self.kafka.map(|settings| {
             tokio::spawn(kafka::run(
                 settings,
                 self.state.ledger.clone(),
+                self.state.metrics.clone(),
                 self.state.kafka.clone(),
                 stop.clone(),
             ))

@@ -4,8 +4,7 @@
 use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
 use super::lookups::{ServerErrors, parse_limit, parse_seq_cursor, parse_uuid, query_rejection};
-use crate::feed::Change;
-use crate::feed::store::{self, ChangeFilter};
+use crate::ledger::log::{Change, ChangeFilter};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -94,15 +93,15 @@ pub async fn changes(
             .transpose()?,
     };
     let until = tokio::time::Instant::now() + wait;
-    let pool = state.ledger.pool();
-    let mut horizon = state.horizon.fresh(FRESH_WITHIN).await;
+    let log = &state.changes;
+    let mut horizon = log.fresh_horizon(FRESH_WITHIN).await;
     let items = loop {
-        let items = store::changes(pool, after, horizon, filter, limit).await?;
+        let items = log.changes(after, horizon, filter, limit).await?;
         if !items.is_empty() || tokio::time::Instant::now() >= until {
             break items;
         }
         // Nothing this reader wants up to the horizon: wait for it to move.
-        horizon = state.horizon.passes(horizon.max(after), until).await;
+        horizon = log.horizon_passes(horizon.max(after), until).await;
     };
     let next_after = match items.last() {
         Some(last) if items.len() as i64 == limit => last.seq,
@@ -214,7 +213,7 @@ pub async fn pair_threshold(
 ) -> Result<Json<PairThreshold>, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let product_id = parse_uuid("product_id", &product_id)?;
-    match store::level(state.ledger.pool(), warehouse_id, product_id).await? {
+    match state.levels.level(warehouse_id, product_id).await? {
         Some(level) => Ok(Json(PairThreshold {
             warehouse_id,
             product_id,
@@ -255,7 +254,7 @@ pub async fn set_pair_threshold(
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let product_id = parse_uuid("product_id", &product_id)?;
     let low = parse_low(&body)?;
-    store::set_pair_level(state.ledger.pool(), warehouse_id, product_id, low).await?;
+    state.levels.set_pair(warehouse_id, product_id, low).await?;
     Ok(Json(PairThreshold {
         warehouse_id,
         product_id,
@@ -288,7 +287,7 @@ pub async fn delete_pair_threshold(
 ) -> Result<StatusCode, AppError> {
     let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
     let product_id = parse_uuid("product_id", &product_id)?;
-    if store::delete_pair_level(state.ledger.pool(), warehouse_id, product_id).await? {
+    if state.levels.delete_pair(warehouse_id, product_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::NotFound(
@@ -315,7 +314,7 @@ pub async fn product_threshold(
     Path(product_id): Path<String>,
 ) -> Result<Json<ProductThreshold>, AppError> {
     let product_id = parse_uuid("product_id", &product_id)?;
-    match store::product_level(state.ledger.pool(), product_id).await? {
+    match state.levels.product(product_id).await? {
         Some(low) => Ok(Json(ProductThreshold { product_id, low })),
         None => Err(AppError::NotFound(
             "this product has no default low-stock level".into(),
@@ -348,7 +347,7 @@ pub async fn set_product_threshold(
 ) -> Result<Json<ProductThreshold>, AppError> {
     let product_id = parse_uuid("product_id", &product_id)?;
     let low = parse_low(&body)?;
-    store::set_product_level(state.ledger.pool(), product_id, low).await?;
+    state.levels.set_product(product_id, low).await?;
     Ok(Json(ProductThreshold { product_id, low }))
 }
 
@@ -372,7 +371,7 @@ pub async fn delete_product_threshold(
     Path(product_id): Path<String>,
 ) -> Result<StatusCode, AppError> {
     let product_id = parse_uuid("product_id", &product_id)?;
-    if store::delete_product_level(state.ledger.pool(), product_id).await? {
+    if state.levels.delete_product(product_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AppError::NotFound(

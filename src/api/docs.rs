@@ -72,7 +72,7 @@ pub const REDOC_PATH: &str = "/redoc";
     components(schemas(
         ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
         MovementMessage, MovementData, EventTime, lookups::StockView, HistoryItem, lookups::ProductStock,
-        WarehouseQuantity, crate::feed::Change, changes::ChangePage, changes::ThresholdBody,
+        WarehouseQuantity, crate::ledger::log::Change, changes::ChangePage, changes::ThresholdBody,
         changes::PairThreshold, changes::ProductThreshold
     )),
     modifiers(&Extras),

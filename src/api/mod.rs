@@ -14,11 +14,13 @@ pub use docs::{ApiDoc, DOCS_PATH, REDOC_PATH, SPEC_PATH};
 pub use error::AppError;
 
 use crate::config::HttpSettings;
-use crate::feed::Horizon;
+use crate::feed::levels::Levels;
 use crate::feed::relay::RelayStatus;
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::KafkaStatus;
 use crate::ledger::Ledger;
+use crate::ledger::log::ChangeLog;
+use crate::telemetry::Metrics;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, Response};
@@ -41,8 +43,11 @@ pub struct AppState {
     pub ledger: Ledger,
     pub commits: GroupCommit,
     pub kafka: KafkaStatus,
-    pub horizon: Horizon,
+    /// The ledger's change record, for the feed over HTTP.
+    pub changes: ChangeLog,
+    pub levels: Levels,
     pub relay: RelayStatus,
+    pub metrics: Metrics,
 }
 
 /// Who may call a route, and under which limits.

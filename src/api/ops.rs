@@ -15,7 +15,7 @@ use std::time::Instant;
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let metrics = state.ledger.metrics();
+    let metrics = &state.metrics;
     let (open, idle, max) = state.ledger.pool_figures();
     metrics.db_pool(open, idle, max);
     // The readiness check, so that alerts can follow it: a scrape every
@@ -28,7 +28,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.ledger.metrics().render(),
+        metrics.render(),
     )
         .into_response()
 }
@@ -47,7 +47,7 @@ pub async fn count_request(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let response = next.run(request).await;
-    state.ledger.metrics().http_request(
+    state.metrics.http_request(
         &method,
         &route,
         response.status().as_u16(),

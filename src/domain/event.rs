@@ -63,6 +63,14 @@ impl EventKind {
             _ => None,
         }
     }
+
+    /// What an event of this kind and `quantity` does to its pair's stock.
+    pub fn delta(self, quantity: i32) -> i64 {
+        match self {
+            EventKind::Arrival => i64::from(quantity),
+            EventKind::Departure => -i64::from(quantity),
+        }
+    }
 }
 
 impl fmt::Display for EventKind {

@@ -1,5 +1,6 @@
-//! The relay: publishes the feed to Kafka, each change as a CloudEvent
-//! `ru.retail.warehouses.stock.changed`, with its alerts after it.
+//! The relay: publishes the ledger's change record to Kafka, each change
+//! as a CloudEvent `ru.retail.warehouses.stock.changed` ([`super::cloudevent`]),
+//! with its alerts after it.
 //!
 //! Delivery is at least once, with the idempotent producer:
 //!
@@ -21,38 +22,22 @@
 //! relay took the lead) is read from the log, so the tail only saves the
 //! reads, and can lose nothing that the log would have given.
 
-use super::alerts::{self, Alert};
-use super::store::{self, RelayedChange};
-use super::{Change, Horizon};
+use super::levels::Levels;
+use super::producer::{self, RelayProducer};
+use super::{position, round};
+use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
-use crate::ingest::kafka::topics;
-use crate::ledger::tail::LogTail;
+use crate::kafka;
+use crate::ledger::log::ChangeLog;
 use crate::telemetry::Metrics;
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat, Utc};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
-use serde::Serialize;
+use chrono::Utc;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
-use std::sync::atomic::{AtomicU64, Ordering};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
-
-pub const CHANGED: &str = "ru.retail.warehouses.stock.changed";
-
-/// The CloudEvents `source` of everything the relay publishes.
-pub const SOURCE: &str = "warehouse-stock";
-
-/// Changes read and published per round: large enough to keep the
-/// producer's batches full and the rounds few under a full ingest, small
-/// enough that a retry repeats little.
-const CHUNK: i64 = 5_000;
 
 /// How long a stopping relay may take to finish its round.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -126,10 +111,10 @@ pub struct Relay {
     pub database: PgConnectOptions,
     /// How the relay's own pool connects.
     pub pool: PgPoolOptions,
-    pub horizon: Horizon,
-    /// What this process's ledger committed lately: read instead of the
-    /// log wherever it holds every number.
-    pub tail: LogTail,
+    /// The ledger's change record: its horizon, and the tail of what this
+    /// process committed, read instead of the log wherever it holds every
+    /// number.
+    pub log: ChangeLog,
     pub metrics: Metrics,
     pub status: RelayStatus,
 }
@@ -175,9 +160,11 @@ impl Relay {
     /// instance publishes, and retrying every failure after a pause.
     async fn run(self, pool: &PgPool, stop: CancellationToken) {
         self.status.set(RelayState::Standby);
-        let mut pause = Duration::from_millis(200);
+        let log = self.log.through(pool.clone());
+        let levels = Levels::new(pool.clone());
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            let lead = self.lead(pool, &stop);
+            let lead = self.lead(&log, &levels, &stop);
             tokio::pin!(lead);
             let outcome = tokio::select! {
                 outcome = &mut lead => outcome,
@@ -188,11 +175,12 @@ impl Relay {
                     Err(_) => return,
                 },
             };
-            match outcome {
+            let pause = match outcome {
                 Ok(Led::Stopped) => return,
                 Ok(Led::Standby) => {
                     self.status.set(RelayState::Standby);
-                    pause = Duration::from_secs(1);
+                    backoff.reset();
+                    Duration::from_secs(1)
                 }
                 Err(e) => {
                     self.status.set(RelayState::Down);
@@ -201,9 +189,9 @@ impl Relay {
                         error = format!("{e:#}"),
                         "stock-change relay failed; retrying"
                     );
-                    pause = (pause * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                    backoff.next_delay()
                 }
-            }
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(pause) => {}
@@ -212,7 +200,47 @@ impl Relay {
     }
 
     /// Takes the lock and publishes while it holds it.
-    async fn lead(&self, pool: &PgPool, stop: &CancellationToken) -> anyhow::Result<Led> {
+    async fn lead(
+        &self,
+        log: &ChangeLog,
+        levels: &Levels,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Led> {
+        let Some(conn) = self.take_lock().await? else {
+            return Ok(Led::Standby);
+        };
+        kafka::ensure_topics(&self.kafka, &[&self.topic])
+            .await
+            .context("Failed to create the stock-change topic")?;
+        // A producer per turn: an idempotent producer that met a broker
+        // which lost its state (a restarted broker, a failover) may be
+        // fenced for good, and the next turn must not inherit that.
+        let producer = producer::producer(&self.kafka)?;
+        let mut turn = Turn::begin(conn, &self.topic).await?;
+        // Batches commit into the tail from now on; what committed before
+        // (and anything it leaves out) is read from the log.
+        let _tail = log.tail().open();
+        tracing::info!(topic = %self.topic, position = turn.position, "publishing stock changes");
+        self.status.advanced(turn.position);
+        loop {
+            if stop.is_cancelled() {
+                turn.end().await;
+                return Ok(Led::Stopped);
+            }
+            let horizon = log.horizon();
+            if horizon <= turn.position {
+                self.metrics.feed_lag(0, 0.0);
+                self.idle(&mut turn, log, stop).await?;
+                continue;
+            }
+            self.publish_round(&mut turn, log, levels, &producer, horizon)
+                .await?;
+        }
+    }
+
+    /// Asks for the relay's lock on a connection of its own, which holds
+    /// it for as long as the connection lives. `None`: another relay has it.
+    async fn take_lock(&self) -> anyhow::Result<Option<PgConnection>> {
         let mut conn = self
             .database
             .connect()
@@ -224,28 +252,92 @@ impl Relay {
             .fetch_one(&mut conn)
             .await
             .context("Failed to ask for the relay's lock")?;
-        if !held {
+        if held {
+            Ok(Some(conn))
+        } else {
             conn.close().await.ok();
-            return Ok(Led::Standby);
+            Ok(None)
         }
-        topics::ensure_topics(&self.kafka, &[&self.topic])
-            .await
-            .context("Failed to create the stock-change topic")?;
-        // A producer per turn: an idempotent producer that met a broker
-        // which lost its state (a restarted broker, a failover) may be
-        // fenced for good, and the next turn must not inherit that.
-        let producer = producer(&self.kafka)?;
-        let mut position = store::relay_position(&mut conn, &self.topic)
+    }
+
+    /// Waits up to a second for the horizon to pass the position. If
+    /// nothing new came, stores the position if it moved, which also checks
+    /// the connection: holding the lock needs the connection alive, and a
+    /// relay whose connection died has lost it to another.
+    async fn idle(
+        &self,
+        turn: &mut Turn<'_>,
+        log: &ChangeLog,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = log.horizon_passes(turn.position, until) => {}
+        }
+        if log.horizon() > turn.position {
+            return Ok(());
+        }
+        if turn.unstored {
+            turn.store().await
+        } else {
+            turn.conn
+                .ping()
+                .await
+                .context("The relay's lock connection failed")
+        }
+    }
+
+    /// Publishes the next round up to `horizon`, and moves the position
+    /// past it once the broker has acknowledged all of it.
+    async fn publish_round(
+        &self,
+        turn: &mut Turn<'_>,
+        log: &ChangeLog,
+        levels: &Levels,
+        producer: &RelayProducer,
+        horizon: i64,
+    ) -> anyhow::Result<()> {
+        let (chunk, next) = round::read(log, levels, &self.metrics, turn.position, horizon).await?;
+        if let Some(first) = chunk.first() {
+            let behind = (Utc::now() - first.change.changed_at)
+                .as_seconds_f64()
+                .max(0.0);
+            // Counting walks the log, so it is done now and then and stops
+            // at LAG_CAP: past that, "far behind" is the news.
+            if turn.counted.elapsed() >= Duration::from_secs(2) {
+                turn.counted = Instant::now();
+                let lag = log
+                    .count_after(turn.position, LAG_CAP)
+                    .await
+                    .context("Failed to count unpublished changes")?;
+                self.metrics.feed_lag(lag, behind);
+            }
+        }
+        producer::publish(producer, &self.topic, &chunk, &self.metrics).await?;
+        self.metrics.feed_published(chunk.len());
+        turn.position = next;
+        self.status.advanced(next);
+        turn.advanced().await
+    }
+}
+
+/// One turn as the leader: the connection that holds the lock, the
+/// position, and when it was last stored and the lag last counted.
+struct Turn<'a> {
+    conn: PgConnection,
+    topic: &'a str,
+    position: i64,
+    stored: Instant,
+    unstored: bool,
+    counted: Instant,
+}
+
+impl<'a> Turn<'a> {
+    async fn begin(mut conn: PgConnection, topic: &'a str) -> anyhow::Result<Self> {
+        let position = position::read(&mut conn, topic)
             .await
             .context("Failed to read the relay's position")?;
-        // Batches commit into the tail from now on; what committed before
-        // (and anything it leaves out) is read from the log.
-        let _tail = self.tail.open();
-        tracing::info!(topic = %self.topic, position, "publishing stock changes");
-        self.status.advanced(position);
-        let mut counted = Instant::now() - Duration::from_secs(10);
-        let mut stored = Instant::now();
-        let mut unstored = false;
         // The position is a hint for the next relay, not a promise to a
         // caller: losing its last store in a crash of PostgreSQL means some
         // changes go out again, which at least once allows. So its commits
@@ -254,179 +346,50 @@ impl Relay {
             .execute(&mut conn)
             .await
             .context("Failed to set up the relay's connection")?;
-        loop {
-            if stop.is_cancelled() {
-                if unstored {
-                    store::advance_relay(&mut conn, &self.topic, position)
-                        .await
-                        .ok();
-                }
-                conn.close().await.ok();
-                return Ok(Led::Stopped);
-            }
-            let horizon = self.horizon.current();
-            if horizon <= position {
-                self.metrics.feed_lag(0, 0.0);
-                let until = tokio::time::Instant::now() + Duration::from_secs(1);
-                tokio::select! {
-                    _ = stop.cancelled() => continue,
-                    _ = self.horizon.passes(position, until) => {}
-                }
-                // Nothing new: store the position if it moved, which also
-                // checks the connection. Holding the lock needs the
-                // connection alive; a relay whose connection died has lost
-                // it to another.
-                if self.horizon.current() <= position {
-                    if unstored {
-                        store::advance_relay(&mut conn, &self.topic, position)
-                            .await
-                            .context("Failed to store the relay's position")?;
-                        stored = Instant::now();
-                        unstored = false;
-                    } else {
-                        conn.ping()
-                            .await
-                            .context("The relay's lock connection failed")?;
-                    }
-                }
-                continue;
-            }
-            let (chunk, next) = self.read(pool, position, horizon).await?;
-            if let Some(first) = chunk.first() {
-                let behind = (Utc::now() - first.change.changed_at)
-                    .as_seconds_f64()
-                    .max(0.0);
-                // Counting walks the log, so it is done now and then and
-                // stops at LAG_CAP: past that, "far behind" is the news.
-                if counted.elapsed() >= Duration::from_secs(2) {
-                    counted = Instant::now();
-                    let lag = store::changes_after(pool, position, LAG_CAP)
-                        .await
-                        .context("Failed to count unpublished changes")?;
-                    self.metrics.feed_lag(lag, behind);
-                }
-            }
-            publish(&producer, &self.topic, &chunk, &self.metrics).await?;
-            self.metrics.feed_published(chunk.len());
-            position = next;
-            self.status.advanced(position);
-            // Stored now and then, not every round: each store is a
-            // commit, and under a stream of small batches the rounds come
-            // every few milliseconds. A relay that dies republishes at
-            // most STORE_EVERY of changes, which at least once allows.
-            // An idle relay stores what is left when it finds nothing new.
-            unstored = true;
-            if stored.elapsed() >= STORE_EVERY {
-                store::advance_relay(&mut conn, &self.topic, position)
-                    .await
-                    .context("Failed to store the relay's position")?;
-                stored = Instant::now();
-                unstored = false;
-            }
-        }
+        Ok(Turn {
+            conn,
+            topic,
+            position,
+            stored: Instant::now(),
+            unstored: false,
+            counted: Instant::now() - Duration::from_secs(10),
+        })
     }
 
-    /// The next changes after `position`, up to `horizon`, and the
-    /// position they take the relay to: from the tail while it holds every
-    /// number after `position`, else from the log, up to where the tail
-    /// holds numbers again.
-    async fn read(
-        &self,
-        pool: &PgPool,
-        position: i64,
-        horizon: i64,
-    ) -> anyhow::Result<(Vec<RelayedChange>, i64)> {
-        let run = self.tail.take(position, horizon, CHUNK as usize);
-        if run.through > position {
-            self.metrics.feed_read("tail", run.changes.len());
-            let chunk = store::complete(pool, run.changes)
-                .await
-                .context("Failed to look up the levels of stock changes")?;
-            return Ok((chunk, run.through));
-        }
-        let end = self
-            .tail
-            .next_held(position)
-            .map_or(horizon, |held| (held - 1).min(horizon));
-        let chunk = store::relayed_changes(pool, position, end, CHUNK)
+    async fn store(&mut self) -> anyhow::Result<()> {
+        position::advance(&mut self.conn, self.topic, self.position)
             .await
-            .context("Failed to read stock changes")?;
-        self.metrics.feed_read("log", chunk.len());
-        // Fewer than a chunk: nothing else is committed up to `end`, and
-        // the position may skip what is not a change.
-        let next = match chunk.last() {
-            Some(last) if chunk.len() as i64 == CHUNK => last.change.seq,
-            _ => end,
-        };
-        Ok((chunk, next))
+            .context("Failed to store the relay's position")?;
+        self.stored = Instant::now();
+        self.unstored = false;
+        Ok(())
+    }
+
+    /// After a round: stored now and then, not every round. Each store is
+    /// a commit, and under a stream of small batches the rounds come every
+    /// few milliseconds. A relay that dies republishes at most
+    /// [`STORE_EVERY`] of changes, which at least once allows. An idle
+    /// relay stores what is left when it finds nothing new.
+    async fn advanced(&mut self) -> anyhow::Result<()> {
+        self.unstored = true;
+        if self.stored.elapsed() >= STORE_EVERY {
+            self.store().await?;
+        }
+        Ok(())
+    }
+
+    /// Stores what is left, and lets the lock go with the connection.
+    async fn end(mut self) {
+        if self.unstored {
+            self.store().await.ok();
+        }
+        self.conn.close().await.ok();
     }
 }
 
 enum Led {
     Stopped,
     Standby,
-}
-
-/// The relay's producer: it reports refused records only (see
-/// [`publish`]).
-type RelayProducer = ThreadedProducer<Refusals>;
-
-/// Counts the records the broker refused, or that timed out: with
-/// `delivery.report.only.error`, the only delivery reports there are.
-#[derive(Default)]
-struct Refusals {
-    count: AtomicU64,
-    last: Mutex<Option<KafkaError>>,
-}
-
-impl Refusals {
-    fn count(&self) -> u64 {
-        self.count.load(Ordering::Acquire)
-    }
-
-    /// The latest refusal, if there were any after `seen` of them.
-    fn since(&self, seen: u64) -> Option<KafkaError> {
-        if self.count() == seen {
-            return None;
-        }
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Some(last.unwrap_or(KafkaError::Canceled))
-    }
-}
-
-impl ClientContext for Refusals {}
-
-impl ProducerContext for Refusals {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
-            self.count.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-}
-
-fn producer(settings: &KafkaSettings) -> anyhow::Result<RelayProducer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &settings.bootstrap_servers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        // A report per acknowledged record cost a third of what the relay
-        // spent on sending (a channel, a wake and a future per record);
-        // a round counts what is still in flight instead.
-        .set("delivery.report.only.error", "true")
-        // A round's records go out in few, full requests: each request
-        // costs the broker (on the same machine, in the bench) far more
-        // than the wait does a reader.
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "5000")
-        // Room for two rounds, so the producer's own queue stays small.
-        .set("queue.buffering.max.messages", "10000")
-        .set("queue.buffering.max.kbytes", "8192")
-        .set("message.timeout.ms", "30000")
-        .create_with_context(Refusals::default())
-        .context("Failed to create the stock-change producer")
 }
 
 /// How far below the ingest's priority the relay runs, in nice steps: at
@@ -454,259 +417,6 @@ fn lower_priority() {
                 error = %std::io::Error::last_os_error(),
                 "Failed to lower the stock-change relay's priority"
             );
-        }
-    }
-}
-
-/// How often a round looks whether the broker has acknowledged it all.
-const ACK_POLL: Duration = Duration::from_millis(1);
-
-/// Sends every change of `chunk` and its alerts, and waits until the
-/// broker acknowledged all of them. Each change's latency, from its commit
-/// to the acknowledgement of its round, goes to the metrics.
-///
-/// Every record is handed to the producer first (librdkafka copies key and
-/// payload, so one buffer serves them all). Then the round waits until the
-/// producer has nothing in flight: librdkafka counts a record until the
-/// broker acknowledged it, or until the report of its refusal has been
-/// served, so at 0 every record is either acknowledged or counted in
-/// [`Refusals`]. This is the relay's only producer, and one round runs at
-/// a time, so nothing else is in flight.
-async fn publish(
-    producer: &RelayProducer,
-    topic: &str,
-    chunk: &[RelayedChange],
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    let refused = producer.context().count();
-    let mut payload = Vec::with_capacity(512);
-    for relayed in chunk {
-        let c = &relayed.change;
-        let key = pair_key(c);
-        payload.clear();
-        write_change_event(&mut payload, c, &key);
-        enqueue(producer, topic, &key, &payload).await?;
-        let level = relayed.level;
-        for alert in alerts::crossings(c.before(), c.quantity, level, relayed.first_change) {
-            enqueue(producer, topic, &key, &alert_event(c, alert, level)).await?;
-        }
-    }
-    while producer.in_flight_count() > 0 {
-        tokio::time::sleep(ACK_POLL).await;
-    }
-    if let Some(e) = producer.context().since(refused) {
-        return Err(e).context("The broker did not acknowledge a stock change");
-    }
-    let now = Utc::now();
-    for relayed in chunk {
-        metrics.feed_latency((now - relayed.change.changed_at).as_seconds_f64().max(0.0));
-    }
-    Ok(())
-}
-
-/// Hands one record to the producer, waiting while its queue is full (it
-/// empties as the broker acknowledges).
-async fn enqueue(
-    producer: &RelayProducer,
-    topic: &str,
-    key: &str,
-    payload: &[u8],
-) -> anyhow::Result<()> {
-    loop {
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: "content-type",
-            value: Some("application/cloudevents+json"),
-        });
-        let record = BaseRecord::to(topic)
-            .key(key)
-            .payload(payload)
-            .headers(headers);
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => return Err(e).context("Failed to queue a stock change"),
-        }
-    }
-}
-
-/// The record key and CloudEvents `subject` of a change: its pair.
-fn pair_key(c: &Change) -> String {
-    let mut key = String::with_capacity(73);
-    key.push_str(
-        c.warehouse_id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer()),
-    );
-    key.push(':');
-    key.push_str(
-        c.product_id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer()),
-    );
-    key
-}
-
-/// Writes the change as a structured-mode CloudEvent into `out`: the bytes
-/// [`change_event`] gives, written directly. A change is serialized a
-/// million times in a large ingest, and the generic path formats each UUID
-/// and timestamp through `core::fmt`, twice where the envelope repeats
-/// them; here each is formatted once. `subject` is [`pair_key`]. The test
-/// `the_direct_writer_gives_the_envelopes_bytes` holds the two equal.
-fn write_change_event(out: &mut Vec<u8>, c: &Change, subject: &str) {
-    let time = c.changed_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let (warehouse, product) = subject.split_at(36);
-    let product = &product[1..];
-    let mut uuid = Uuid::encode_buffer();
-    // serde_json writes integers without `core::fmt`.
-    let number = |out: &mut Vec<u8>, n: i64| serde_json::to_writer(out, &n).unwrap_or_default();
-    out.extend_from_slice(b"{\"specversion\":\"1.0\",\"type\":\"");
-    out.extend_from_slice(CHANGED.as_bytes());
-    out.extend_from_slice(b"\",\"source\":\"");
-    out.extend_from_slice(SOURCE.as_bytes());
-    out.extend_from_slice(b"\",\"id\":\"stock-change-");
-    number(out, c.seq);
-    out.extend_from_slice(b"\",\"subject\":\"");
-    out.extend_from_slice(subject.as_bytes());
-    out.extend_from_slice(b"\",\"time\":\"");
-    out.extend_from_slice(time.as_bytes());
-    out.extend_from_slice(b"\",\"datacontenttype\":\"application/json\",\"data\":{\"seq\":");
-    number(out, c.seq);
-    out.extend_from_slice(b",\"warehouse_id\":\"");
-    out.extend_from_slice(warehouse.as_bytes());
-    out.extend_from_slice(b"\",\"product_id\":\"");
-    out.extend_from_slice(product.as_bytes());
-    out.extend_from_slice(b"\",\"delta\":");
-    number(out, c.delta);
-    out.extend_from_slice(b",\"quantity\":");
-    number(out, c.quantity);
-    out.extend_from_slice(b",\"movement_id\":\"");
-    out.extend_from_slice(
-        c.movement_id
-            .hyphenated()
-            .encode_lower(&mut uuid)
-            .as_bytes(),
-    );
-    out.extend_from_slice(b"\",\"event\":");
-    // Strings from outside go through the JSON writer, which escapes them.
-    serde_json::to_writer(&mut *out, &c.event).unwrap_or_default();
-    out.extend_from_slice(b",\"message_id\":");
-    serde_json::to_writer(&mut *out, &c.message_id).unwrap_or_default();
-    out.extend_from_slice(b",\"changed_at\":\"");
-    out.extend_from_slice(time.as_bytes());
-    out.extend_from_slice(b"\"}}");
-}
-
-/// A structured-mode CloudEvent as the relay writes it: serialized from
-/// borrowed fields, with no intermediate JSON tree.
-#[derive(Serialize)]
-struct Envelope<D> {
-    specversion: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    source: &'static str,
-    id: String,
-    subject: String,
-    time: DateTime<Utc>,
-    datacontenttype: &'static str,
-    data: D,
-}
-
-impl<D: Serialize> Envelope<D> {
-    fn new(kind: &'static str, id: String, c: &Change, data: D) -> Self {
-        Envelope {
-            specversion: "1.0",
-            kind,
-            source: SOURCE,
-            id,
-            subject: format!("{}:{}", c.warehouse_id, c.product_id),
-            time: c.changed_at,
-            datacontenttype: "application/json",
-            data,
-        }
-    }
-
-    fn to_vec(&self) -> Vec<u8> {
-        // Every field serializes (strings, numbers, UUIDs, times).
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}
-
-/// What an alert says.
-#[derive(Serialize)]
-struct AlertData<'a> {
-    seq: i64,
-    warehouse_id: &'a Uuid,
-    product_id: &'a Uuid,
-    quantity: i64,
-    previous_quantity: i64,
-    low: Option<i64>,
-    changed_at: &'a DateTime<Utc>,
-}
-
-/// The change as a structured-mode CloudEvent, serialized the generic
-/// way: the reference [`write_change_event`] is tested against.
-#[cfg(test)]
-fn change_event(c: &Change) -> Vec<u8> {
-    Envelope::new(CHANGED, format!("stock-change-{}", c.seq), c, c).to_vec()
-}
-
-/// An alert as a structured-mode CloudEvent; it carries its change's `seq`.
-pub fn alert_event(c: &Change, alert: Alert, level: Option<i64>) -> Vec<u8> {
-    let data = AlertData {
-        seq: c.seq,
-        warehouse_id: &c.warehouse_id,
-        product_id: &c.product_id,
-        quantity: c.quantity,
-        previous_quantity: c.before(),
-        low: level,
-        changed_at: &c.changed_at,
-    };
-    Envelope::new(
-        alert.event_type(),
-        format!("stock-{}-{}", alert.as_str(), c.seq),
-        c,
-        data,
-    )
-    .to_vec()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use proptest::prelude::*;
-
-    fn change(seq: i64, delta: i64, quantity: i64, message_id: String, nanos: u32) -> Change {
-        Change {
-            seq,
-            warehouse_id: Uuid::new_v4(),
-            product_id: Uuid::new_v4(),
-            delta,
-            quantity,
-            movement_id: Uuid::new_v4(),
-            event: if delta > 0 { "arrival" } else { "departure" }.to_string(),
-            message_id,
-            changed_at: Utc
-                .timestamp_opt(1_795_000_000 + seq % 1_000_000, nanos)
-                .unwrap(),
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn the_direct_writer_gives_the_envelopes_bytes(
-            seq in 1i64..i64::MAX,
-            delta in prop_oneof![1i64..=i64::from(i32::MAX), -i64::from(i32::MAX)..=-1],
-            quantity in 0i64..i64::MAX,
-            message_id in any::<String>(),
-            nanos in prop_oneof![Just(0u32), 0u32..1_000_000_000, (0u32..1_000_000).prop_map(|m| m * 1000)],
-        ) {
-            let c = change(seq, delta, quantity, message_id, nanos);
-            let mut direct = Vec::new();
-            write_change_event(&mut direct, &c, &pair_key(&c));
-            prop_assert_eq!(String::from_utf8(direct).unwrap(), String::from_utf8(change_event(&c)).unwrap());
         }
     }
 }

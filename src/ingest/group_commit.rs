@@ -9,7 +9,7 @@
 
 use crate::domain::{MovementEvent, Outcome};
 use crate::ledger::Ledger;
-use crate::telemetry::Source;
+use crate::telemetry::{Metrics, Source};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,9 +41,13 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the committer task. It stops once every handle is dropped and
     /// the queue is drained.
-    pub fn spawn(ledger: Ledger, max_batch: usize) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        ledger: Ledger,
+        metrics: Metrics,
+        max_batch: usize,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(max_batch * 4);
-        let task = tokio::spawn(run(ledger, queue, max_batch));
+        let task = tokio::spawn(run(ledger, metrics, queue, max_batch));
         (GroupCommit { jobs }, task)
     }
 
@@ -59,15 +63,13 @@ impl GroupCommit {
     }
 }
 
-async fn run(ledger: Ledger, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
+async fn run(ledger: Ledger, metrics: Metrics, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
     let mut jobs = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut jobs, max_batch).await > 0 {
         let (events, replies): (Vec<MovementEvent>, Vec<_>) = jobs.drain(..).unzip();
         match ledger.apply(&events).await {
             Ok(applied) => {
-                ledger
-                    .metrics()
-                    .outcomes(Source::Webhook, &applied.outcomes);
+                metrics.outcomes(Source::Webhook, &applied.outcomes);
                 // zip would silently drop answers if the counts differed.
                 debug_assert_eq!(
                     replies.len(),

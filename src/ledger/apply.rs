@@ -78,13 +78,13 @@
 //! and whoever it waits for took that resource at the same step or an
 //! earlier one and goes on only to later ones.
 
+use super::change::{AppliedRow, LoggedChange};
 use super::remembered::RememberedStock;
-use super::tail::{Logged, TailedChange};
+use super::tail::Logged;
 use crate::domain::{
     EventContent, EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent,
     Quantity, RejectReason, Side, Verdict, apply_batch,
 };
-use crate::feed::AppliedEntry;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::{PgExecutor, PgPool, Row};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -383,7 +383,7 @@ columns! {
 /// takes the one of its place in the batch: the audit log orders a batch's
 /// entries as the batch applied them, though they are inserted in lock
 /// order. Its filter makes two things happen before the first number is
-/// taken, which the stock-change feed relies on ([`crate::feed`]):
+/// taken, which the change log's readers rely on ([`super::log`]):
 ///
 /// - `stock_written` has run, so the batch holds the row lock of every
 ///   pair it changes. Two batches that change one pair hold that lock one
@@ -452,8 +452,8 @@ fn write_statement() -> String {
     SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE expected_quantity IS NULL)
                      = {stock_rows}
                  AND (SELECT count(*) FROM logged) = {log_rows}
-                THEN 0 ELSE ledger_conflict() END,
-           (SELECT seq FROM seqs)"
+                THEN 0 ELSE ledger_conflict() END AS checked,
+           (SELECT seq FROM seqs) AS taken"
     )
 }
 
@@ -546,7 +546,7 @@ impl<'a> WritePlan<'a> {
         let query = bind_log(bind_stock(query, &self.stock), &self.log);
         let row = query.bind(self.log.received_at).fetch_one(conn).await?;
         // No entries, no numbers: `array_agg` of nothing is null.
-        let taken: Option<Vec<i64>> = row.try_get(1)?;
+        let taken: Option<Vec<i64>> = row.try_get("taken")?;
         Ok(taken.unwrap_or_default())
     }
 }
@@ -567,7 +567,7 @@ struct LogEntry<'a> {
     /// row that a concurrent batch created first. Where the batch found a
     /// row it is false, though the row may have no change behind it (a
     /// refusal writes its row back, the locking mode creates every row it
-    /// locks): the feed asks the log about those ([`crate::feed::store`]).
+    /// locks): readers ask the log about those ([`super::log::ChangeLog::first_changes`]).
     opens_pair: bool,
 }
 
@@ -638,26 +638,25 @@ impl<'a> LogColumns<'a> {
     /// The applied entries (those with a stock after) as the changes they
     /// are, in `seq` order, given the number each place took: the rows as
     /// the log now holds them.
-    fn changes(&self, taken: &[i64]) -> Vec<TailedChange> {
-        let mut changes: Vec<TailedChange> = (0..self.positions.len())
+    fn changes(&self, taken: &[i64]) -> Vec<LoggedChange> {
+        let mut changes: Vec<LoggedChange> = (0..self.positions.len())
             .filter_map(|i| {
                 let stock_after = self.stock_afters[i]?;
-                let seq = taken[self.positions[i] as usize - 1];
-                let entry = AppliedEntry {
-                    seq,
+                let event = EventKind::parse(self.kinds[i]);
+                assert!(event.is_some(), "the plan writes only event kinds");
+                let row = AppliedRow {
+                    seq: taken[self.positions[i] as usize - 1],
                     warehouse_id: self.warehouses[i],
                     product_id: self.products[i],
-                    event: self.kinds[i].to_owned(),
+                    event: event?,
                     quantity: self.quantities[i],
                     stock_after,
                     movement_id: self.movement_ids[i],
                     message_id: self.message_ids[i].to_owned(),
                     received_at: self.received_at,
-                };
-                Some(TailedChange {
-                    change: entry.into_change(),
                     opens_pair: self.opens_pairs[i],
-                })
+                };
+                Some(row.into_logged())
             })
             .collect();
         changes.sort_unstable_by_key(|c| c.change.seq);

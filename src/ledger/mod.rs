@@ -5,8 +5,16 @@
 //! webhook alike: one atomic write per batch, run again when a concurrent
 //! batch got in the way, and followed by a cache invalidation before the
 //! caller may acknowledge anything.
+//!
+//! The ledger also defines its committed record: the audit log read as
+//! changes ([`log`]), up to the [`horizon`] its own write statement makes
+//! safe, and the [`tail`] of what this process committed. Readers (the
+//! feed, the API) consume that record; nothing here knows of them.
 
 mod apply;
+mod change;
+mod horizon;
+pub mod log;
 mod lookups;
 pub mod reads;
 mod remembered;
@@ -16,6 +24,8 @@ pub mod verify;
 pub use apply::Applied;
 
 use apply::Mode;
+use horizon::Horizon;
+use log::ChangeLog;
 use remembered::RememberedStock;
 use tail::LogTail;
 
@@ -27,6 +37,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::Span;
 use tracing::field::Empty;
 use uuid::Uuid;
@@ -81,26 +92,21 @@ impl Ledger {
         }
     }
 
-    /// Notified (one permit, not a queue) after every batch committed.
-    pub fn commits(&self) -> Arc<Notify> {
-        self.committed.clone()
-    }
-
-    /// The audit log's tail as this process commits it.
-    pub fn tail(&self) -> LogTail {
-        self.tail.clone()
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    pub fn cache(&self) -> &Cache {
-        &self.cache
+    /// Starts keeping the change log's horizon until `stop` is cancelled,
+    /// and returns the readers' handle on the log with the horizon's task.
+    /// Every batch this ledger commits wakes the horizon at once.
+    pub fn open_change_log(
+        &self,
+        stop: CancellationToken,
+    ) -> (ChangeLog, tokio::task::JoinHandle<()>) {
+        let (horizon, task) = Horizon::spawn(
+            self.pool.clone(),
+            self.committed.clone(),
+            self.metrics.clone(),
+            stop,
+        );
+        let log = ChangeLog::new(self.pool.clone(), horizon, self.tail.clone());
+        (log, task)
     }
 
     /// Applies `events` in order in one transaction and invalidates the

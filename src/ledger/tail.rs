@@ -1,5 +1,5 @@
 //! The tail of the audit log that this process committed, held in memory
-//! for the stock-change relay ([`crate::feed::relay`]), so that it
+//! for the stock-change relay of the feed, so that it
 //! publishes what the ledger has just written without reading it back.
 //!
 //! It is a copy of committed rows and nothing else. A batch's entries
@@ -16,7 +16,7 @@
 //! crash all of it, and the feed loses nothing: the change record stays
 //! derived from the ledger's committed state.
 
-use crate::feed::Change;
+use super::change::LoggedChange;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,28 +26,19 @@ use std::sync::{Arc, Mutex};
 /// behind, costs this much memory and no more. Two of the relay's rounds.
 const CAPACITY: usize = 10_000;
 
-/// A change as the ledger committed it, with what the relay needs besides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TailedChange {
-    pub change: Change,
-    /// The entry's `opens_pair` mark: the first change of a pair the batch
-    /// found no stock row of.
-    pub opens_pair: bool,
-}
-
 /// What a batch committed: every number its write took, in order, and its
 /// applied entries (the changes), in `seq` order.
 #[derive(Debug, Default)]
 pub struct Logged {
     pub taken: Vec<i64>,
-    pub changes: Vec<TailedChange>,
+    pub changes: Vec<LoggedChange>,
 }
 
 /// The changes the tail held right after a position.
 #[derive(Debug, Default)]
 pub struct Run {
     /// In `seq` order.
-    pub changes: Vec<TailedChange>,
+    pub changes: Vec<LoggedChange>,
     /// Every number up to it and after the position was in the tail:
     /// these changes are all the changes there. Equal to the position
     /// when the next number is a hole.
@@ -64,7 +55,7 @@ struct Inner {
     /// worth building.
     open: AtomicBool,
     /// `None` for a number whose entry is not a change (a rejection).
-    held: Mutex<BTreeMap<i64, Option<TailedChange>>>,
+    held: Mutex<BTreeMap<i64, Option<LoggedChange>>>,
 }
 
 impl LogTail {
@@ -129,7 +120,7 @@ impl LogTail {
         self.held().range(after + 1..).next().map(|(&seq, _)| seq)
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, Option<TailedChange>>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, Option<LoggedChange>>> {
         // A panic while holding the lock leaves a map that is still whole.
         self.0.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -148,11 +139,13 @@ impl Drop for Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::EventKind;
+    use crate::ledger::change::Change;
     use chrono::Utc;
     use uuid::Uuid;
 
-    fn change(seq: i64) -> TailedChange {
-        TailedChange {
+    fn change(seq: i64) -> LoggedChange {
+        LoggedChange {
             change: Change {
                 seq,
                 warehouse_id: Uuid::nil(),
@@ -160,7 +153,7 @@ mod tests {
                 delta: 1,
                 quantity: seq,
                 movement_id: Uuid::nil(),
-                event: "arrival".into(),
+                event: EventKind::Arrival,
                 message_id: format!("m{seq}"),
                 changed_at: Utc::now(),
             },

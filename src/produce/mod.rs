@@ -5,12 +5,11 @@
 pub mod generator;
 
 use crate::config::KafkaSettings;
-use crate::ingest::kafka::topics::ensure_topics;
+use crate::kafka::{BULK, ensure_topics, producer_config};
 use anyhow::Context;
 use cloudevents::binding::rdkafka::{FutureRecordExt, MessageRecord};
 use cloudevents::{EventBuilder, EventBuilderV10};
 use generator::{GeneratedRecord, Generator, GeneratorConfig};
-use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -82,16 +81,7 @@ pub async fn produce(kafka: &KafkaSettings, options: ProduceOptions) -> anyhow::
 
 fn produce_blocking(kafka: &KafkaSettings, options: ProduceOptions) -> anyhow::Result<Produced> {
     let deliveries = Arc::new(Deliveries::default());
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("acks", "all")
-        .set("queue.buffering.max.messages", "200000")
-        .set("message.timeout.ms", "60000");
-    config
-        .set("linger.ms", "10")
-        .set("batch.num.messages", "10000");
-    let producer: ThreadedProducer<Counting> = config
+    let producer: ThreadedProducer<Counting> = producer_config(kafka, &BULK)
         .create_with_context(Counting(deliveries.clone()))
         .context("Failed to create the producer")?;
 

@@ -79,7 +79,7 @@ pub async fn produce_raw(settings: &Settings, records: &[(&str, &[u8])]) {
         .set("batch.num.messages", "1")
         .create()
         .unwrap();
-    warehouse_stock::ingest::kafka::topics::ensure_topics(
+    warehouse_stock::kafka::ensure_topics(
         &settings.kafka,
         &[&settings.kafka.topic, &settings.kafka.dlq_topic],
     )

@@ -193,7 +193,7 @@ impl TestApp {
     }
 
     /// A ledger of the test's own on the same database and cache prefix.
-    pub async fn ledger(&self, redis_url: &str) -> Ledger {
+    pub async fn ledger(&self, redis_url: &str) -> TestLedger {
         let metrics = Metrics::new();
         let cache = Cache::new(
             &CacheSettings {
@@ -206,7 +206,11 @@ impl TestApp {
         )
         .unwrap();
         let pool = connect_database(&self.settings).await.unwrap();
-        Ledger::new(pool, cache, metrics)
+        TestLedger {
+            ledger: Ledger::new(pool, cache.clone(), metrics.clone()),
+            cache,
+            metrics,
+        }
     }
 
     /// Stops the service gracefully and waits for it.
@@ -415,4 +419,31 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             all.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
+}
+
+/// A ledger a test drives directly, with the cache and the metrics it was
+/// built with (the ledger itself hands out neither).
+#[derive(Clone)]
+pub struct TestLedger {
+    ledger: Ledger,
+    cache: Cache,
+    metrics: Metrics,
+}
+
+impl TestLedger {
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+impl std::ops::Deref for TestLedger {
+    type Target = Ledger;
+
+    fn deref(&self) -> &Ledger {
+        &self.ledger
+    }
 }

@@ -1,6 +1,6 @@
 //! The batch path itself, driven directly rather than over HTTP.
 
-use crate::helpers::{Ev, TestApp, metric_value, redis_url, spawn_app};
+use crate::helpers::{Ev, TestApp, TestLedger, metric_value, redis_url, spawn_app};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -179,7 +179,7 @@ async fn wait_for_blocked_write(pool: &PgPool) {
     panic!("the ledger's write never waited for the other transaction");
 }
 
-fn retries(ledger: &Ledger) -> f64 {
+fn retries(ledger: &TestLedger) -> f64 {
     metric_value(
         &ledger.metrics().render(),
         "ledger_batch_retries_total",

@@ -22,13 +22,15 @@
 //! its partition queues among the workers (`worker`), running the health
 //! watcher (`watcher`), and starting again after a failure.
 
-use super::backoff::Backoff;
+use super::KafkaStatus;
 use super::context::{ConsumerEvents, LoggedConsumer};
 use super::watcher::{self, Progress};
 use super::worker::{self, Shared, Stops};
-use super::{KafkaStatus, topics};
+use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
+use crate::kafka;
 use crate::ledger::Ledger;
+use crate::telemetry::Metrics;
 use anyhow::Context;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -48,12 +50,13 @@ const FETCH_QUEUE_BACKOFF_MS: &str = "50";
 pub async fn run(
     settings: KafkaSettings,
     ledger: Ledger,
+    metrics: Metrics,
     status: KafkaStatus,
     stop: CancellationToken,
 ) {
     let mut backoff = Backoff::default();
     loop {
-        match Pipeline::start(&settings, &status, &ledger).await {
+        match Pipeline::start(&settings, &status, &ledger, &metrics).await {
             Ok(pipeline) => {
                 tracing::info!(
                     topic = %settings.topic,
@@ -107,23 +110,20 @@ impl Pipeline {
         settings: &KafkaSettings,
         status: &KafkaStatus,
         ledger: &Ledger,
+        metrics: &Metrics,
     ) -> anyhow::Result<Self> {
-        topics::ensure_topics(settings, &[&settings.topic, &settings.dlq_topic])
+        crate::kafka::ensure_topics(settings, &[&settings.topic, &settings.dlq_topic])
             .await
             .context("Failed to create the topics")?;
         let consumer: LoggedConsumer = consumer_config(settings)
-            .create_with_context(ConsumerEvents::new(ledger.metrics().clone()))
+            .create_with_context(ConsumerEvents::new(metrics.clone()))
             .context("Failed to create the Kafka consumer")?;
         consumer
             .subscribe(&[&settings.topic])
             .context("Failed to subscribe")?;
         let consumer = Arc::new(consumer);
         let partitions = partition_count(&consumer, &settings.topic).await?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.bootstrap_servers)
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000")
+        let producer: FutureProducer = kafka::producer_config(settings, &kafka::DEAD_LETTERS)
             .create()
             .context("Failed to create the dead-letter producer")?;
         status.set_ok(true);
@@ -133,7 +133,7 @@ impl Pipeline {
             settings.topic.clone(),
             status.clone(),
             progress.clone(),
-            ledger.clone(),
+            metrics.clone(),
         ));
         Ok(Pipeline {
             shared: Arc::new(Shared {
@@ -141,6 +141,7 @@ impl Pipeline {
                 consumer,
                 producer,
                 ledger: ledger.clone(),
+                metrics: metrics.clone(),
                 progress,
             }),
             partitions,
@@ -223,9 +224,8 @@ impl Pipeline {
 
 /// The consumer's librdkafka settings.
 fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = kafka::client_config(settings);
     config
-        .set("bootstrap.servers", &settings.bootstrap_servers)
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")

@@ -1,16 +1,14 @@
 //! Kafka ingestion: the consumer that feeds the ledger in batches, the
-//! dead-letter topic, and topic creation.
+//! dead-letter topic.
 //!
 //! The consumer is in three parts: `consumer` owns the client's lifecycle,
 //! `worker` applies each partition's batches, and `watcher` reports health
 //! and lag.
 
-mod backoff;
 mod consumer;
 mod context;
 pub mod dead_letter;
 pub mod decode;
-pub mod topics;
 mod watcher;
 mod worker;
 

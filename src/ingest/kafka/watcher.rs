@@ -3,7 +3,7 @@
 
 use super::KafkaStatus;
 use super::context::LoggedConsumer;
-use crate::ledger::Ledger;
+use crate::telemetry::Metrics;
 use rdkafka::consumer::Consumer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +23,7 @@ pub(super) async fn watch_health(
     topic: String,
     status: KafkaStatus,
     progress: Progress,
-    ledger: Ledger,
+    metrics: Metrics,
 ) {
     loop {
         let c = consumer.clone();
@@ -52,7 +52,7 @@ pub(super) async fn watch_health(
         .unwrap_or((false, Vec::new()));
         status.set_ok(ok);
         for (partition, lag) in lags {
-            ledger.metrics().kafka_lag(partition, lag);
+            metrics.kafka_lag(partition, lag);
         }
         tokio::time::sleep(HEALTH_INTERVAL).await;
     }

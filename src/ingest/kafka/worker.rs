@@ -10,15 +10,15 @@
 //! to store an offset for a partition that is no longer assigned, so
 //! nothing is committed for a revoked partition.
 
-use super::backoff::Backoff;
 use super::context::{ConsumerEvents, LoggedConsumer};
 use super::dead_letter::{self, DeadLetter};
 use super::decode::decode;
 use super::watcher::Progress;
+use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
 use crate::domain::Outcome;
 use crate::ledger::Ledger;
-use crate::telemetry::Source;
+use crate::telemetry::{Metrics, Source};
 use rdkafka::consumer::Consumer;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::message::{Message, OwnedMessage};
@@ -34,6 +34,7 @@ pub(super) struct Shared {
     pub(super) consumer: Arc<LoggedConsumer>,
     pub(super) producer: FutureProducer,
     pub(super) ledger: Ledger,
+    pub(super) metrics: Metrics,
     pub(super) progress: Progress,
 }
 
@@ -86,7 +87,7 @@ async fn next_record(
     loop {
         match queue.recv().await {
             Ok(record) => {
-                shared.ledger.metrics().kafka_consumed();
+                shared.metrics.kafka_consumed();
                 return record.detach();
             }
             Err(e) => {
@@ -128,10 +129,7 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &CancellationTok
                 }
             }
         };
-        shared
-            .ledger
-            .metrics()
-            .outcomes(Source::Kafka, &applied.outcomes);
+        shared.metrics.outcomes(Source::Kafka, &applied.outcomes);
         // `origin[k]` maps outcome k back to its record: one per event.
         debug_assert_eq!(
             applied.outcomes.len(),
@@ -174,7 +172,7 @@ async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &CancellationTok
             }
         }
         for (_, code, _, _) in &letters {
-            shared.ledger.metrics().dead_letter(code);
+            shared.metrics.dead_letter(code);
         }
     }
 

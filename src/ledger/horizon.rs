@@ -10,7 +10,7 @@
 //!   number per session, its default).
 //! - The transactions of this database that hold a transaction id, read
 //!   from `pg_stat_activity` after `L` was read. The ledger gives a batch
-//!   its transaction id before it takes numbers ([`crate::ledger`]'s write
+//!   its transaction id before it takes numbers ([`super::apply`]'s write
 //!   statement), so every transaction that holds a number at or below `L`
 //!   and has not ended is among them.
 //!
@@ -73,7 +73,7 @@ impl Horizon {
     /// Starts the task that keeps the horizon. `commits` is notified after
     /// every batch this process commits, which makes the next tick come at
     /// once instead of after [`IDLE`].
-    pub fn spawn(
+    pub(super) fn spawn(
         pool: PgPool,
         commits: Arc<Notify>,
         metrics: Metrics,
@@ -124,11 +124,6 @@ impl Horizon {
             Ok(Ok(s)) => s.safe,
             _ => self.current(),
         }
-    }
-
-    /// A receiver that sees every change of the horizon.
-    pub fn subscribe(&self) -> watch::Receiver<State> {
-        self.state.clone()
     }
 }
 

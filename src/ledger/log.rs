@@ -1,0 +1,217 @@
+//! The audit log as the ledger's change record: every applied entry is one
+//! change of a pair's stock. The ledger writes the log ([`super::apply`]);
+//! this module hands readers the committed record ([`Change`], defined
+//! beside the write in [`super::change`]) and owns every read of applied
+//! entries, so that an `event_log` row becomes a [`Change`] in exactly one
+//! place ([`AppliedRow::into_logged`]).
+//!
+//! `seq` is taken before a batch commits, so batches on different
+//! connections commit out of `seq` order. A reader that had read up to 200
+//! while the batch holding 150 was still in flight would pass 150 and
+//! never see it. So readers read only up to the [`Horizon`]: the highest
+//! `seq` below which every entry that will ever commit has committed.
+//! Along one pair `seq` order is commit order (the ledger takes its
+//! numbers while it holds the pair's row lock), so a pair's changes come
+//! in the order they happened, and the last one carries its stock.
+
+use super::change::AppliedRow;
+use super::horizon::Horizon;
+use super::tail::LogTail;
+use crate::domain::EventKind;
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub use super::change::{Change, LoggedChange};
+
+/// Which changes a reader follows; both filters are optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChangeFilter {
+    pub warehouse_id: Option<Uuid>,
+    pub product_id: Option<Uuid>,
+}
+
+/// The readers' handle on the change record: the log, its horizon, and
+/// (for the relay) the tail of what this process committed.
+#[derive(Clone)]
+pub struct ChangeLog {
+    pool: PgPool,
+    horizon: Horizon,
+    tail: LogTail,
+}
+
+impl ChangeLog {
+    pub(super) fn new(pool: PgPool, horizon: Horizon, tail: LogTail) -> Self {
+        ChangeLog {
+            pool,
+            horizon,
+            tail,
+        }
+    }
+
+    /// The same record read through another pool (the relay keeps one on
+    /// its own runtime).
+    pub fn through(&self, pool: PgPool) -> Self {
+        ChangeLog {
+            pool,
+            ..self.clone()
+        }
+    }
+
+    /// What this process's ledger committed lately.
+    pub fn tail(&self) -> &LogTail {
+        &self.tail
+    }
+
+    /// The horizon as last established.
+    pub fn horizon(&self) -> i64 {
+        self.horizon.current()
+    }
+
+    /// The horizon once it covers every entry committed before this call
+    /// (so a reader sees its own acknowledged writes), or as it stands
+    /// after `within` if something holds it back that long.
+    pub async fn fresh_horizon(&self, within: Duration) -> i64 {
+        self.horizon.fresh(within).await
+    }
+
+    /// Waits until the horizon passes `seq`, or `until` passes. Returns
+    /// the horizon then.
+    pub async fn horizon_passes(&self, seq: i64, until: tokio::time::Instant) -> i64 {
+        self.horizon.passes(seq, until).await
+    }
+
+    /// Up to `limit` changes with `after < seq <= horizon`, in `seq` order.
+    pub async fn changes(
+        &self,
+        after: i64,
+        horizon: i64,
+        filter: ChangeFilter,
+        limit: i64,
+    ) -> Result<Vec<Change>, sqlx::Error> {
+        if horizon <= after {
+            return Ok(Vec::new());
+        }
+        // Two statements, so that each gets a plan for its index: a
+        // product's changes walk `event_log_product_history`, the rest the
+        // log's order.
+        let rows =
+            match filter.product_id {
+                Some(product) => sqlx::query_as!(
+                    AppliedRow,
+                    r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
+                              stock_after AS "stock_after!", movement_id, message_id, received_at,
+                              opens_pair
+                       FROM event_log
+                       WHERE product_id = $1 AND ($2::uuid IS NULL OR warehouse_id = $2)
+                         AND outcome = 'applied' AND seq > $3 AND seq <= $4
+                       ORDER BY seq LIMIT $5"#,
+                    product,
+                    filter.warehouse_id,
+                    after,
+                    horizon,
+                    limit,
+                )
+                .fetch_all(&self.pool)
+                .await?,
+                None => sqlx::query_as!(
+                    AppliedRow,
+                    r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
+                              stock_after AS "stock_after!", movement_id, message_id, received_at,
+                              opens_pair
+                       FROM event_log
+                       WHERE seq > $1 AND seq <= $2 AND outcome = 'applied'
+                         AND ($3::uuid IS NULL OR warehouse_id = $3)
+                       ORDER BY seq LIMIT $4"#,
+                    after,
+                    horizon,
+                    filter.warehouse_id,
+                    limit,
+                )
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        Ok(rows.into_iter().map(|r| r.into_logged().change).collect())
+    }
+
+    /// Up to `limit` changes with `after < seq <= horizon`, with their
+    /// marks: the spans the tail does not hold, for the relay.
+    pub async fn logged(
+        &self,
+        after: i64,
+        horizon: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedChange>, sqlx::Error> {
+        if horizon <= after {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query_as!(
+            AppliedRow,
+            r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
+                      stock_after AS "stock_after!", movement_id, message_id, received_at,
+                      opens_pair
+               FROM event_log
+               WHERE seq > $1 AND seq <= $2 AND outcome = 'applied'
+               ORDER BY seq LIMIT $3"#,
+            after,
+            horizon,
+            limit,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AppliedRow::into_logged).collect())
+    }
+
+    /// Which of `changes` are their pair's first change. Only a change
+    /// from 0 can be; the ledger marks the first change of a pair it found
+    /// no stock row of (`opens_pair`), and only the other changes from 0
+    /// look for an earlier one (in the product-history index).
+    pub async fn first_changes(
+        &self,
+        changes: &[LoggedChange],
+    ) -> Result<HashSet<i64>, sqlx::Error> {
+        let mut probe = (Vec::new(), Vec::new(), Vec::new());
+        for logged in changes {
+            let c = &logged.change;
+            if c.delta > 0 && c.before() == 0 && !logged.opens_pair {
+                probe.0.push(c.seq);
+                probe.1.push(c.warehouse_id);
+                probe.2.push(c.product_id);
+            }
+        }
+        let mut first: HashSet<i64> = changes
+            .iter()
+            .filter(|l| l.opens_pair)
+            .map(|l| l.change.seq)
+            .collect();
+        if probe.0.is_empty() {
+            return Ok(first);
+        }
+        let found = sqlx::query_scalar!(
+            r#"SELECT u.seq AS "seq!" FROM unnest($1::int8[], $2::uuid[], $3::uuid[]) AS u(seq, w, p)
+               WHERE NOT EXISTS (SELECT 1 FROM event_log l
+                                 WHERE l.product_id = u.p AND l.warehouse_id = u.w
+                                   AND l.outcome = 'applied' AND l.seq < u.seq)"#,
+            &probe.0,
+            &probe.1,
+            &probe.2,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        first.extend(found);
+        Ok(first)
+    }
+
+    /// How many changes are committed after `position`, counted up to `cap`.
+    pub async fn count_after(&self, position: i64, cap: i64) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM (SELECT 1 FROM event_log
+                                              WHERE seq > $1 AND outcome = 'applied' LIMIT $2) AS c"#,
+            position,
+            cap,
+        )
+        .fetch_one(&self.pool)
+        .await
+    }
+}
