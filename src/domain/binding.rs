@@ -6,7 +6,7 @@
 //! verdict, and the same code, however it arrives. Only the header prefix
 //! differs, as the two bindings say.
 
-use super::event::{FieldError, MAX_MESSAGE_BYTES, MovementEvent, ParseError, is_json_media_type};
+use super::event::{FieldError, JSON, MAX_MESSAGE_BYTES, MovementEvent, ParseError, is_media_type};
 use std::fmt;
 
 /// The transport a message came over, which names its attribute headers.
@@ -68,7 +68,8 @@ impl DecodeError {
         match self {
             DecodeError::TooLarge { .. } => DecodeCode::PayloadTooLarge,
             DecodeError::UnsupportedMediaType(_) => DecodeCode::UnsupportedMediaType,
-            DecodeError::Parse(e) => e.code(),
+            DecodeError::Parse(ParseError::MalformedJson(_)) => DecodeCode::MalformedJson,
+            DecodeError::Parse(ParseError::Invalid(_)) => DecodeCode::InvalidEvent,
         }
     }
 }
@@ -137,7 +138,7 @@ pub fn decode<'a>(
     if !binary {
         return match content_type {
             None => Ok(MovementEvent::from_structured(body)?),
-            Some(ct) if is_json_media_type(ct) || is_media_type(ct, CLOUDEVENTS_JSON) => {
+            Some(ct) if is_media_type(ct, JSON) || is_media_type(ct, CLOUDEVENTS_JSON) => {
                 Ok(MovementEvent::from_structured(body)?)
             }
             Some(ct) if is_media_type(ct, CLOUDEVENTS_BATCH) => {
@@ -152,7 +153,7 @@ pub fn decode<'a>(
         };
     }
     if let Some(ct) = content_type
-        && !is_json_media_type(ct)
+        && !is_media_type(ct, JSON)
     {
         return Err(DecodeError::UnsupportedMediaType(format!(
             "binary-mode data must be application/json, got {ct:?}"
@@ -170,14 +171,6 @@ pub fn decode<'a>(
 
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 const CLOUDEVENTS_BATCH: &str = "application/cloudevents-batch+json";
-
-/// Whether `content_type`'s essence (before any parameters) is `expected`.
-fn is_media_type(content_type: &str, expected: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
-}
 
 #[cfg(test)]
 mod tests {

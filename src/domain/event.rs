@@ -11,7 +11,6 @@
 //! model rejects, and the API contract needs every broken field reported by
 //! name rather than the first serde error.
 
-use super::binding::DecodeCode;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -141,17 +140,6 @@ pub enum ParseError {
     Invalid(Vec<FieldError>),
 }
 
-impl ParseError {
-    /// Stable machine-readable code, shared by the HTTP API and the
-    /// dead-letter headers.
-    pub fn code(&self) -> DecodeCode {
-        match self {
-            ParseError::MalformedJson(_) => DecodeCode::MalformedJson,
-            ParseError::Invalid(_) => DecodeCode::InvalidEvent,
-        }
-    }
-}
-
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -243,7 +231,7 @@ impl MovementEvent {
         };
         if let Some(v) = present(attributes.get("datacontenttype")) {
             match v.as_str() {
-                Some(ct) if is_json_media_type(ct) => {}
+                Some(ct) if is_media_type(ct, JSON) => {}
                 Some(ct) => errors.push(field_error(
                     "datacontenttype",
                     format!("must be application/json, got {ct:?}"),
@@ -414,13 +402,16 @@ fn parse_event_time(v: &Value) -> Result<DateTime<Utc>, String> {
     }
 }
 
-/// `application/json`, optionally with parameters such as a charset.
-pub fn is_json_media_type(content_type: &str) -> bool {
+/// The media type of JSON data.
+pub const JSON: &str = "application/json";
+
+/// Whether `content_type`'s essence (before any parameters, such as a
+/// charset) is `expected`, compared as media types are: without case.
+pub fn is_media_type(content_type: &str, expected: &str) -> bool {
     content_type
         .split(';')
         .next()
-        .map(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-        .unwrap_or(false)
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
 }
 
 /// Whether a NUL character is in `name` or anywhere in `value`.
