@@ -219,27 +219,8 @@ impl MovementEvent {
         let source = non_empty_string(&attributes, "source", &mut errors);
         expect_exact(&attributes, "specversion", SPEC_VERSION, &mut errors);
         expect_exact(&attributes, "type", EVENT_TYPE, &mut errors);
-        let event_time = match present(attributes.get("time")) {
-            None => None,
-            Some(v) => match parse_event_time(v) {
-                Ok(t) => Some(t),
-                Err(message) => {
-                    errors.push(field_error("time", message));
-                    None
-                }
-            },
-        };
-        if let Some(v) = present(attributes.get("datacontenttype")) {
-            match v.as_str() {
-                Some(ct) if is_media_type(ct, JSON) => {}
-                Some(ct) => errors.push(field_error(
-                    "datacontenttype",
-                    format!("must be application/json, got {ct:?}"),
-                )),
-                None => errors.push(field_error("datacontenttype", "must be a string")),
-            }
-        }
-
+        let event_time = event_time(&attributes, &mut errors);
+        check_data_content_type(&attributes, &mut errors);
         let content = match present(data.as_ref()) {
             None => {
                 errors.push(field_error("data", "is required"));
@@ -251,7 +232,6 @@ impl MovementEvent {
                 None
             }
         };
-
         // PostgreSQL's text and jsonb cannot hold U+0000, and the audit log
         // keeps every attribute: such an event could never be stored, and
         // would fail the whole batch it came in.
@@ -279,6 +259,36 @@ impl MovementEvent {
             }
             _ => Err(ParseError::Invalid(errors)),
         }
+    }
+}
+
+/// The optional `time` attribute, or an error for it.
+fn event_time(
+    attributes: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let v = present(attributes.get("time"))?;
+    match parse_event_time(v) {
+        Ok(t) => Some(t),
+        Err(message) => {
+            errors.push(field_error("time", message));
+            None
+        }
+    }
+}
+
+/// The optional `datacontenttype` must say JSON.
+fn check_data_content_type(attributes: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    let Some(v) = present(attributes.get("datacontenttype")) else {
+        return;
+    };
+    match v.as_str() {
+        Some(ct) if is_media_type(ct, JSON) => {}
+        Some(ct) => errors.push(field_error(
+            "datacontenttype",
+            format!("must be application/json, got {ct:?}"),
+        )),
+        None => errors.push(field_error("datacontenttype", "must be a string")),
     }
 }
 

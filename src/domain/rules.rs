@@ -200,57 +200,16 @@ pub fn apply_batch(
 }
 
 fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Outcome {
-    let pair = (e.warehouse_id, e.product_id);
-    let key = (e.movement_id, e.kind);
-
     // Idempotency first: a key seen before decides the outcome on its own.
-    if let Some(prior) = state.history.get(&key) {
-        // What a conflicting duplicate differs from: the entry that decided
-        // the key (applied or refused for a reason of its own).
-        // Only a conflict pays for it, not the common duplicate.
-        let differs = || {
-            prior
-                .iter()
-                .find(|p| p.verdict != Verdict::Rejected(RejectReason::ConflictingDuplicate))
-                .map(|decided| Differs::between(&decided.content, e))
-                .unwrap_or_default()
-        };
-        if let Some(same) = prior.iter().find(|p| p.content == *e) {
-            return match same.verdict {
-                Verdict::Applied => Outcome::Duplicate {
-                    stock_after: state.stock.get(&pair).copied().unwrap_or(0),
-                    processed_at: same.processed_at,
-                },
-                Verdict::Rejected(reason) => Outcome::Rejected {
-                    reason,
-                    replayed: true,
-                    differs: if reason == RejectReason::ConflictingDuplicate {
-                        differs()
-                    } else {
-                        Differs::default()
-                    },
-                },
-            };
-        }
-        let differs = differs();
-        remember(
-            state,
-            e,
-            Verdict::Rejected(RejectReason::ConflictingDuplicate),
-            now,
-        );
-        return Outcome::Rejected {
-            reason: RejectReason::ConflictingDuplicate,
-            replayed: false,
-            differs,
-        };
+    if let Some(outcome) = replay(state, e, now) {
+        return outcome;
     }
-
     let movement = state.movements.get(&e.movement_id);
     if movement.is_some_and(|m| !m.accepts(e)) {
         return reject(state, e, RejectReason::MovementMismatch, now);
     }
 
+    let pair = (e.warehouse_id, e.product_id);
     let current = state.stock.get(&pair).copied().unwrap_or(0);
     let q = i64::from(e.quantity.get());
     let after = match e.kind {
@@ -270,6 +229,56 @@ fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> O
         .record(e.kind, e.product_id, Side::of(e));
     remember(state, e, Verdict::Applied, now);
     Outcome::Applied { stock_after: after }
+}
+
+/// The outcome of an event whose (movement_id, event) was decided before:
+/// the same content again is a duplicate (or the same refusal), other
+/// content a conflicting duplicate. `None` for a key never seen.
+fn replay(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Option<Outcome> {
+    let prior = state.history.get(&(e.movement_id, e.kind))?;
+    // What a conflicting duplicate differs from: the entry that decided
+    // the key (applied or refused for a reason of its own).
+    // Only a conflict pays for it, not the common duplicate.
+    let differs = || {
+        prior
+            .iter()
+            .find(|p| p.verdict != Verdict::Rejected(RejectReason::ConflictingDuplicate))
+            .map(|decided| Differs::between(&decided.content, e))
+            .unwrap_or_default()
+    };
+    if let Some(same) = prior.iter().find(|p| p.content == *e) {
+        return Some(match same.verdict {
+            Verdict::Applied => Outcome::Duplicate {
+                stock_after: state
+                    .stock
+                    .get(&(e.warehouse_id, e.product_id))
+                    .copied()
+                    .unwrap_or(0),
+                processed_at: same.processed_at,
+            },
+            Verdict::Rejected(reason) => Outcome::Rejected {
+                reason,
+                replayed: true,
+                differs: if reason == RejectReason::ConflictingDuplicate {
+                    differs()
+                } else {
+                    Differs::default()
+                },
+            },
+        });
+    }
+    let differs = differs();
+    remember(
+        state,
+        e,
+        Verdict::Rejected(RejectReason::ConflictingDuplicate),
+        now,
+    );
+    Some(Outcome::Rejected {
+        reason: RejectReason::ConflictingDuplicate,
+        replayed: false,
+        differs,
+    })
 }
 
 fn reject(

@@ -8,8 +8,15 @@ use sqlx::PgPool;
 /// Every disagreement between the tables and the audit log, one readable
 /// line each (at most `limit` of each kind). Empty means consistent.
 pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
-    let mut diff = Vec::new();
-    let stock = sqlx::query!(
+    let mut diff = stock(pool, limit).await?;
+    diff.extend(movements(pool, limit).await?);
+    diff.extend(history(pool, limit).await?);
+    Ok(diff)
+}
+
+/// The stock table against the sum of each pair's applied entries.
+async fn stock(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query!(
         r#"WITH derived AS (
              SELECT warehouse_id, product_id,
                     sum(CASE event WHEN 'arrival' THEN quantity ELSE -quantity END)::bigint AS quantity
@@ -27,18 +34,24 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     )
     .fetch_all(pool)
     .await?;
-    for row in stock {
-        diff.push(format!(
-            "stock {}/{}: audit log gives {}, stock table has {}",
-            row.warehouse_id, row.product_id, row.derived, row.stored,
-        ));
-    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            format!(
+                "stock {}/{}: audit log gives {}, stock table has {}",
+                row.warehouse_id, row.product_id, row.derived, row.stored,
+            )
+        })
+        .collect())
+}
 
+/// Movements whose two applied halves do not belong together.
+async fn movements(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     // Every deciding entry is unique per (movement_id, event) by the audit
     // log's index; what no index states is that the two applied halves of
     // a movement agree, which the ledger guarantees by deciding the second
     // half after seeing the first.
-    let movements = sqlx::query!(
+    let rows = sqlx::query!(
         r#"SELECT d.movement_id,
                 format('departure of %s from %s', d.product_id, d.warehouse_id) AS "departure!",
                 format('arrival of %s at %s', a.product_id, a.warehouse_id) AS "arrival!"
@@ -53,17 +66,25 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     )
     .fetch_all(pool)
     .await?;
-    for row in movements {
-        diff.push(format!(
-            "movement {}: the {} and the {} do not belong together",
-            row.movement_id, row.departure, row.arrival,
-        ));
-    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            format!(
+                "movement {}: the {} and the {} do not belong together",
+                row.movement_id, row.departure, row.arrival,
+            )
+        })
+        .collect())
+}
+
+/// Entries whose recorded stock after, or first-change mark, is not what
+/// the pair's entries before them give.
+async fn history(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     // Each applied entry records the stock right after it, which history
     // and as-of answers are read from: it must be the running sum of the
     // pair's deltas in the ledger's order. An entry marked as its pair's
     // first change (which the feed's alerts trust) must be the first.
-    let history = sqlx::query!(
+    let rows = sqlx::query!(
         r#"SELECT seq AS "seq!", warehouse_id AS "warehouse_id!", product_id AS "product_id!",
                 stock_after, running AS "running!", opens_pair AND nth > 1 AS "misplaced!"
          FROM (SELECT seq, warehouse_id, product_id, stock_after, opens_pair,
@@ -79,8 +100,10 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     )
     .fetch_all(pool)
     .await?;
-    for row in history {
-        diff.push(if row.misplaced {
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            if row.misplaced {
             format!(
                 "history {}/{}: entry {} is marked as the pair's first change, and is not",
                 row.warehouse_id, row.product_id, row.seq,
@@ -90,7 +113,7 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
                 "history {}/{}: entry {} records stock {:?} after it, the entries before it give {}",
                 row.warehouse_id, row.product_id, row.seq, row.stock_after, row.running,
             )
-        });
-    }
-    Ok(diff)
+            }
+        })
+        .collect())
 }

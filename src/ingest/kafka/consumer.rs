@@ -183,27 +183,7 @@ impl Pipeline {
         let ended = if split_failed {
             Ended::Failed
         } else {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break Ended::Stopped,
-                    event = shared.consumer.recv() => match event {
-                        // Only a partition added after the split comes this way.
-                        // It is not lost: its offsets are not stored, and the
-                        // new consumer reads it from the committed offset.
-                        Ok(record) => {
-                            tracing::warn!(
-                                partition = record.partition(),
-                                "the topic gained partitions; starting the consumer again"
-                            );
-                            break Ended::Restart;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "Kafka receive failed");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    },
-                }
-            }
+            watch_main_queue(&shared, stop).await
         };
         // Each worker finishes the batch it is gathering; records still in
         // librdkafka's queues were never stored, so they come again.
@@ -219,6 +199,30 @@ impl Pipeline {
         self.health.abort();
         tracing::info!("consumer stopped");
         ended
+    }
+}
+
+/// Polls the main queue until the service stops. Only a partition added
+/// after the split comes this way; it is not lost: its offsets are not
+/// stored, and the new consumer reads it from the committed offset.
+async fn watch_main_queue(shared: &Shared, stop: &CancellationToken) -> Ended {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ended::Stopped,
+            event = shared.consumer.recv() => match event {
+                Ok(record) => {
+                    tracing::warn!(
+                        partition = record.partition(),
+                        "the topic gained partitions; starting the consumer again"
+                    );
+                    return Ended::Restart;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Kafka receive failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+        }
     }
 }
 

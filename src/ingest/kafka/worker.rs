@@ -16,7 +16,7 @@ use super::decode::decode;
 use super::watcher::Progress;
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
-use crate::domain::Outcome;
+use crate::domain::{MovementEvent, Outcome};
 use crate::ledger::Ledger;
 use crate::telemetry::{Metrics, Source};
 use rdkafka::consumer::Consumer;
@@ -98,100 +98,148 @@ async fn next_record(
     }
 }
 
+/// A record that goes to the dead-letter topic, and why.
+struct Refusal {
+    /// Its index in the batch.
+    record: usize,
+    code: &'static str,
+    detail: String,
+    /// The fields a conflicting duplicate changed, comma-separated.
+    fields: String,
+}
+
 /// Applies one batch and stores its offsets. False when stopped before the
 /// batch was done; its offsets are then not stored, and it will be
 /// delivered again.
 async fn process(shared: &Shared, batch: &[OwnedMessage], stop: &CancellationToken) -> bool {
     let mut events = Vec::with_capacity(batch.len());
     let mut origin = Vec::with_capacity(batch.len());
-    // (record index, code, detail, differing fields)
-    let mut letters: Vec<(usize, &'static str, String, String)> = Vec::new();
+    let mut refusals = Vec::new();
     for (i, record) in batch.iter().enumerate() {
         match decode(record) {
             Ok(event) => {
                 events.push(event);
                 origin.push(i);
             }
-            Err(bad) => letters.push((i, bad.code.as_str(), bad.detail, String::new())),
+            Err(bad) => refusals.push(Refusal {
+                record: i,
+                code: bad.code.as_str(),
+                detail: bad.detail,
+                fields: String::new(),
+            }),
         }
     }
-
     if !events.is_empty() {
-        let mut backoff = Backoff::default();
-        let applied = loop {
-            match shared.ledger.apply(&events).await {
-                Ok(applied) => break applied,
-                Err(e) => {
-                    tracing::error!(error = %e, batch = events.len(), "applying a Kafka batch failed; retrying");
-                    if backoff.wait_or_stop(stop).await {
-                        return false;
-                    }
+        let Some(outcomes) = apply(shared, &events, stop).await else {
+            return false;
+        };
+        // `origin[k]` maps outcome k back to its record: one per event.
+        debug_assert_eq!(outcomes.len(), origin.len(), "one outcome per event");
+        refusals.extend(origin.iter().zip(&outcomes).filter_map(refusal));
+    }
+    if !refusals.is_empty() && !send_dead_letters(shared, batch, &refusals, stop).await {
+        return false;
+    }
+    store_offsets(shared, batch);
+    true
+}
+
+/// Applies `events` until the ledger commits them; `None` if the service
+/// stopped first.
+async fn apply(
+    shared: &Shared,
+    events: &[MovementEvent],
+    stop: &CancellationToken,
+) -> Option<Vec<Outcome>> {
+    let mut backoff = Backoff::default();
+    loop {
+        match shared.ledger.apply(events).await {
+            Ok(applied) => {
+                shared.metrics.outcomes(Source::Kafka, &applied.outcomes);
+                return Some(applied.outcomes);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = events.len(), "applying a Kafka batch failed; retrying");
+                if backoff.wait_or_stop(stop).await {
+                    return None;
                 }
             }
-        };
-        shared.metrics.outcomes(Source::Kafka, &applied.outcomes);
-        // `origin[k]` maps outcome k back to its record: one per event.
-        debug_assert_eq!(
-            applied.outcomes.len(),
-            origin.len(),
-            "one outcome per event"
-        );
-        for (k, outcome) in applied.outcomes.iter().enumerate() {
-            if let Outcome::Rejected {
-                reason, differs, ..
-            } = outcome
-            {
-                let fields = differs.names().join(",");
-                let detail = if fields.is_empty() {
-                    reason.describe().to_string()
-                } else {
-                    format!("{} (differs: {fields})", reason.describe())
-                };
-                letters.push((origin[k], reason.as_str(), detail, fields));
-            }
         }
     }
+}
 
-    if !letters.is_empty() {
-        let dead: Vec<DeadLetter<'_>> = letters
-            .iter()
-            .map(|(i, code, detail, fields)| DeadLetter {
-                record: &batch[*i],
-                code,
-                detail,
-                fields,
-            })
-            .collect();
-        let mut backoff = Backoff::default();
-        while let Err(e) =
-            dead_letter::publish(&shared.producer, &shared.settings.dlq_topic, &dead).await
-        {
-            tracing::error!(error = %e, "publishing dead letters failed; retrying");
-            if backoff.wait_or_stop(stop).await {
-                return false;
-            }
-        }
-        for (_, code, _, _) in &letters {
-            shared.metrics.dead_letter(code);
+/// The dead letter of a refused event, given its record's index.
+fn refusal((&record, outcome): (&usize, &Outcome)) -> Option<Refusal> {
+    let Outcome::Rejected {
+        reason, differs, ..
+    } = outcome
+    else {
+        return None;
+    };
+    let fields = differs.names().join(",");
+    let detail = if fields.is_empty() {
+        reason.describe().to_string()
+    } else {
+        format!("{} (differs: {fields})", reason.describe())
+    };
+    Some(Refusal {
+        record,
+        code: reason.as_str(),
+        detail,
+        fields,
+    })
+}
+
+/// Publishes the refused records until the broker acknowledges them all;
+/// false if the service stopped first.
+async fn send_dead_letters(
+    shared: &Shared,
+    batch: &[OwnedMessage],
+    refusals: &[Refusal],
+    stop: &CancellationToken,
+) -> bool {
+    let dead: Vec<DeadLetter<'_>> = refusals
+        .iter()
+        .map(|r| DeadLetter {
+            record: &batch[r.record],
+            code: r.code,
+            detail: &r.detail,
+            fields: &r.fields,
+        })
+        .collect();
+    let mut backoff = Backoff::default();
+    while let Err(e) =
+        dead_letter::publish(&shared.producer, &shared.settings.dlq_topic, &dead).await
+    {
+        tracing::error!(error = %e, "publishing dead letters failed; retrying");
+        if backoff.wait_or_stop(stop).await {
+            return false;
         }
     }
-
-    // One partition per batch: the last record's offset covers it.
-    if let Some(last) = batch.last() {
-        match shared
-            .consumer
-            .store_offset(last.topic(), last.partition(), last.offset())
-        {
-            Ok(()) => {
-                let mut progress = shared.progress.lock().expect("progress lock");
-                progress.insert(last.partition(), last.offset() + 1);
-            }
-            // Refused for a partition revoked meanwhile: its new owner will
-            // redeliver these records, and they will be duplicates.
-            Err(e) => {
-                tracing::info!(error = %e, partition = last.partition(), "offset not stored (partition revoked)")
-            }
-        }
+    for refusal in refusals {
+        shared.metrics.dead_letter(refusal.code);
     }
     true
+}
+
+/// Stores the batch's offsets: one partition per batch, so the last
+/// record's offset covers it.
+fn store_offsets(shared: &Shared, batch: &[OwnedMessage]) {
+    let Some(last) = batch.last() else {
+        return;
+    };
+    match shared
+        .consumer
+        .store_offset(last.topic(), last.partition(), last.offset())
+    {
+        Ok(()) => {
+            let mut progress = shared.progress.lock().expect("progress lock");
+            progress.insert(last.partition(), last.offset() + 1);
+        }
+        // Refused for a partition revoked meanwhile: its new owner will
+        // redeliver these records, and they will be duplicates.
+        Err(e) => {
+            tracing::info!(error = %e, partition = last.partition(), "offset not stored (partition revoked)")
+        }
+    }
 }

@@ -1,0 +1,306 @@
+//! Applying a batch of events to PostgreSQL.
+//!
+//! A batch is read, decided in memory by the pure rules
+//! ([`crate::domain::apply_batch`]), and written back in **one statement**,
+//! which PostgreSQL commits on its own. That statement checks, row by row,
+//! that what the batch read is still true:
+//!
+//! - a stock row is updated only where its quantity is still the one the
+//!   batch read, and created only where it still does not exist;
+//! - an audit entry that decides an event is inserted only if no other
+//!   transaction got there first, by the audit log's unique index
+//!   `event_log_decisive` (below).
+//!
+//! If any check fails, a concurrent batch changed something this one relied
+//! on: nothing of the statement is written, and [`super::Ledger::apply`]
+//! runs the batch again on what was committed.
+//!
+//! Because the write checks every stock quantity a decision used, a first
+//! attempt need not read the quantities the process already knows from
+//! batches it committed ([`super::remembered`]); only the rest are read.
+//!
+//! ## One index for both movement rules
+//!
+//! A movement is the applied entries of its `movement_id` in the audit log.
+//! Two rules must hold under concurrent batches: one deciding entry per
+//! `(movement_id, event)`, and two applied halves of a movement must have
+//! been checked against each other. A deciding entry written for a movement
+//! of which the batch saw no deciding entry at all *opens* it, and is keyed
+//! `(movement_id, 'open')` in the index; every other deciding entry is
+//! keyed `(movement_id, event)`. Only one entry can open a movement, and
+//! that is enough for both rules:
+//!
+//! - The first deciding entry of a movement to commit saw nothing, so it
+//!   is the opening one. Any entry decided after seeing some other deciding
+//!   entry `Z` decided after `Z` committed, and `Z`, unless it opens the
+//!   movement itself, saw the opening entry: so every non-opening entry saw
+//!   the opening one.
+//! - Two deciding entries for one `(movement_id, event)`: two non-opening
+//!   ones share a key; two opening ones share a key; an opening and a
+//!   non-opening one cannot both commit, since the latter saw the former
+//!   and would have been a duplicate.
+//! - Two applied halves that never saw each other: neither can be the
+//!   opening entry (the other would have seen it), and the opening entry
+//!   is a half of the same movement, so it is one of them (by the rule
+//!   above). So one of them saw the other, and the rules checked the pair.
+//!
+//! The price is that two batches writing the two halves of one new
+//! movement at the same moment conflict, and one runs again.
+//!
+//! This is optimistic: no row locks while reading, two reads that run side
+//! by side, and one write round trip that is also the commit. Under heavy
+//! contention on the same rows the ledger falls back to [`Mode::Locking`]:
+//! the same reads and the same write inside a transaction that first
+//! creates and locks every stock row the batch names and takes an advisory
+//! lock per movement.
+//!
+//! ## No cycle of lock waits
+//!
+//! Batches still wait for each other: for a stock row another batch is
+//! writing, for an advisory movement lock, and for an audit-log key that
+//! another batch inserted and has not committed. Every batch takes these in
+//! one global order, so no set of batches (of one instance or many) can
+//! wait for each other in a circle, and PostgreSQL never has to break a
+//! deadlock by failing one of them:
+//!
+//! 1. stock rows, in (warehouse, product) order: the write is an
+//!    `INSERT … ON CONFLICT DO UPDATE` fed by sorted arrays, which visits
+//!    its rows in array order whatever plan the table's size gets (a plain
+//!    `UPDATE … FROM` visits them in its join's order, which on a small
+//!    table is the heap's, and that is how two batches used to deadlock);
+//!    the locking mode's first statement is an upsert in the same order;
+//! 2. (locking mode only) advisory movement locks, in key order;
+//! 3. audit-log keys, in the order of [`LogEntry::lock_key`]: the
+//!    write inserts its entries sorted by their unique keys, and gives them
+//!    their `seq` in batch order all the same.
+//!
+//! A batch waiting at one step holds only what it took at earlier steps,
+//! and whoever it waits for took that resource at the same step or an
+//! earlier one and goes on only to later ones.
+
+mod plan;
+mod read;
+
+use super::remembered::RememberedStock;
+use super::tail::Logged;
+use crate::domain::{
+    EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent, apply_batch,
+};
+use chrono::{DateTime, SubsecRound, Utc};
+use plan::WritePlan;
+use read::{
+    lock_movements, lock_stock, movements_from, opened_movements, read_history, read_stock,
+};
+use sqlx::{PgExecutor, PgPool};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use uuid::Uuid;
+
+/// What a committed batch did, for the caller and for the cache.
+#[derive(Debug)]
+pub struct Applied {
+    pub outcomes: Vec<Outcome>,
+    pub processed_at: DateTime<Utc>,
+    /// Every (warehouse, product) the batch read, changed or not.
+    pub stock: Vec<(Uuid, Uuid)>,
+    /// Every movement the batch read.
+    pub movements: Vec<Uuid>,
+    /// What it wrote to the audit log, for the log's tail; empty unless
+    /// the caller asked for it.
+    pub(super) logged: Logged,
+}
+
+/// How an attempt guards against concurrent batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Read without locks; the write checks what was read. With `recall`,
+    /// the quantities the process remembers are taken instead of read.
+    Optimistic { recall: bool },
+    /// Create and lock every row first, inside a transaction.
+    Locking,
+}
+
+type Stock = HashMap<(Uuid, Uuid), i64>;
+type Movements = HashMap<Uuid, MovementState>;
+type History = HashMap<(Uuid, EventKind), Vec<PriorEvent>>;
+
+/// One attempt at applying `events`. An `Err` with SQLSTATE 40001 means a
+/// concurrent batch got in the way and nothing was written.
+pub async fn apply_once(
+    pool: &PgPool,
+    remembered: &RememberedStock,
+    events: &[MovementEvent],
+    mode: Mode,
+    changes: bool,
+) -> Result<Applied, sqlx::Error> {
+    let pairs: BTreeSet<(Uuid, Uuid)> = events
+        .iter()
+        .map(|e| (e.content.warehouse_id, e.content.product_id))
+        .collect();
+    let movement_ids: BTreeSet<Uuid> = events.iter().map(|e| e.content.movement_id).collect();
+    let keys = Keys {
+        pairs: &pairs,
+        movements: &movement_ids,
+    };
+    let written = match mode {
+        Mode::Optimistic { recall } => {
+            // Only a first attempt trusts what the process remembers: a
+            // batch run again met a change it did not know of.
+            let recalled = if recall {
+                remembered.recall(&pairs)
+            } else {
+                Stock::new()
+            };
+            attempt_optimistic(pool, events, keys, recalled, changes).await?
+        }
+        Mode::Locking => attempt_locking(pool, events, keys, changes).await?,
+    };
+    remembered.remember(&written.stock);
+
+    // Every row read is reported, not only the changed ones: the cache
+    // drops all of them, so a redelivered batch (all duplicates) still
+    // repairs an entry that a crash between commit and invalidation left.
+    Ok(Applied {
+        outcomes: written.outcomes,
+        processed_at: written.at,
+        stock: pairs.into_iter().collect(),
+        movements: movement_ids.into_iter().collect(),
+        logged: written.logged,
+    })
+}
+
+/// The rows a batch names: its pairs and its movements, in lock order.
+#[derive(Clone, Copy)]
+struct Keys<'a> {
+    pairs: &'a BTreeSet<(Uuid, Uuid)>,
+    movements: &'a BTreeSet<Uuid>,
+}
+
+/// What an attempt wrote: the outcomes, the stock of the batch's pairs as
+/// the batch left it, what it logged, and its `applied_at`.
+struct Written {
+    outcomes: Vec<Outcome>,
+    stock: Stock,
+    logged: Logged,
+    at: DateTime<Utc>,
+}
+
+/// Reads without locks, taking the `recalled` quantities instead of
+/// reading them, and writes in one statement that checks what was read.
+async fn attempt_optimistic(
+    pool: &PgPool,
+    events: &[MovementEvent],
+    keys: Keys<'_>,
+    recalled: Stock,
+    changes: bool,
+) -> Result<Written, sqlx::Error> {
+    let unknown: BTreeSet<(Uuid, Uuid)> = keys
+        .pairs
+        .iter()
+        .filter(|pair| !recalled.contains_key(pair))
+        .copied()
+        .collect();
+    let (mut stock, history) = tokio::try_join!(
+        read_stock(pool, &unknown),
+        read_history(pool, keys.movements),
+    )?;
+    let recalled: HashSet<(Uuid, Uuid)> = recalled
+        .into_iter()
+        .map(|(pair, quantity)| {
+            stock.insert(pair, quantity);
+            pair
+        })
+        .collect();
+    let read = Read {
+        stock,
+        recalled,
+        history,
+    };
+    decide_and_write(pool, events, read, changes).await
+}
+
+/// Creates and locks every row first, inside a transaction, then reads
+/// and writes as the optimistic attempt does.
+async fn attempt_locking(
+    pool: &PgPool,
+    events: &[MovementEvent],
+    keys: Keys<'_>,
+    changes: bool,
+) -> Result<Written, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let stock = lock_stock(&mut tx, keys.pairs).await?;
+    lock_movements(&mut tx, keys.movements).await?;
+    let history = read_history(&mut *tx, keys.movements).await?;
+    let read = Read {
+        stock,
+        recalled: HashSet::new(),
+        history,
+    };
+    let written = decide_and_write(&mut *tx, events, read, changes).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// What a batch decides on: the stock of its pairs that exist (read, or
+/// `recalled` from what the process remembers) and the audit history of
+/// its movements.
+struct Read {
+    stock: Stock,
+    recalled: HashSet<(Uuid, Uuid)>,
+    history: History,
+}
+
+/// The batch's `applied_at` (the audit log's `received_at`): one value for
+/// the whole batch, since it commits as one, taken once the batch has read
+/// what it decides on. That makes it later than the `applied_at` of every
+/// batch whose effects it read, so along the entries of one pair the
+/// ledger's clock never goes backwards (on one instance's clock), and
+/// "the stock as of t" has one answer.
+fn applied_at() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Runs the rules over what was read and writes their effects, checking
+/// that what they relied on still holds. What it logged carries its
+/// changes if `changes`.
+async fn decide_and_write(
+    conn: impl PgExecutor<'_>,
+    events: &[MovementEvent],
+    read: Read,
+    changes: bool,
+) -> Result<Written, sqlx::Error> {
+    let now = applied_at();
+    let opened = opened_movements(&read.history);
+    let mut state = LedgerState {
+        stock: read.stock.clone(),
+        movements: movements_from(&read.history),
+        history: read.history,
+    };
+    let outcomes = apply_batch(&mut state, events, now);
+    let plan = WritePlan::new(
+        &read.stock,
+        &read.recalled,
+        &state.stock,
+        opened,
+        events,
+        &outcomes,
+        now,
+    );
+    let taken = plan.execute(conn).await?;
+    // Numbers without their changes would read as entries that are not
+    // changes, so the tail gets both or nothing (and then the relay reads
+    // the batch from the log). There is a number per entry, always.
+    let logged = if changes && taken.len() == plan.log.positions.len() {
+        Logged {
+            changes: plan.log.changes(&taken),
+            taken,
+        }
+    } else {
+        Logged::default()
+    };
+    Ok(Written {
+        outcomes,
+        stock: state.stock,
+        logged,
+        at: now,
+    })
+}

@@ -1,0 +1,425 @@
+//! The write plan: a batch's effects as column arrays, and the one
+//! statement, generated from the column declarations, that writes them all
+//! and checks that what the batch read still holds (see the module above).
+
+use super::Stock;
+use crate::domain::EventKind;
+use crate::domain::{MovementEvent, Outcome, RejectReason};
+use crate::ledger::change::{AppliedRow, LoggedChange};
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, Row};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::LazyLock;
+use uuid::Uuid;
+
+/// The batch's effects as column arrays for the write statement, with what
+/// each row is expected to look like before the write.
+pub(super) struct WritePlan<'a> {
+    /// Stock rows in (warehouse, product) order.
+    stock: StockColumns,
+    pub(super) log: LogColumns<'a>,
+}
+
+/// Declares the columns one part of the write statement fills from arrays:
+/// for each, the field of the struct that holds the array, its element type
+/// in PostgreSQL, and the table's column. From that one list come the
+/// part's column list, its `unnest` parameters with their casts, and the
+/// binds in the same order, so the three cannot drift apart.
+macro_rules! columns {
+    ($columns:ident for $holder:ty, bound by $bind:ident:
+     $( $field:ident: $ty:literal => $column:literal ),+ $(,)?) => {
+        const $columns: &[Column] = &[$(Column { name: $column, ty: $ty }),+];
+
+        fn $bind<'q>(query: PgQuery<'q>, columns: &'q $holder) -> PgQuery<'q> {
+            query $(.bind(&columns.$field))+
+        }
+    };
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// A column the write statement fills from an array parameter.
+struct Column {
+    name: &'static str,
+    /// The element type the parameter is cast to.
+    ty: &'static str,
+}
+
+#[derive(Default)]
+struct StockColumns {
+    warehouses: Vec<Uuid>,
+    products: Vec<Uuid>,
+    /// The quantity the batch decided on.
+    quantities: Vec<i64>,
+    /// The quantity the batch read, or `None` where there was no row.
+    expected: Vec<Option<i64>>,
+}
+
+columns! {
+    STOCK_COLUMNS for StockColumns, bound by bind_stock:
+    warehouses: "uuid" => "warehouse_id",
+    products: "uuid" => "product_id",
+    quantities: "int8" => "quantity",
+    expected: "int8" => "expected_quantity",
+}
+
+#[derive(Default)]
+pub(super) struct LogColumns<'a> {
+    /// Each entry's place in the batch among the entries written (from 1):
+    /// entries are written in lock order, and numbered in batch order. Its
+    /// column takes the sequence number of that place (see `seqs`).
+    pub(super) positions: Vec<i32>,
+    message_ids: Vec<&'a str>,
+    sources: Vec<&'a str>,
+    event_times: Vec<Option<DateTime<Utc>>>,
+    movement_ids: Vec<Uuid>,
+    kinds: Vec<&'static str>,
+    warehouses: Vec<Uuid>,
+    products: Vec<Uuid>,
+    quantities: Vec<i32>,
+    occurred: Vec<DateTime<Utc>>,
+    outcomes: Vec<&'static str>,
+    reasons: Vec<Option<&'static str>>,
+    attributes: Vec<serde_json::Value>,
+    opens: Vec<bool>,
+    /// Whether an applied entry is its pair's first change, where the
+    /// batch knows it (see `LogEntry::opens_pair`).
+    opens_pairs: Vec<bool>,
+    /// The pair's stock right after an applied entry; `None` for a
+    /// rejected one.
+    stock_afters: Vec<Option<i64>>,
+    /// One value for the whole batch, bound after the arrays.
+    received_at: DateTime<Utc>,
+}
+
+columns! {
+    LOG_COLUMNS for LogColumns<'_>, bound by bind_log:
+    positions: "int4" => "seq",
+    message_ids: "text" => "message_id",
+    sources: "text" => "source",
+    event_times: "timestamptz" => "event_time",
+    movement_ids: "uuid" => "movement_id",
+    kinds: "text" => "event",
+    warehouses: "uuid" => "warehouse_id",
+    products: "uuid" => "product_id",
+    quantities: "int4" => "quantity",
+    occurred: "timestamptz" => "occurred_at",
+    outcomes: "text" => "outcome",
+    reasons: "text" => "reason",
+    attributes: "jsonb" => "attributes",
+    opens: "bool" => "opens_movement",
+    opens_pairs: "bool" => "opens_pair",
+    stock_afters: "int8" => "stock_after",
+}
+
+/// The write statement, generated once from [`STOCK_COLUMNS`] and
+/// [`LOG_COLUMNS`]. Each part returns the rows it wrote; a part that wrote
+/// fewer rows than planned met a row that a concurrent batch changed, and
+/// `ledger_conflict()` then aborts the whole statement with SQLSTATE 40001.
+/// The parts run in the order the final `SELECT` reads them: stock first,
+/// then the audit log (the lock order above).
+///
+/// `stock_written` is a compare-and-set per row. The proposed row carries
+/// the quantity the batch read in `expected_quantity` (null where it found
+/// no row; see migration 5): an existing row is updated only where its
+/// quantity is still that one, and a row the batch found missing is
+/// created, or left alone where it exists by now (null matches nothing). A
+/// row the batch read but that has since been deleted would be created
+/// with a non-null `expected_quantity`, and the check refuses it. (The
+/// proposed row must pass the table's checks even where it is not
+/// inserted, so it carries the new quantity, never a delta.)
+///
+/// `seqs` takes one sequence number per entry, ascending, and each entry
+/// takes the one of its place in the batch: the audit log orders a batch's
+/// entries as the batch applied them, though they are inserted in lock
+/// order. Its filter makes two things happen before the first number is
+/// taken, which the change log's readers rely on ([`super::log`]):
+///
+/// - `stock_written` has run, so the batch holds the row lock of every
+///   pair it changes. Two batches that change one pair hold that lock one
+///   after the other until they commit, so their numbers are taken one
+///   after the other too: along a pair, `seq` order is commit order.
+/// - The transaction has its id, so a reader that sees a number handed
+///   out can tell, from the transactions holding an id, whether the one
+///   holding that number may still commit.
+static WRITE_STATEMENT: LazyLock<String> = LazyLock::new(write_statement);
+
+fn write_statement() -> String {
+    let mut next = 0;
+    let mut params = |columns: &[Column]| -> String {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                next += 1;
+                format!("${next}::{}[]", c.ty)
+            })
+            .collect();
+        list.join(", ")
+    };
+    let stock_params = params(STOCK_COLUMNS);
+    let log_params = params(LOG_COLUMNS);
+    let received_at = format!("${}::timestamptz", next + 1);
+    let names = |columns: &[Column], prefix: &str| -> String {
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{prefix}{}", c.name))
+            .collect();
+        list.join(", ")
+    };
+    let stock_columns = names(STOCK_COLUMNS, "");
+    let log_columns = names(LOG_COLUMNS, "");
+    // The first parameter of each part gives its row count.
+    let stock_rows = format!("cardinality($1::{}[])", STOCK_COLUMNS[0].ty);
+    let log_rows = format!(
+        "cardinality(${}::{}[])",
+        STOCK_COLUMNS.len() + 1,
+        LOG_COLUMNS[0].ty
+    );
+    let log_values = names(LOG_COLUMNS, "u.").replacen("u.seq", "(SELECT seq FROM seqs)[u.seq]", 1);
+    debug_assert_eq!(
+        LOG_COLUMNS[0].name, "seq",
+        "the first log column is the place"
+    );
+    format!(
+        "WITH stock_written AS (
+        INSERT INTO stock AS s ({stock_columns})
+        SELECT * FROM unnest({stock_params})
+        ON CONFLICT (warehouse_id, product_id) DO UPDATE
+            SET quantity = excluded.quantity, updated_at = now()
+            WHERE s.quantity = excluded.expected_quantity
+        RETURNING s.expected_quantity),
+    seqs AS MATERIALIZED (
+        SELECT array_agg(n.seq ORDER BY n.seq) AS seq
+        FROM (SELECT nextval('event_log_seq_seq') AS seq
+              FROM generate_series(1, {log_rows})
+              WHERE (SELECT count(*) FROM stock_written) >= 0
+                AND pg_current_xact_id() IS NOT NULL) AS n),
+    logged AS (
+        INSERT INTO event_log ({log_columns}, received_at)
+        SELECT {log_values}, {received_at}
+        FROM unnest({log_params}) AS u({log_columns})
+        RETURNING 1)
+    SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE expected_quantity IS NULL)
+                     = {stock_rows}
+                 AND (SELECT count(*) FROM logged) = {log_rows}
+                THEN 0 ELSE ledger_conflict() END AS checked,
+           (SELECT seq FROM seqs) AS taken"
+    )
+}
+
+/// Whether a decision depended on its pair's stock row: every row the
+/// batch changes, every row whose quantity refused an event, and every
+/// `recalled` (remembered) row a duplicate reports. The latter two are
+/// written back unchanged, which checks that the refusal, or the reported
+/// quantity, still holds when the batch commits. (A duplicate of a row
+/// read in this attempt reports what was committed when it was read,
+/// which is true without the check.)
+fn depends_on_row(outcome: &Outcome, recalled: bool) -> bool {
+    match outcome {
+        Outcome::Applied { .. } => true,
+        Outcome::Rejected {
+            reason: RejectReason::InsufficientStock | RejectReason::StockOverflow,
+            replayed: false,
+            ..
+        } => true,
+        Outcome::Duplicate { .. } => recalled,
+        _ => false,
+    }
+}
+
+impl StockColumns {
+    /// The `checked` rows in (warehouse, product) order, each with the
+    /// quantity the batch decided on and the one it `read`.
+    fn new(checked: BTreeSet<(Uuid, Uuid)>, stock: &Stock, read: &Stock) -> Self {
+        let mut columns = StockColumns::default();
+        for pair in checked {
+            columns.warehouses.push(pair.0);
+            columns.products.push(pair.1);
+            columns
+                .quantities
+                .push(stock.get(&pair).copied().unwrap_or(0));
+            columns.expected.push(read.get(&pair).copied());
+        }
+        columns
+    }
+}
+
+impl<'a> WritePlan<'a> {
+    /// `opened` holds the movements the batch read a deciding audit entry
+    /// of; the first deciding entry the batch writes for any other
+    /// movement opens it.
+    pub(super) fn new(
+        read: &Stock,
+        recalled: &HashSet<(Uuid, Uuid)>,
+        stock: &Stock,
+        mut opened: HashSet<Uuid>,
+        events: &'a [MovementEvent],
+        outcomes: &[Outcome],
+        now: DateTime<Utc>,
+    ) -> Self {
+        debug_assert_eq!(events.len(), outcomes.len(), "one outcome per event");
+        let mut checked: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
+        // The pairs the batch found no stock row of and has written an
+        // applied entry for.
+        let mut opened_pairs: HashSet<(Uuid, Uuid)> = HashSet::new();
+        let mut entries = Vec::new();
+        for (event, outcome) in events.iter().zip(outcomes) {
+            let c = &event.content;
+            let pair = (c.warehouse_id, c.product_id);
+            if depends_on_row(outcome, recalled.contains(&pair)) {
+                checked.insert(pair);
+            }
+            if outcome.is_recorded() {
+                let decides = !matches!(
+                    outcome,
+                    Outcome::Rejected {
+                        reason: RejectReason::ConflictingDuplicate,
+                        ..
+                    }
+                );
+                let opens = decides && opened.insert(c.movement_id);
+                let opens_pair = matches!(outcome, Outcome::Applied { .. })
+                    && !read.contains_key(&pair)
+                    && opened_pairs.insert(pair);
+                entries.push(LogEntry {
+                    position: entries.len() as i32 + 1,
+                    event,
+                    outcome: *outcome,
+                    decides,
+                    opens,
+                    opens_pair,
+                });
+            }
+        }
+        entries.sort_by_key(LogEntry::lock_key);
+        WritePlan {
+            stock: StockColumns::new(checked, stock, read),
+            log: LogColumns::from_entries(&entries, now),
+        }
+    }
+
+    /// Writes everything in one statement (see [`WRITE_STATEMENT`]), and
+    /// returns the numbers its entries took, ascending (the entry at place
+    /// `i` took the `i`-th).
+    pub(super) async fn execute(&self, conn: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Error> {
+        let query = sqlx::query(WRITE_STATEMENT.as_str());
+        let query = bind_log(bind_stock(query, &self.stock), &self.log);
+        let row = query.bind(self.log.received_at).fetch_one(conn).await?;
+        // No entries, no numbers: `array_agg` of nothing is null.
+        let taken: Option<Vec<i64>> = row.try_get("taken")?;
+        Ok(taken.unwrap_or_default())
+    }
+}
+
+/// One audit entry the batch writes.
+struct LogEntry<'a> {
+    /// Its place among the batch's entries, from 1.
+    position: i32,
+    event: &'a MovementEvent,
+    outcome: Outcome,
+    /// Whether it decides its (movement_id, event): all but conflicting
+    /// duplicates, which the index `event_log_conflicts` keys instead.
+    decides: bool,
+    opens: bool,
+    /// Whether it is the first applied entry of a pair that the batch
+    /// found no stock row of: the pair's first change ever, since every
+    /// applied change writes its row, and the write refuses to create a
+    /// row that a concurrent batch created first. Where the batch found a
+    /// row it is false, though the row may have no change behind it (a
+    /// refusal writes its row back, the locking mode creates every row it
+    /// locks): readers ask the log about those ([`super::log::ChangeLog::first_changes`]).
+    opens_pair: bool,
+}
+
+impl LogEntry<'_> {
+    /// The order every batch inserts its entries in: by the key of the
+    /// unique index each one enters, movement first. Two batches that race
+    /// for two keys thus wait for each other at the first of them, never
+    /// each at a different one.
+    #[allow(clippy::type_complexity)]
+    fn lock_key(&self) -> (Uuid, bool, &'static str, Uuid, Uuid, i32, DateTime<Utc>) {
+        let c = &self.event.content;
+        let event = if self.opens { "open" } else { c.kind.as_str() };
+        (
+            c.movement_id,
+            !self.decides,
+            event,
+            c.warehouse_id,
+            c.product_id,
+            c.quantity.get(),
+            c.occurred_at,
+        )
+    }
+}
+
+impl<'a> LogColumns<'a> {
+    fn from_entries(entries: &[LogEntry<'a>], received_at: DateTime<Utc>) -> Self {
+        let mut columns = LogColumns {
+            received_at,
+            ..LogColumns::default()
+        };
+        for entry in entries {
+            columns.push(entry);
+        }
+        columns
+    }
+
+    fn push(&mut self, entry: &LogEntry<'a>) {
+        let (e, c) = (entry.event, &entry.event.content);
+        self.positions.push(entry.position);
+        self.message_ids.push(e.message_id.as_str());
+        self.sources.push(e.source.as_str());
+        self.event_times.push(e.event_time);
+        self.movement_ids.push(c.movement_id);
+        self.kinds.push(c.kind.as_str());
+        self.warehouses.push(c.warehouse_id);
+        self.products.push(c.product_id);
+        self.quantities.push(c.quantity.get());
+        self.occurred.push(c.occurred_at);
+        match entry.outcome {
+            Outcome::Rejected { reason, .. } => {
+                self.outcomes.push("rejected");
+                self.reasons.push(Some(reason.as_str()));
+                self.stock_afters.push(None);
+            }
+            Outcome::Applied { stock_after } => {
+                self.outcomes.push("applied");
+                self.reasons.push(None);
+                self.stock_afters.push(Some(stock_after));
+            }
+            Outcome::Duplicate { .. } => unreachable!("duplicates are answered, not recorded"),
+        }
+        self.attributes
+            .push(serde_json::Value::Object(e.attributes.clone()));
+        self.opens.push(entry.opens);
+        self.opens_pairs.push(entry.opens_pair);
+    }
+
+    /// The applied entries (those with a stock after) as the changes they
+    /// are, in `seq` order, given the number each place took: the rows as
+    /// the log now holds them.
+    pub(super) fn changes(&self, taken: &[i64]) -> Vec<LoggedChange> {
+        let mut changes: Vec<LoggedChange> = (0..self.positions.len())
+            .filter_map(|i| {
+                let stock_after = self.stock_afters[i]?;
+                let event = EventKind::parse(self.kinds[i]);
+                assert!(event.is_some(), "the plan writes only event kinds");
+                let row = AppliedRow {
+                    seq: taken[self.positions[i] as usize - 1],
+                    warehouse_id: self.warehouses[i],
+                    product_id: self.products[i],
+                    event: event?,
+                    quantity: self.quantities[i],
+                    stock_after,
+                    movement_id: self.movement_ids[i],
+                    message_id: self.message_ids[i].to_owned(),
+                    received_at: self.received_at,
+                    opens_pair: self.opens_pairs[i],
+                };
+                Some(row.into_logged())
+            })
+            .collect();
+        changes.sort_unstable_by_key(|c| c.change.seq);
+        changes
+    }
+}

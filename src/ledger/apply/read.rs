@@ -1,0 +1,207 @@
+//! What a batch decides on: the stock of its pairs and the audit history
+//! of its movements, read without locks (optimistic) or after taking every
+//! lock in the global order (locking; see the module above).
+
+use super::{History, Movements, Stock};
+use crate::domain::{EventContent, EventKind, PriorEvent, Quantity, RejectReason, Side, Verdict};
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use uuid::Uuid;
+
+/// Creates the stock rows of `pairs` that do not exist yet and locks all
+/// of them, in (warehouse, product) order, in one pass: a row that does not
+/// exist cannot be locked, and two batches that both saw "no row" would
+/// both decide on the same empty state. Returns every quantity (0 for the
+/// rows it created). The no-op update is what takes the lock of a row that
+/// exists; visiting rows in array order is what keeps the lock order.
+pub(super) async fn lock_stock(
+    conn: &mut sqlx::PgConnection,
+    pairs: &BTreeSet<(Uuid, Uuid)>,
+) -> Result<Stock, sqlx::Error> {
+    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let rows = sqlx::query!(
+        "INSERT INTO stock AS s (warehouse_id, product_id)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[])
+         ON CONFLICT (warehouse_id, product_id) DO UPDATE SET quantity = s.quantity
+         RETURNING s.warehouse_id, s.product_id, s.quantity",
+        &warehouses,
+        &products,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.warehouse_id, r.product_id), r.quantity))
+        .collect())
+}
+
+/// The stock rows of `pairs` that exist, without locks.
+pub(super) async fn read_stock(
+    conn: impl PgExecutor<'_>,
+    pairs: &BTreeSet<(Uuid, Uuid)>,
+) -> Result<Stock, sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(Stock::new());
+    }
+    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let rows = sqlx::query!(
+        "SELECT s.warehouse_id, s.product_id, s.quantity
+         FROM stock s
+         JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
+           ON s.warehouse_id = k.w AND s.product_id = k.p",
+        &warehouses,
+        &products,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.warehouse_id, r.product_id), r.quantity))
+        .collect())
+}
+
+/// The advisory lock class of movements: the first key of
+/// `pg_advisory_xact_lock(int4, int4)`, so that these locks share no key
+/// with advisory locks taken for other purposes.
+const MOVEMENT_LOCKS: i32 = 0x5753_4d56;
+
+/// Takes a transaction-scoped advisory lock per movement of `ids`, in key
+/// order. A movement has no row of its own to lock; its key is its id
+/// folded to 32 bits, and two movements that fold to one key merely share
+/// a lock.
+pub(super) async fn lock_movements(
+    conn: &mut sqlx::PgConnection,
+    ids: &BTreeSet<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let keys: BTreeSet<i32> = ids
+        .iter()
+        .map(|id| {
+            let v = id.as_u128();
+            let v = (v ^ (v >> 64)) as u64;
+            (v ^ (v >> 32)) as u32 as i32
+        })
+        .collect();
+    let keys: Vec<i32> = keys.into_iter().collect();
+    // unnest yields the sorted keys in order, and a plain function scan
+    // keeps that order, so the locks are taken in it. Checked at run time:
+    // the query macros cannot describe a `void` column.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, k) FROM unnest($2::int4[]) AS k")
+        .bind(MOVEMENT_LOCKS)
+        .bind(&keys)
+        .fetch_all(conn)
+        .await?;
+    Ok(())
+}
+
+/// The movements the audit log has a deciding entry of (applied, or
+/// refused for a reason of its own).
+pub(super) fn opened_movements(history: &History) -> HashSet<Uuid> {
+    history
+        .values()
+        .flatten()
+        .filter(|prior| prior.verdict != Verdict::Rejected(RejectReason::ConflictingDuplicate))
+        .map(|prior| prior.content.movement_id)
+        .collect()
+}
+
+/// The movements as the audit log gives them: each applied entry is one
+/// half.
+pub(super) fn movements_from(history: &History) -> Movements {
+    let mut movements = Movements::new();
+    for prior in history.values().flatten() {
+        if prior.verdict == Verdict::Applied {
+            let c = &prior.content;
+            movements
+                .entry(c.movement_id)
+                .or_default()
+                .record(c.kind, c.product_id, Side::of(c));
+        }
+    }
+    movements
+}
+
+/// The audit entries of the movements `ids`, oldest first. The two halves
+/// of the union match the two partial unique indexes of the log: the entry
+/// that decided each (movement_id, event), and the rare later entries that
+/// were refused as conflicting duplicates.
+pub(super) async fn read_history(
+    conn: impl PgExecutor<'_>,
+    ids: &BTreeSet<Uuid>,
+) -> Result<History, sqlx::Error> {
+    let ids: Vec<Uuid> = ids.iter().copied().collect();
+    // A UNION's columns are all nullable to the macros; the table's own
+    // NOT NULLs hold for both halves.
+    let rows = sqlx::query_as!(
+        HistoryRow,
+        r#"SELECT movement_id AS "movement_id!", event AS "event!: EventKind",
+                warehouse_id AS "warehouse_id!", product_id AS "product_id!",
+                quantity AS "quantity!", occurred_at AS "occurred_at!",
+                outcome AS "outcome!: StoredOutcome", reason AS "reason: RejectReason",
+                received_at AS "received_at!"
+         FROM (SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
+                      outcome, reason, received_at
+               FROM event_log
+               WHERE movement_id = ANY($1) AND reason IS DISTINCT FROM 'conflicting_duplicate'
+               UNION ALL
+               SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
+                      outcome, reason, received_at
+               FROM event_log
+               WHERE movement_id = ANY($1) AND reason = 'conflicting_duplicate') AS h
+         ORDER BY seq"#,
+        &ids,
+    )
+    .fetch_all(conn)
+    .await?;
+    let mut history: History = HashMap::new();
+    for row in rows {
+        let quantity =
+            Quantity::parse(i64::from(row.quantity)).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let content = EventContent {
+            movement_id: row.movement_id,
+            kind: row.event,
+            warehouse_id: row.warehouse_id,
+            product_id: row.product_id,
+            quantity,
+            occurred_at: row.occurred_at,
+        };
+        // The audit log's CHECK makes `reason` set exactly on rejections.
+        let verdict = match (row.outcome, row.reason) {
+            (StoredOutcome::Applied, _) => Verdict::Applied,
+            (StoredOutcome::Rejected, Some(reason)) => Verdict::Rejected(reason),
+            (StoredOutcome::Rejected, None) => {
+                return Err(sqlx::Error::Decode("a rejection without a reason".into()));
+            }
+        };
+        history
+            .entry((content.movement_id, content.kind))
+            .or_default()
+            .push(PriorEvent {
+                content,
+                verdict,
+                processed_at: row.received_at,
+            });
+    }
+    Ok(history)
+}
+
+/// The audit log's `outcome`: duplicates are never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+enum StoredOutcome {
+    Applied,
+    Rejected,
+}
+
+/// One audit entry of a movement, as the history needs it.
+struct HistoryRow {
+    movement_id: Uuid,
+    event: EventKind,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    quantity: i32,
+    occurred_at: DateTime<Utc>,
+    outcome: StoredOutcome,
+    reason: Option<RejectReason>,
+    received_at: DateTime<Utc>,
+}
