@@ -3,11 +3,13 @@
 
 use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
-use super::lookups::{ServerErrors, parse_limit, parse_seq_cursor, parse_uuid, query_rejection};
+use super::extract::{
+    ApiQuery, PairPath, ProductPath, parse_limit, parse_optional_uuid, parse_seq_cursor,
+};
+use super::lookups::ServerErrors;
 use crate::ledger::log::{Change, ChangeFilter};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -74,23 +76,14 @@ pub struct ChangePage {
 )]
 pub async fn changes(
     State(state): State<AppState>,
-    params: Result<Query<ChangeParams>, QueryRejection>,
+    ApiQuery(params): ApiQuery<ChangeParams>,
 ) -> Result<Json<ChangePage>, AppError> {
-    let Query(params) = params.map_err(query_rejection)?;
     let after = parse_seq_cursor(params.after.as_deref())?.unwrap_or(0);
     let limit = parse_limit(params.limit.as_deref())?;
     let wait = parse_wait(params.wait.as_deref())?;
     let filter = ChangeFilter {
-        warehouse_id: params
-            .warehouse_id
-            .as_deref()
-            .map(|s| parse_uuid("warehouse_id", s))
-            .transpose()?,
-        product_id: params
-            .product_id
-            .as_deref()
-            .map(|s| parse_uuid("product_id", s))
-            .transpose()?,
+        warehouse_id: parse_optional_uuid("warehouse_id", params.warehouse_id.as_deref())?,
+        product_id: parse_optional_uuid("product_id", params.product_id.as_deref())?,
     };
     let until = tokio::time::Instant::now() + wait;
     let log = &state.changes;
@@ -196,10 +189,7 @@ fn parse_low(body: &ThresholdBody) -> Result<i64, AppError> {
     get,
     path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
     tag = "changes",
-    params(
-        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
-        ("product_id" = Uuid, Path, description = "The product"),
-    ),
+    params(PairPath),
     responses(
         (status = 200, description = "The level in effect", body = PairThreshold),
         (status = 400, description = "`invalid_uuid`", body = ErrorBody),
@@ -209,10 +199,11 @@ fn parse_low(body: &ThresholdBody) -> Result<i64, AppError> {
 )]
 pub async fn pair_threshold(
     State(state): State<AppState>,
-    Path((warehouse_id, product_id)): Path<(String, String)>,
+    PairPath {
+        warehouse_id,
+        product_id,
+    }: PairPath,
 ) -> Result<Json<PairThreshold>, AppError> {
-    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let product_id = parse_uuid("product_id", &product_id)?;
     match state.levels.level(warehouse_id, product_id).await? {
         Some(level) => Ok(Json(PairThreshold {
             warehouse_id,
@@ -231,10 +222,7 @@ pub async fn pair_threshold(
     put,
     path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
     tag = "changes",
-    params(
-        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
-        ("product_id" = Uuid, Path, description = "The product"),
-    ),
+    params(PairPath),
     request_body = ThresholdBody,
     security(("admin_token" = [])),
     responses(
@@ -248,11 +236,12 @@ pub async fn pair_threshold(
 )]
 pub async fn set_pair_threshold(
     State(state): State<AppState>,
-    Path((warehouse_id, product_id)): Path<(String, String)>,
+    PairPath {
+        warehouse_id,
+        product_id,
+    }: PairPath,
     ApiJson(body): ApiJson<ThresholdBody>,
 ) -> Result<Json<PairThreshold>, AppError> {
-    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let product_id = parse_uuid("product_id", &product_id)?;
     let low = parse_low(&body)?;
     state.levels.set_pair(warehouse_id, product_id, low).await?;
     Ok(Json(PairThreshold {
@@ -268,10 +257,7 @@ pub async fn set_pair_threshold(
     delete,
     path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
     tag = "changes",
-    params(
-        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
-        ("product_id" = Uuid, Path, description = "The product"),
-    ),
+    params(PairPath),
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Removed"),
@@ -283,10 +269,11 @@ pub async fn set_pair_threshold(
 )]
 pub async fn delete_pair_threshold(
     State(state): State<AppState>,
-    Path((warehouse_id, product_id)): Path<(String, String)>,
+    PairPath {
+        warehouse_id,
+        product_id,
+    }: PairPath,
 ) -> Result<StatusCode, AppError> {
-    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let product_id = parse_uuid("product_id", &product_id)?;
     if state.levels.delete_pair(warehouse_id, product_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -301,7 +288,7 @@ pub async fn delete_pair_threshold(
     get,
     path = "/api/v1/products/{product_id}/threshold",
     tag = "changes",
-    params(("product_id" = Uuid, Path, description = "The product")),
+    params(ProductPath),
     responses(
         (status = 200, description = "The product's default level", body = ProductThreshold),
         (status = 400, description = "`invalid_uuid`", body = ErrorBody),
@@ -311,9 +298,8 @@ pub async fn delete_pair_threshold(
 )]
 pub async fn product_threshold(
     State(state): State<AppState>,
-    Path(product_id): Path<String>,
+    ProductPath { product_id }: ProductPath,
 ) -> Result<Json<ProductThreshold>, AppError> {
-    let product_id = parse_uuid("product_id", &product_id)?;
     match state.levels.product(product_id).await? {
         Some(low) => Ok(Json(ProductThreshold { product_id, low })),
         None => Err(AppError::NotFound(
@@ -328,7 +314,7 @@ pub async fn product_threshold(
     put,
     path = "/api/v1/products/{product_id}/threshold",
     tag = "changes",
-    params(("product_id" = Uuid, Path, description = "The product")),
+    params(ProductPath),
     request_body = ThresholdBody,
     security(("admin_token" = [])),
     responses(
@@ -342,10 +328,9 @@ pub async fn product_threshold(
 )]
 pub async fn set_product_threshold(
     State(state): State<AppState>,
-    Path(product_id): Path<String>,
+    ProductPath { product_id }: ProductPath,
     ApiJson(body): ApiJson<ThresholdBody>,
 ) -> Result<Json<ProductThreshold>, AppError> {
-    let product_id = parse_uuid("product_id", &product_id)?;
     let low = parse_low(&body)?;
     state.levels.set_product(product_id, low).await?;
     Ok(Json(ProductThreshold { product_id, low }))
@@ -356,7 +341,7 @@ pub async fn set_product_threshold(
     delete,
     path = "/api/v1/products/{product_id}/threshold",
     tag = "changes",
-    params(("product_id" = Uuid, Path, description = "The product")),
+    params(ProductPath),
     security(("admin_token" = [])),
     responses(
         (status = 204, description = "Removed"),
@@ -368,9 +353,8 @@ pub async fn set_product_threshold(
 )]
 pub async fn delete_product_threshold(
     State(state): State<AppState>,
-    Path(product_id): Path<String>,
+    ProductPath { product_id }: ProductPath,
 ) -> Result<StatusCode, AppError> {
-    let product_id = parse_uuid("product_id", &product_id)?;
     if state.levels.delete_product(product_id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

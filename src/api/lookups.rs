@@ -5,18 +5,19 @@
 
 use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
+use super::extract::{
+    ApiQuery, MovementPath, Page, PairPath, ProductPath, SeqPage, SeqPageParams, UuidPage,
+    UuidPageParams, WarehousePath, next_cursor, parse_limit, parse_optional_uuid,
+};
 use crate::domain::{MovementStatus, MovementView};
 use crate::ledger::reads::{HistoryItem, MovementFilter, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 use uuid::Uuid;
 
-const DEFAULT_PAGE: i64 = 100;
-const MAX_PAGE: i64 = 1000;
 /// The most pairs one bulk lookup may ask for.
 pub const MAX_LOOKUP: usize = 1000;
 
@@ -78,21 +79,17 @@ enum StockAnswers {
     get,
     path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}",
     tag = "stock",
-    params(
-        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
-        ("product_id" = Uuid, Path, description = "The product"),
-        StockParams,
-    ),
+    params(PairPath, StockParams),
     responses(StockAnswers)
 )]
 pub async fn stock(
     State(state): State<AppState>,
-    Path((warehouse_id, product_id)): Path<(String, String)>,
-    params: Result<Query<StockParams>, QueryRejection>,
+    PairPath {
+        warehouse_id,
+        product_id,
+    }: PairPath,
+    ApiQuery(params): ApiQuery<StockParams>,
 ) -> Result<Json<StockView>, AppError> {
-    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let product_id = parse_uuid("product_id", &product_id)?;
-    let Query(params) = params.map_err(query_rejection)?;
     let as_of = params
         .as_of
         .as_deref()
@@ -115,45 +112,55 @@ pub async fn stock(
     }))
 }
 
-/// The same answer under the previous service's singular path, kept so that
-/// its clients switch without changes.
-#[utoipa::path(
-    get,
-    path = "/api/v1/warehouse/{warehouse_id}/products/{product_id}",
-    tag = "stock",
-    params(
-        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
-        ("product_id" = Uuid, Path, description = "The product"),
-        StockParams,
-    ),
-    responses(StockAnswers)
-)]
-pub async fn stock_singular(
-    state: State<AppState>,
-    ids: Path<(String, String)>,
-    params: Result<Query<StockParams>, QueryRejection>,
-) -> Result<Json<StockView>, AppError> {
-    stock(state, ids, params).await
+/// Declares a route that answers exactly as `$target` does, under a path
+/// that earlier clients use: `$target`'s documentation with another path.
+macro_rules! alias {
+    ($(#[$doc:meta])* $name:ident = $target:ident, $path:tt, $tag:tt,
+     params($($params:tt)*), responses($answers:ident), ($($arg:ident: $ty:ty),+) -> $out:ty) => {
+        $(#[$doc])*
+        #[utoipa::path(get, path = $path, tag = $tag, params($($params)*), responses($answers))]
+        pub async fn $name(state: State<AppState>, $($arg: $ty),+) -> Result<Json<$out>, AppError> {
+            $target(state, $($arg),+).await
+        }
+    };
 }
 
-/// The same answer under the path the original task names.
-#[utoipa::path(
-    get,
-    path = "/api/warehouses/{warehouse_id}/products/{product_id}",
-    tag = "stock",
-    params(
-        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
-        ("product_id" = Uuid, Path, description = "The product"),
-        StockParams,
-    ),
-    responses(StockAnswers)
-)]
-pub async fn stock_task_path(
-    state: State<AppState>,
-    ids: Path<(String, String)>,
-    params: Result<Query<StockParams>, QueryRejection>,
-) -> Result<Json<StockView>, AppError> {
-    stock(state, ids, params).await
+alias! {
+    /// The same answer under the previous service's singular path, kept so that
+    /// its clients switch without changes.
+    stock_singular = stock, "/api/v1/warehouse/{warehouse_id}/products/{product_id}", "stock",
+    params(PairPath, StockParams),
+    responses(StockAnswers),
+    (ids: PairPath, params: ApiQuery<StockParams>) -> StockView
+}
+
+alias! {
+    /// The same answer under the path the original task names.
+    stock_task_path = stock, "/api/warehouses/{warehouse_id}/products/{product_id}", "stock",
+    params(PairPath, StockParams),
+    responses(StockAnswers),
+    (ids: PairPath, params: ApiQuery<StockParams>) -> StockView
+}
+
+/// The answers of both movement routes, as documented.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+enum MovementAnswers {
+    /// The movement; read through the cache
+    #[response(status = 200)]
+    Found(MovementView),
+    /// `invalid_uuid`
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// `not_found`: no applied event has this movement_id
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// `unavailable`, `overloaded` or `timeout`
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// `internal`
+    #[response(status = 500)]
+    Internal(ErrorBody),
 }
 
 /// A movement by its `movement_id`: where from, where to, when, how long it
@@ -162,40 +169,22 @@ pub async fn stock_task_path(
     get,
     path = "/api/v1/movements/{movement_id}",
     tag = "movements",
-    params(("movement_id" = Uuid, Path, description = "The movement_id of the events")),
-    responses(
-        (status = 200, description = "The movement; read through the cache", body = MovementView),
-        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no applied event has this movement_id", body = ErrorBody),
-        ServerErrors,
-    )
+    params(MovementPath),
+    responses(MovementAnswers)
 )]
 pub async fn movement(
     State(state): State<AppState>,
-    Path(movement_id): Path<String>,
+    MovementPath { movement_id }: MovementPath,
 ) -> Result<Json<MovementView>, AppError> {
-    let movement_id = parse_uuid("movement_id", &movement_id)?;
     find_movement(&state, movement_id).await.map(Json)
 }
 
-/// The same answer under the path the original task names.
-#[utoipa::path(
-    get,
-    path = "/api/movements/{movement_id}",
-    tag = "movements",
-    params(("movement_id" = Uuid, Path, description = "The movement_id of the events")),
-    responses(
-        (status = 200, description = "The movement; read through the cache", body = MovementView),
-        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no applied event has this movement_id", body = ErrorBody),
-        ServerErrors,
-    )
-)]
-pub async fn movement_task_path(
-    state: State<AppState>,
-    id: Path<String>,
-) -> Result<Json<MovementView>, AppError> {
-    movement(state, id).await
+alias! {
+    /// The same answer under the path the original task names.
+    movement_task_path = movement, "/api/movements/{movement_id}", "movements",
+    params(MovementPath),
+    responses(MovementAnswers),
+    (id: MovementPath) -> MovementView
 }
 
 /// `?status=&warehouse_id=&product_id=&departed_before=&limit=&after=`.
@@ -245,9 +234,8 @@ pub struct MovementPage {
 )]
 pub async fn movements(
     State(state): State<AppState>,
-    params: Result<Query<MovementParams>, QueryRejection>,
+    ApiQuery(params): ApiQuery<MovementParams>,
 ) -> Result<Json<MovementPage>, AppError> {
-    let Query(params) = params.map_err(query_rejection)?;
     let status = params
         .status
         .as_deref()
@@ -261,7 +249,7 @@ pub async fn movements(
             )),
         })
         .transpose()?;
-    let uuid = |name, v: &Option<String>| v.as_deref().map(|s| parse_uuid(name, s)).transpose();
+    let uuid = |name, v: &Option<String>| parse_optional_uuid(name, v.as_deref());
     let filter = MovementFilter {
         status,
         warehouse_id: uuid("warehouse_id", &params.warehouse_id)?,
@@ -293,7 +281,7 @@ pub struct DurationView {
     get,
     path = "/api/v1/movements/{movement_id}/duration",
     tag = "movements",
-    params(("movement_id" = Uuid, Path, description = "The movement_id of the events")),
+    params(MovementPath),
     responses(
         (status = 200, description = "Both halves are applied", body = DurationView),
         (status = 400, description = "`invalid_uuid`", body = ErrorBody),
@@ -304,9 +292,8 @@ pub struct DurationView {
 )]
 pub async fn movement_duration(
     State(state): State<AppState>,
-    Path(movement_id): Path<String>,
+    MovementPath { movement_id }: MovementPath,
 ) -> Result<Json<DurationView>, AppError> {
-    let movement_id = parse_uuid("movement_id", &movement_id)?;
     let m = find_movement(&state, movement_id).await?;
     match (m.duration_seconds, m.departure_time, m.arrival_time) {
         (Some(duration_seconds), Some(departure_time), Some(arrival_time)) => {
@@ -339,59 +326,6 @@ async fn find_movement(state: &AppState, movement_id: Uuid) -> Result<MovementVi
         .ok_or_else(|| AppError::NotFound(format!("movement {movement_id} not found")))
 }
 
-/// `?limit=&after=` of a list keyed by UUID, parsed by hand so that bad
-/// values get our error shape. An empty value is malformed, not absent.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct UuidPageParams {
-    /// Page size, 1 to 1000; 100 when absent.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// The `next_after` of the previous page.
-    #[param(value_type = Option<Uuid>)]
-    after: Option<String>,
-}
-
-impl UuidPageParams {
-    /// The page size and the UUID to start after.
-    fn parse(params: Result<Query<Self>, QueryRejection>) -> Result<(i64, Option<Uuid>), AppError> {
-        let Query(params) = params.map_err(query_rejection)?;
-        let limit = parse_limit(params.limit.as_deref())?;
-        let after = params
-            .after
-            .as_deref()
-            .map(|s| parse_uuid("after", s))
-            .transpose()?;
-        Ok((limit, after))
-    }
-}
-
-/// `?limit=&after=` of a list in audit-log order, where `after` is a
-/// position (`seq`).
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SeqPageParams {
-    /// Page size, 1 to 1000; 100 when absent.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-    /// The `next_after` of the previous page: an audit-log position.
-    #[param(value_type = Option<i64>, minimum = 0)]
-    after: Option<String>,
-}
-
-impl SeqPageParams {
-    /// The page size and the audit-log position to start after.
-    fn parse(params: Result<Query<Self>, QueryRejection>) -> Result<(i64, Option<i64>), AppError> {
-        let Query(params) = params.map_err(query_rejection)?;
-        let limit = parse_limit(params.limit.as_deref())?;
-        Ok((limit, parse_seq_cursor(params.after.as_deref())?))
-    }
-}
-
-pub(super) fn query_rejection(e: QueryRejection) -> AppError {
-    AppError::bad_request("invalid_query", e.body_text())
-}
-
 /// Products in stock at a warehouse, by product_id.
 #[derive(Serialize, ToSchema)]
 pub struct StockPage {
@@ -413,7 +347,7 @@ pub struct RejectionPage {
     get,
     path = "/api/v1/warehouses/{warehouse_id}/products",
     tag = "stock",
-    params(("warehouse_id" = Uuid, Path, description = "The warehouse"), UuidPageParams),
+    params(WarehousePath, UuidPageParams),
     responses(
         (status = 200, description = "One page, read from PostgreSQL", body = StockPage),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
@@ -422,11 +356,9 @@ pub struct RejectionPage {
 )]
 pub async fn warehouse_stock(
     State(state): State<AppState>,
-    Path(warehouse_id): Path<String>,
-    params: Result<Query<UuidPageParams>, QueryRejection>,
+    WarehousePath { warehouse_id }: WarehousePath,
+    Page { limit, after }: UuidPage,
 ) -> Result<Json<StockPage>, AppError> {
-    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let (limit, after) = UuidPageParams::parse(params)?;
     let items = state
         .ledger
         .warehouse_stock(warehouse_id, after, limit)
@@ -449,9 +381,8 @@ pub async fn warehouse_stock(
 )]
 pub async fn rejections(
     State(state): State<AppState>,
-    params: Result<Query<SeqPageParams>, QueryRejection>,
+    Page { limit, after }: SeqPage,
 ) -> Result<Json<RejectionPage>, AppError> {
-    let (limit, after) = SeqPageParams::parse(params)?;
     let items = state.ledger.rejections(after, limit).await?;
     let next_after = next_cursor(&items, limit, |r| r.seq);
     Ok(Json(RejectionPage { items, next_after }))
@@ -471,11 +402,7 @@ pub struct HistoryPage {
     get,
     path = "/api/v1/warehouses/{warehouse_id}/products/{product_id}/history",
     tag = "stock",
-    params(
-        ("warehouse_id" = Uuid, Path, description = "The warehouse"),
-        ("product_id" = Uuid, Path, description = "The product"),
-        SeqPageParams,
-    ),
+    params(PairPath, SeqPageParams),
     responses(
         (status = 200, description = "One page, oldest first, read from PostgreSQL", body = HistoryPage),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
@@ -484,12 +411,12 @@ pub struct HistoryPage {
 )]
 pub async fn history(
     State(state): State<AppState>,
-    Path((warehouse_id, product_id)): Path<(String, String)>,
-    params: Result<Query<SeqPageParams>, QueryRejection>,
+    PairPath {
+        warehouse_id,
+        product_id,
+    }: PairPath,
+    Page { limit, after }: SeqPage,
 ) -> Result<Json<HistoryPage>, AppError> {
-    let warehouse_id = parse_uuid("warehouse_id", &warehouse_id)?;
-    let product_id = parse_uuid("product_id", &product_id)?;
-    let (limit, after) = SeqPageParams::parse(params)?;
     let items = state
         .ledger
         .history(warehouse_id, product_id, after, limit)
@@ -520,7 +447,7 @@ pub struct ProductStock {
     get,
     path = "/api/v1/products/{product_id}/stock",
     tag = "stock",
-    params(("product_id" = Uuid, Path, description = "The product"), UuidPageParams),
+    params(ProductPath, UuidPageParams),
     responses(
         (status = 200, description = "The totals and one page of warehouses, by warehouse_id, read from PostgreSQL", body = ProductStock),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
@@ -529,11 +456,9 @@ pub struct ProductStock {
 )]
 pub async fn product_stock(
     State(state): State<AppState>,
-    Path(product_id): Path<String>,
-    params: Result<Query<UuidPageParams>, QueryRejection>,
+    ProductPath { product_id }: ProductPath,
+    Page { limit, after }: UuidPage,
 ) -> Result<Json<ProductStock>, AppError> {
-    let product_id = parse_uuid("product_id", &product_id)?;
-    let (limit, after) = UuidPageParams::parse(params)?;
     let figures = state.ledger.product_stock(product_id, after, limit).await?;
     let next_after = next_cursor(&figures.items, limit, |i| i.warehouse_id);
     Ok(Json(ProductStock {
@@ -626,51 +551,6 @@ pub async fn stock_lookup(
     Ok(Json(LookupAnswer { items }))
 }
 
-/// A full page may have a successor; a short one is the last.
-fn next_cursor<T, A>(items: &[T], limit: i64, key: impl Fn(&T) -> A) -> Option<A> {
-    if items.len() as i64 == limit {
-        items.last().map(key)
-    } else {
-        None
-    }
-}
-
-pub(super) fn parse_limit(raw: Option<&str>) -> Result<i64, AppError> {
-    match raw {
-        None => Ok(DEFAULT_PAGE),
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                AppError::bad_request(
-                    "invalid_query",
-                    format!("limit must be an integer from 1 to {MAX_PAGE}, got {s:?}"),
-                )
-            }),
-    }
-}
-
-/// An audit-log position from a previous page's `next_after`.
-pub(super) fn parse_seq_cursor(raw: Option<&str>) -> Result<Option<i64>, AppError> {
-    match raw {
-        None => Ok(None),
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(Some)
-            .ok_or_else(|| {
-                AppError::bad_request(
-                    "invalid_query",
-                    format!(
-                        "after must be a non-negative integer (a previous next_after), got {s:?}"
-                    ),
-                )
-            }),
-    }
-}
-
 /// An RFC 3339 timestamp.
 fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
     DateTime::parse_from_rfc3339(raw)
@@ -681,13 +561,4 @@ fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
                 format!("{name} must be an RFC 3339 timestamp such as 2025-02-18T12:00:00Z, got {raw:?} ({e})"),
             )
         })
-}
-
-pub(super) fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
-    Uuid::try_parse(raw).map_err(|_| {
-        AppError::bad_request(
-            "invalid_uuid",
-            format!("{name} must be a UUID, got {raw:?}"),
-        )
-    })
 }

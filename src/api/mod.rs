@@ -4,6 +4,7 @@
 mod changes;
 mod docs;
 mod error;
+mod extract;
 mod guard;
 mod health;
 mod lookups;

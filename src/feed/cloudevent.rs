@@ -41,43 +41,65 @@ pub fn write_change_event(out: &mut Vec<u8>, c: &Change, subject: &str) {
     let (warehouse, product) = subject.split_at(36);
     let product = &product[1..];
     let mut uuid = Uuid::encode_buffer();
+    let movement = c.movement_id.hyphenated().encode_lower(&mut uuid);
+    let text = |out: &mut Vec<u8>, pieces: &[&[u8]]| {
+        for piece in pieces {
+            out.extend_from_slice(piece);
+        }
+    };
     // serde_json writes integers without `core::fmt`.
     let number = |out: &mut Vec<u8>, n: i64| serde_json::to_writer(out, &n).unwrap_or_default();
-    out.extend_from_slice(b"{\"specversion\":\"1.0\",\"type\":\"");
-    out.extend_from_slice(CHANGED.as_bytes());
-    out.extend_from_slice(b"\",\"source\":\"");
-    out.extend_from_slice(SOURCE.as_bytes());
-    out.extend_from_slice(b"\",\"id\":\"stock-change-");
-    number(out, c.seq);
-    out.extend_from_slice(b"\",\"subject\":\"");
-    out.extend_from_slice(subject.as_bytes());
-    out.extend_from_slice(b"\",\"time\":\"");
-    out.extend_from_slice(time.as_bytes());
-    out.extend_from_slice(b"\",\"datacontenttype\":\"application/json\",\"data\":{\"seq\":");
-    number(out, c.seq);
-    out.extend_from_slice(b",\"warehouse_id\":\"");
-    out.extend_from_slice(warehouse.as_bytes());
-    out.extend_from_slice(b"\",\"product_id\":\"");
-    out.extend_from_slice(product.as_bytes());
-    out.extend_from_slice(b"\",\"delta\":");
-    number(out, c.delta);
-    out.extend_from_slice(b",\"quantity\":");
-    number(out, c.quantity);
-    out.extend_from_slice(b",\"movement_id\":\"");
-    out.extend_from_slice(
-        c.movement_id
-            .hyphenated()
-            .encode_lower(&mut uuid)
-            .as_bytes(),
+    text(
+        out,
+        &[b"{\"specversion\":\"1.0\",\"type\":\"", CHANGED.as_bytes()],
     );
-    out.extend_from_slice(b"\",\"event\":\"");
-    out.extend_from_slice(c.event.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"message_id\":");
+    text(
+        out,
+        &[
+            b"\",\"source\":\"",
+            SOURCE.as_bytes(),
+            b"\",\"id\":\"stock-change-",
+        ],
+    );
+    number(out, c.seq);
+    text(
+        out,
+        &[
+            b"\",\"subject\":\"",
+            subject.as_bytes(),
+            b"\",\"time\":\"",
+            time.as_bytes(),
+        ],
+    );
+    text(
+        out,
+        &[b"\",\"datacontenttype\":\"application/json\",\"data\":{\"seq\":"],
+    );
+    number(out, c.seq);
+    text(out, &[b",\"warehouse_id\":\"", warehouse.as_bytes()]);
+    text(
+        out,
+        &[
+            b"\",\"product_id\":\"",
+            product.as_bytes(),
+            b"\",\"delta\":",
+        ],
+    );
+    number(out, c.delta);
+    text(out, &[b",\"quantity\":"]);
+    number(out, c.quantity);
+    text(
+        out,
+        &[
+            b",\"movement_id\":\"",
+            movement.as_bytes(),
+            b"\",\"event\":\"",
+        ],
+    );
+    text(out, &[c.event.as_str().as_bytes(), b"\",\"message_id\":"]);
     // Strings from outside go through the JSON writer, which escapes them.
     serde_json::to_writer(&mut *out, &c.message_id).unwrap_or_default();
-    out.extend_from_slice(b",\"changed_at\":\"");
-    out.extend_from_slice(time.as_bytes());
-    out.extend_from_slice(b"\"}}");
+    text(out, &[b",\"changed_at\":\"", time.as_bytes(), b"\"}}"]);
 }
 
 /// A structured-mode CloudEvent as the relay writes it: serialized from

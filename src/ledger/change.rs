@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-/// One change of a pair's stock: an applied entry of the audit log.
+/// One change of a pair's stock: an applied event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Change {
     /// The ledger's order; strictly increasing along the feed.

@@ -115,22 +115,10 @@ impl ChangeLog {
                 )
                 .fetch_all(&self.pool)
                 .await?,
-                None => sqlx::query_as!(
-                    AppliedRow,
-                    r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
-                              stock_after AS "stock_after!", movement_id, message_id, received_at,
-                              opens_pair
-                       FROM event_log
-                       WHERE seq > $1 AND seq <= $2 AND outcome = 'applied'
-                         AND ($3::uuid IS NULL OR warehouse_id = $3)
-                       ORDER BY seq LIMIT $4"#,
-                    after,
-                    horizon,
-                    filter.warehouse_id,
-                    limit,
-                )
-                .fetch_all(&self.pool)
-                .await?,
+                None => {
+                    self.rows(after, horizon, filter.warehouse_id, limit)
+                        .await?
+                }
             };
         Ok(rows.into_iter().map(|r| r.into_logged().change).collect())
     }
@@ -146,21 +134,35 @@ impl ChangeLog {
         if horizon <= after {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query_as!(
+        let rows = self.rows(after, horizon, None, limit).await?;
+        Ok(rows.into_iter().map(AppliedRow::into_logged).collect())
+    }
+
+    /// The applied rows with `after < seq <= horizon`, of one warehouse or
+    /// of all, along the log's order.
+    async fn rows(
+        &self,
+        after: i64,
+        horizon: i64,
+        warehouse_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<AppliedRow>, sqlx::Error> {
+        sqlx::query_as!(
             AppliedRow,
             r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
                       stock_after AS "stock_after!", movement_id, message_id, received_at,
                       opens_pair
                FROM event_log
                WHERE seq > $1 AND seq <= $2 AND outcome = 'applied'
-               ORDER BY seq LIMIT $3"#,
+                 AND ($3::uuid IS NULL OR warehouse_id = $3)
+               ORDER BY seq LIMIT $4"#,
             after,
             horizon,
+            warehouse_id,
             limit,
         )
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(AppliedRow::into_logged).collect())
+        .await
     }
 
     /// Which of `changes` are their pair's first change. Only a change

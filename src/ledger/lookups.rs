@@ -35,7 +35,7 @@ impl Ledger {
         self.cache
             .read_many(&keys, |missed| async move {
                 let wanted: Vec<(Uuid, Uuid)> = missed.iter().map(|&i| pairs[i]).collect();
-                let found = reads::stock_many(&self.pool, &wanted).await?;
+                let found = reads::stock_many(&self.pool, wanted.iter().copied()).await?;
                 Ok(wanted
                     .iter()
                     .map(|pair| found.get(pair).copied().unwrap_or(0))

@@ -5,7 +5,7 @@
 use crate::domain::{Differs, EventKind, MovementState, MovementStatus, MovementView, Side};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -182,21 +182,26 @@ pub async fn movements(
     Ok(rows.into_iter().filter_map(HalvesRow::view).collect())
 }
 
-/// The quantities of many pairs in one statement; a pair never seen is
-/// absent from the answer (it reads as 0).
+/// The quantities of many pairs in one statement, without locks; a pair
+/// never seen is absent from the answer (it reads as 0). The lookups and
+/// the ledger's optimistic attempts both read stock rows this way.
 pub async fn stock_many(
-    pool: &PgPool,
-    pairs: &[(Uuid, Uuid)],
+    conn: impl PgExecutor<'_>,
+    pairs: impl IntoIterator<Item = (Uuid, Uuid)>,
 ) -> Result<HashMap<(Uuid, Uuid), i64>, sqlx::Error> {
-    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.into_iter().unzip();
+    if warehouses.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows = sqlx::query!(
         "SELECT s.warehouse_id, s.product_id, s.quantity
-         FROM unnest($1::uuid[], $2::uuid[]) AS k(w, p)
-         JOIN stock s ON s.warehouse_id = k.w AND s.product_id = k.p",
+         FROM stock s
+         JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
+           ON s.warehouse_id = k.w AND s.product_id = k.p",
         &warehouses,
         &products,
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()

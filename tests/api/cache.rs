@@ -61,7 +61,7 @@ async fn a_slow_bulk_reader_cannot_put_an_older_value_back() {
     let read = cache
         .read_many(&keys, |missed| async move {
             assert_eq!(missed, vec![0, 1]);
-            let found = reads::stock_many(&app_ref.pool, &[(w, p), other]).await?;
+            let found = reads::stock_many(&app_ref.pool, [(w, p), other]).await?;
             stock_up(app_ref, w, p, 1).await;
             Ok::<_, sqlx::Error>(vec![found[&(w, p)], found[&other]])
         })

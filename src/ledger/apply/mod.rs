@@ -88,9 +88,7 @@ use crate::domain::{
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use plan::WritePlan;
-use read::{
-    lock_movements, lock_stock, movements_from, opened_movements, read_history, read_stock,
-};
+use read::{lock_movements, lock_stock, movements_from, opened_movements, read_history};
 use sqlx::{PgExecutor, PgPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
@@ -200,7 +198,7 @@ async fn attempt_optimistic(
         .copied()
         .collect();
     let (mut stock, history) = tokio::try_join!(
-        read_stock(pool, &unknown),
+        super::reads::stock_many(pool, unknown),
         read_history(pool, keys.movements),
     )?;
     let recalled: HashSet<(Uuid, Uuid)> = recalled

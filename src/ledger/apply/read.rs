@@ -36,31 +36,6 @@ pub(super) async fn lock_stock(
         .collect())
 }
 
-/// The stock rows of `pairs` that exist, without locks.
-pub(super) async fn read_stock(
-    conn: impl PgExecutor<'_>,
-    pairs: &BTreeSet<(Uuid, Uuid)>,
-) -> Result<Stock, sqlx::Error> {
-    if pairs.is_empty() {
-        return Ok(Stock::new());
-    }
-    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
-    let rows = sqlx::query!(
-        "SELECT s.warehouse_id, s.product_id, s.quantity
-         FROM stock s
-         JOIN unnest($1::uuid[], $2::uuid[]) AS k(w, p)
-           ON s.warehouse_id = k.w AND s.product_id = k.p",
-        &warehouses,
-        &products,
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.warehouse_id, r.product_id), r.quantity))
-        .collect())
-}
-
 /// The advisory lock class of movements: the first key of
 /// `pg_advisory_xact_lock(int4, int4)`, so that these locks share no key
 /// with advisory locks taken for other purposes.
