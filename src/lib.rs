@@ -1,13 +1,27 @@
 //! warehouse-stock: exact, never-negative warehouse stock from a stream of
 //! movement events.
 //!
+//! Each folder owns one concern, and the arrows run one way only:
+//!
+//! ```text
+//! domain  <-  ledger  <-  ingest / feed  <-  api  <-  startup
+//! ```
+//!
 //! - [`domain`]: the event format and the rules, free of I/O;
-//! - [`ledger`]: the batch apply and the reads in PostgreSQL;
-//! - [`ingest`]: how events arrive (webhook, Kafka) and reach the ledger;
-//! - [`feed`]: the stock-change feed (HTTP and Kafka) and its alerts;
-//! - [`api`]: the HTTP endpoints;
-//! - [`cache`]: the versioned Redis read-through cache;
-//! - [`config`], [`telemetry`], [`startup`], [`cli`]: running it.
+//! - [`ledger`]: the batch apply, the audit log and its change record
+//!   ([`ledger::log`]), and every read of stock and movements. The write
+//!   side defines the record; everything to its right consumes it;
+//! - [`ingest`]: how events reach the ledger (the Kafka consumer, the
+//!   webhook's group committer);
+//! - [`feed`]: the stock-change relay to Kafka, its alerts and levels;
+//! - [`api`]: the HTTP endpoints (the webhook included);
+//! - [`startup`]: building the [`startup::Application`] and running it
+//!   until it is stopped; [`cli`]: the commands around it.
+//!
+//! Infrastructure any layer may use: [`config`], [`telemetry`], [`cache`]
+//! (the versioned Redis read-through cache, the ledger's), [`kafka`]
+//! (client configurations and topics), [`backoff`]; [`produce`] writes test
+//! streams to a topic.
 
 pub mod api;
 pub mod backoff;
