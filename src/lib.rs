@@ -20,7 +20,7 @@
 //!
 //! Infrastructure any layer may use: [`config`], [`telemetry`], [`cache`]
 //! (the versioned Redis read-through cache, the ledger's), [`kafka`]
-//! (client configurations and topics), [`backoff`]; [`produce`] writes test
+//! (client configurations and topics), [`backoff`], [`tasks`]; [`produce`] writes test
 //! streams to a topic.
 
 pub mod api;
@@ -35,4 +35,5 @@ pub mod kafka;
 pub mod ledger;
 pub mod produce;
 pub mod startup;
+pub mod tasks;
 pub mod telemetry;

@@ -9,6 +9,7 @@ use crate::feed::relay::{Relay, RelayStatus};
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::{self, KafkaStatus};
 use crate::ledger::Ledger;
+use crate::tasks::Tasks;
 use crate::telemetry::Metrics;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -22,15 +23,15 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     http: HttpSettings,
-    committer: tokio::task::JoinHandle<()>,
     /// Set in kafka mode: what the consumer reads.
     kafka: Option<KafkaSettings>,
     /// Set when the stock-change relay runs.
     relay: Option<Relay>,
-    /// Stops the tasks started before serving (the feed's horizon).
-    stop: CancellationToken,
-    horizon: tokio::task::JoinHandle<()>,
     cache: Cache,
+    /// Stops every background task.
+    stop: CancellationToken,
+    /// Every background task, started before serving or when it begins.
+    tasks: Tasks,
 }
 
 impl Application {
@@ -42,7 +43,8 @@ impl Application {
         let cache = Cache::new(&settings.cache, metrics.clone())?;
         let ledger = Ledger::new(pool.clone(), cache.clone(), metrics.clone());
         let stop = CancellationToken::new();
-        let (changes, horizon_task) = ledger.open_change_log(stop.clone());
+        let mut tasks = Tasks::default();
+        let (changes, horizon) = ledger.open_change_log(stop.clone());
         let relay_status = RelayStatus::default();
         let relay = settings.stock_changes_topic.clone().map(|topic| Relay {
             topic,
@@ -59,6 +61,9 @@ impl Application {
             metrics.clone(),
             settings.webhook_batch_max.get(),
         );
+        // The committer first: it drains what the last requests queued.
+        tasks.spawned("committer", committer);
+        tasks.spawned("feed's horizon", horizon);
         let listener = TcpListener::bind((settings.host, settings.port))
             .await
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
@@ -78,12 +83,11 @@ impl Application {
                 metrics,
             },
             http: settings.http.clone(),
-            committer,
             kafka,
             relay,
-            stop,
-            horizon: horizon_task,
             cache,
+            stop,
+            tasks,
         })
     }
 
@@ -108,20 +112,24 @@ impl Application {
                 stop.cancel();
             }
         });
-        let probe = tokio::spawn(self.cache.run_probe(stop.clone()));
-        let consumer = self.kafka.map(|settings| {
-            tokio::spawn(kafka::run(
+        let mut tasks = self.tasks;
+        tasks.spawned(
+            "cache probe",
+            tokio::spawn(self.cache.run_probe(stop.clone())),
+        );
+        if let Some(settings) = self.kafka {
+            let consumer = kafka::run(
                 settings,
                 self.state.ledger.clone(),
                 self.state.metrics.clone(),
                 self.state.kafka.clone(),
                 stop.clone(),
-            ))
-        });
-        let relay = self
-            .relay
-            .map(|relay| relay.spawn(stop.clone()))
-            .transpose()?;
+            );
+            tasks.spawned("consumer", tokio::spawn(consumer));
+        }
+        if let Some(relay) = self.relay {
+            tasks.elsewhere("stock-change relay", relay.spawn(stop.clone())?);
+        }
         tracing::info!(address = %self.listener.local_addr()?, "serving HTTP");
 
         let app = api::router(self.state, &self.http);
@@ -129,20 +137,9 @@ impl Application {
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
             .context("Failed to serve HTTP")?;
-
         // The router (and with it every committer handle) is gone, so the
-        // committer drains its queue and stops.
-        self.committer
-            .await
-            .context("Failed to drain the committer")?;
-        if let Some(consumer) = consumer {
-            consumer.await.context("Failed to stop the consumer")?;
-        }
-        if let Some(relay) = relay {
-            let _ = relay.await;
-        }
-        let _ = self.horizon.await;
-        let _ = probe.await;
+        // committer drains its queue and stops; the rest stop on `stop`.
+        tasks.stopped().await?;
         tracing::info!("stopped");
         Ok(())
     }
