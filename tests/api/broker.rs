@@ -7,7 +7,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
 use warehouse_stock::config::Settings;
@@ -152,21 +151,4 @@ pub async fn applied_count(pool: &sqlx::PgPool) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap_or(0)
-}
-
-/// Polls `check` until it holds. The deadline only bounds a hung run; it
-/// is not a performance target.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(150) {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("gave up waiting for: {what}");
 }

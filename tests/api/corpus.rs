@@ -2,7 +2,8 @@
 //! specified 4xx over the webhook and its dead letter over Kafka, nothing
 //! reaches the ledger, and the partition moves on past all of them.
 
-use crate::broker::{eventually, kafka_settings, produce_raw, read_dead_letters};
+use crate::broker::{kafka_settings, produce_raw, read_dead_letters};
+use crate::helpers::eventually;
 use crate::helpers::{Ev, spawn_app, spawn_app_from};
 use rdkafka::Message;
 use rdkafka::message::Headers;

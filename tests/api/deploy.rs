@@ -1,7 +1,7 @@
 //! The deployment files as a deployment uses them: the image's entry point.
 
-use crate::broker::eventually;
 use crate::fixtures::{PrivatePostgres, free_port};
+use crate::helpers::eventually;
 use crate::helpers::redis_url;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

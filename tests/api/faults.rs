@@ -5,8 +5,9 @@
 //! The short versions run with the suite. `bash scripts/faults.sh --long`
 //! runs the long ones (FAULT_MESSAGES=200000, FAULT_KILLS=5).
 
-use crate::broker::{applied_count, eventually, generated, kafka_settings, produce_generated};
+use crate::broker::{applied_count, generated, kafka_settings, produce_generated};
 use crate::fixtures::{PrivateBroker, PrivatePostgres, PrivateRedis, ServiceProcess};
+use crate::helpers::eventually;
 use crate::helpers::spawn_app_from;
 use crate::kafka::{assert_stock, expected_stock, pool_of, unique_events, until_done};
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 //! service binary itself. Each is stopped when its value is dropped, pass or
 //! fail. [`child_env`] is the one way settings become a child's environment.
 
-use crate::broker::eventually;
+use crate::helpers::eventually;
 use reqwest::StatusCode;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;

@@ -115,6 +115,12 @@ impl TestApp {
     }
 
     /// Posts and returns (status, JSON body).
+    /// Posts an event that must be applied (or answered as a duplicate).
+    pub async fn post_ok(&self, event: &Value) {
+        let (status, body) = self.post(event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     pub async fn post(&self, event: &Value) -> (StatusCode, Value) {
         let response = self.post_event(event).await;
         let status = response.status();
@@ -185,7 +191,7 @@ impl TestApp {
     /// it: the cache starts enabled, and after an outage the probe enables
     /// it again once the refreshes it missed are written.
     pub async fn wait_for_cache(&self) {
-        crate::broker::eventually("the cache to read through Redis", || async {
+        crate::helpers::eventually("the cache to read through Redis", || async {
             let (_, body) = self.get("/health/ready").await;
             body["components"]["redis"] == "ok" && self.metric("cache_enabled", &[]).await == 1.0
         })
@@ -445,5 +451,57 @@ impl std::ops::Deref for TestLedger {
 
     fn deref(&self) -> &Ledger {
         &self.ledger
+    }
+}
+
+/// Posts one event per `(kind, quantity)` for the pair, each applied.
+pub async fn post_all(app: &TestApp, w: Uuid, p: Uuid, events: &[(&str, i64)]) {
+    for &(kind, quantity) in events {
+        let ev = Ev::new(w, p, quantity);
+        let body = if kind == "arrival" {
+            ev.arrival()
+        } else {
+            ev.departure()
+        };
+        app.post_ok(&body).await;
+    }
+}
+
+/// Polls `check` until it holds. The deadline only bounds a hung run; it
+/// is not a performance target.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(150) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting for: {what}");
+}
+
+/// Every page of `path` (which has no query yet) with `limit`, followed
+/// through `next_after` to the end.
+pub async fn all_pages(app: &TestApp, path: &str, limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = match &after {
+            Some(a) => format!("{path}?limit={limit}&after={a}"),
+            None => format!("{path}?limit={limit}"),
+        };
+        let (status, page) = app.get(&query).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let got = page["items"].as_array().unwrap();
+        assert!(got.len() <= limit);
+        items.extend(got.iter().cloned());
+        match &page["next_after"] {
+            Value::Null => return items,
+            next => after = Some(next.to_string().trim_matches('"').to_string()),
+        }
     }
 }

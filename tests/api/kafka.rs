@@ -3,11 +3,11 @@
 //! production, so restarts resume from offsets inside multi-record batches.
 
 use crate::broker::{
-    applied_count, committed_total, eventually, generated, kafka_settings, produce_generated,
-    produce_raw, read_dead_letters,
+    applied_count, committed_total, generated, kafka_settings, produce_generated, produce_raw,
+    read_dead_letters,
 };
 use crate::fixtures::ServiceProcess;
-use crate::helpers::{Ev, TestPool, metric_value, spawn_app_from};
+use crate::helpers::{Ev, TestPool, eventually, metric_value, spawn_app_from};
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use serde_json::json;

@@ -1,6 +1,7 @@
 //! Integration tests: the real service over HTTP, against real PostgreSQL
 //! and Redis. Each test gets its own database.
 
+mod alerts;
 mod binary;
 mod broker;
 mod cache;
@@ -15,15 +16,18 @@ mod fixtures;
 mod guard;
 mod health;
 mod helpers;
+mod history;
 mod kafka;
 mod ledger;
 mod logs;
+mod lookup;
 mod metrics;
 mod monitoring;
 mod movements;
-mod over_time;
+mod products;
 mod property;
 mod readme;
+mod relay;
 mod schema;
 mod stock;
 mod webhook;

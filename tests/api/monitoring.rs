@@ -3,8 +3,9 @@
 //! a rule reads is one the service exports, and a real Prometheus scraping a
 //! real service fires an alert on a fault the test causes.
 
-use crate::broker::{eventually, kafka_settings, produce_raw};
+use crate::broker::{kafka_settings, produce_raw};
 use crate::fixtures::{PrivateRedis, free_port, wait_for_port};
+use crate::helpers::eventually;
 use crate::helpers::{Ev, spawn_app_from, test_settings};
 use serde_json::Value;
 use std::collections::BTreeSet;

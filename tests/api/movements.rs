@@ -1,5 +1,6 @@
-use crate::helpers::{Ev, spawn_app, stock_up};
+use crate::helpers::{Ev, all_pages, spawn_app, stock_up};
 use reqwest::StatusCode;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -152,4 +153,156 @@ async fn a_movement_whose_only_event_was_rejected_does_not_exist() {
 
     let (status, _) = app.get(&format!("/api/v1/movements/{m}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_movement_names_the_source_of_each_half_and_null_while_it_is_unseen() {
+    let app = spawn_app().await;
+    let (from, to, p) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, from, p, 10).await;
+    let movement = Uuid::new_v4();
+    let mut departure = Ev::new(from, p, 4).movement(movement).departure();
+    departure["source"] = json!("WH-1001");
+    app.post_ok(&departure).await;
+    let (_, view) = app.get(&format!("/api/v1/movements/{movement}")).await;
+    assert_eq!(view["departure_source"], "WH-1001");
+    assert_eq!(view["arrival_source"], Value::Null);
+    // Read again (now from the cache), and after the arrival.
+    let (_, cached) = app.get(&format!("/api/v1/movements/{movement}")).await;
+    assert_eq!(cached, view);
+    let mut arrival = Ev::new(to, p, 4).movement(movement).arrival();
+    arrival["source"] = json!("WH-2002");
+    app.post_ok(&arrival).await;
+    let (_, view) = app.get(&format!("/api/v1/movements/{movement}")).await;
+    assert_eq!(view["departure_source"], "WH-1001");
+    assert_eq!(view["arrival_source"], "WH-2002");
+    assert_eq!(view["status"], "completed");
+}
+
+#[tokio::test]
+async fn movements_are_listed_by_status_warehouse_product_and_age_in_pages_to_the_end() {
+    let app = spawn_app().await;
+    let (w1, w2, w3, w4) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    let (p, q) = (Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, w1, p, 100).await;
+    stock_up(&app, w4, q, 100).await;
+    let on_road = Uuid::new_v4();
+    app.post_ok(
+        &Ev::new(w1, p, 5)
+            .movement(on_road)
+            .at("2025-02-18T10:00:00Z")
+            .departure(),
+    )
+    .await;
+    let done = Uuid::new_v4();
+    app.post_ok(
+        &Ev::new(w1, p, 6)
+            .movement(done)
+            .at("2025-02-18T11:00:00Z")
+            .departure(),
+    )
+    .await;
+    app.post_ok(
+        &Ev::new(w2, p, 6)
+            .movement(done)
+            .at("2025-02-18T12:00:00Z")
+            .arrival(),
+    )
+    .await;
+    let arrived_only = Uuid::new_v4();
+    app.post_ok(&Ev::new(w3, p, 2).movement(arrived_only).arrival())
+        .await;
+    let long_gone = Uuid::new_v4();
+    app.post_ok(
+        &Ev::new(w4, q, 9)
+            .movement(long_gone)
+            .at("2025-01-01T00:00:00Z")
+            .departure(),
+    )
+    .await;
+
+    let ids = |items: Vec<Value>| -> Vec<String> {
+        items
+            .iter()
+            .map(|m| m["movement_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let sorted = |mut v: Vec<Uuid>| -> Vec<String> {
+        v.sort();
+        v.iter().map(Uuid::to_string).collect()
+    };
+    // The stock-up arrivals are movements too (arrived only).
+    let everything = ids(all_pages(&app, "/api/v1/movements", 1).await);
+    assert_eq!(everything.len(), 2 + 4, "{everything:?}");
+    let cases = [
+        ("status=in_transit", vec![on_road, long_gone]),
+        ("status=completed", vec![done]),
+        (
+            &*format!("status=arrived&product_id={p}&warehouse_id={w3}"),
+            vec![arrived_only],
+        ),
+        (&*format!("warehouse_id={w2}"), vec![done]),
+        (
+            &*format!("product_id={q}&status=in_transit"),
+            vec![long_gone],
+        ),
+        (
+            "status=in_transit&departed_before=2025-02-01T00:00:00Z",
+            vec![long_gone],
+        ),
+        (
+            "departed_before=2025-02-18T10:30:00%2B00:00",
+            vec![on_road, long_gone],
+        ),
+        (&*format!("warehouse_id={}", Uuid::new_v4()), vec![]),
+    ];
+    for (query, want) in cases {
+        let path = format!("/api/v1/movements?{query}");
+        // all_pages appends its own query, so page by hand here.
+        let mut got = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (status, page) = app.get(&format!("{path}&limit=1{after}")).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {page}");
+            got.extend(ids(page["items"].as_array().unwrap().clone()));
+            match page["next_after"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => break,
+            }
+        }
+        assert_eq!(got, sorted(want), "{query}");
+    }
+    let (_, page) = app
+        .get(&format!(
+            "/api/v1/movements?status=completed&product_id={p}"
+        ))
+        .await;
+    let view = &page["items"][0];
+    assert_eq!(view["quantity_diff"], 0);
+    assert_eq!(view["departure_source"], "WH-3322");
+    assert_eq!(view["source_warehouse_id"], w1.to_string());
+
+    for (query, name) in [
+        ("status=lost", "status"),
+        ("warehouse_id=WH-1", "warehouse_id"),
+        ("product_id=x", "product_id"),
+        ("departed_before=last-week", "departed_before"),
+        ("limit=0", "limit"),
+        ("after=zzz", "after"),
+        ("status=", "status"),
+        ("warehouse_id=", "warehouse_id"),
+        ("departed_before=", "departed_before"),
+    ] {
+        let (status, body) = app.get(&format!("/api/v1/movements?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(name),
+            "{query}: {body}"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-use crate::helpers::{Ev, spawn_app, stock_up};
+use crate::helpers::{Ev, TestApp, all_pages, spawn_app, stock_up};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
@@ -90,4 +90,168 @@ async fn a_limit_outside_one_to_a_thousand_is_400() {
     }
     let (status, _) = app.get("/api/v1/rejections?after=-3").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_task_paths_answer_exactly_as_their_v1_counterparts() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let arrival = Ev::new(w, p, 7);
+    app.post_ok(&arrival.arrival()).await;
+    for pair in [(w, p), (Uuid::new_v4(), p)] {
+        let v1 = app
+            .get(&format!(
+                "/api/v1/warehouses/{}/products/{}",
+                pair.0, pair.1
+            ))
+            .await;
+        let task = app
+            .get(&format!("/api/warehouses/{}/products/{}", pair.0, pair.1))
+            .await;
+        assert_eq!(v1, task);
+    }
+    let movement = arrival.movement;
+    let v1 = app.get(&format!("/api/v1/movements/{movement}")).await;
+    let task = app.get(&format!("/api/movements/{movement}")).await;
+    assert_eq!(v1.0, StatusCode::OK);
+    assert_eq!(v1, task);
+    let missing = Uuid::new_v4();
+    let (status, body) = app.get(&format!("/api/movements/{missing}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = app.get("/api/movements/nope").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["detail"].as_str().unwrap().contains("movement_id"));
+}
+
+#[tokio::test]
+async fn stock_as_of_each_applied_moment_is_the_stock_right_after_it() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    for q in [5, 7, 11] {
+        app.post_ok(&Ev::new(w, p, q).arrival()).await;
+    }
+    app.post_ok(&Ev::new(w, p, 4).departure()).await;
+    let items = all_pages(
+        &app,
+        &format!("/api/v1/warehouses/{w}/products/{p}/history"),
+        100,
+    )
+    .await;
+    assert_eq!(items.len(), 4);
+    for item in &items {
+        let at = item["applied_at"].as_str().unwrap();
+        let encoded = at.replace('+', "%2B");
+        for path in [
+            format!("/api/v1/warehouses/{w}/products/{p}?as_of={encoded}"),
+            format!("/api/warehouses/{w}/products/{p}?as_of={encoded}"),
+        ] {
+            let (status, body) = app.get(&path).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["quantity"], item["stock_after"], "{path}");
+            let echoed = chrono::DateTime::parse_from_rfc3339(body["as_of"].as_str().unwrap());
+            let asked = chrono::DateTime::parse_from_rfc3339(at);
+            assert_eq!(echoed.unwrap(), asked.unwrap());
+        }
+    }
+    // Before the first event there was nothing; the current answer has no as_of.
+    let (_, before) = app
+        .get(&format!(
+            "/api/v1/warehouses/{w}/products/{p}?as_of=2000-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(before["quantity"], 0);
+    let (_, now) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}"))
+        .await;
+    assert_eq!(now["quantity"], 19);
+    assert!(now.get("as_of").is_none(), "{now}");
+
+    for bad in ["yesterday", "2025-13-01T00:00:00Z", "1737439421623", ""] {
+        let (status, body) = app
+            .get(&format!("/api/v1/warehouses/{w}/products/{p}?as_of={bad}"))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("as_of"), "{body}");
+    }
+}
+
+/// Posts arrivals until `stop` is set: to `pairs` in turn and, every third
+/// time, to a new warehouse of `product`.
+fn keep_writing(
+    app: &TestApp,
+    pairs: Vec<(Uuid, Uuid)>,
+    product: Uuid,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let client = app.client.clone();
+    let url = format!("{}/api/v1/kafka/webhook", app.address);
+    tokio::spawn(async move {
+        let mut n = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let (w, p) = if n % 3 == 2 {
+                (Uuid::new_v4(), product)
+            } else {
+                pairs[n % pairs.len()]
+            };
+            let response = client
+                .post(&url)
+                .json(&Ev::new(w, p, 1).arrival())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            n += 1;
+        }
+        n
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_under_concurrent_writes_never_repeats_an_item_nor_skips_one_that_matched_throughout()
+ {
+    let app = spawn_app().await;
+    let product = Uuid::new_v4();
+    let holders: Vec<Uuid> = (0..12).map(|_| Uuid::new_v4()).collect();
+    for &w in &holders {
+        stock_up(&app, w, product, 1).await;
+    }
+    let (hw, hp) = (holders[0], product);
+    for _ in 0..20 {
+        stock_up(&app, hw, hp, 1).await;
+    }
+    let path = format!("/api/v1/warehouses/{hw}/products/{hp}/history");
+    let before: Vec<i64> = all_pages(&app, &path, 1000)
+        .await
+        .iter()
+        .map(|i| i["seq"].as_i64().unwrap())
+        .collect();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pairs: Vec<(Uuid, Uuid)> = holders.iter().map(|&w| (w, product)).collect();
+    let writer = keep_writing(&app, pairs, product, stop.clone());
+    // Page slowly (2 at a time) while the writes go on, several times.
+    for _ in 0..3 {
+        let seqs: Vec<i64> = all_pages(&app, &path, 2)
+            .await
+            .iter()
+            .map(|i| i["seq"].as_i64().unwrap())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "no repeats: {seqs:?}");
+        assert!(before.iter().all(|s| seqs.contains(s)), "no skips");
+        let listed: Vec<String> = all_pages(&app, &format!("/api/v1/products/{product}/stock"), 2)
+            .await
+            .iter()
+            .map(|i| i["warehouse_id"].as_str().unwrap().to_string())
+            .collect();
+        let mut unique = listed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "no warehouse listed twice");
+        for w in &holders {
+            assert!(listed.contains(&w.to_string()), "holder {w} skipped");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(written > 0, "the pages were read while writes went on");
 }

@@ -302,7 +302,7 @@ async fn a_graceful_stop_answers_every_request_it_committed() {
     // Stop while requests are in flight: once the first has committed.
     let pool = app.pool.clone();
     let _database = app.database.clone();
-    crate::broker::eventually("a first request committed", || async {
+    crate::helpers::eventually("a first request committed", || async {
         let committed: i64 = sqlx::query_scalar("SELECT count(*) FROM event_log")
             .fetch_one(&pool)
             .await

@@ -1,0 +1,211 @@
+//! Low-stock levels (who may set them, which one is in force) and the
+//! alerts the relay publishes when a change crosses one.
+
+use crate::broker::bootstrap;
+use crate::helpers::{Ev, post_all, spawn_app_with, stock_up};
+use crate::relay::{changes_by_seq, changes_topic, read_topic};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn threshold_writes_need_the_admin_token_and_are_refused_without_one() {
+    let token = "an-admin-token-for-tests";
+    let app = spawn_app_with(&[("ADMIN_TOKEN", token)]).await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let pair = format!(
+        "{}/api/v1/warehouses/{w}/products/{p}/threshold",
+        app.address
+    );
+    let product = format!("{}/api/v1/products/{p}/threshold", app.address);
+    let put = |url: &str, auth: Option<&str>, low: i64| {
+        let mut request = app.client.put(url).json(&json!({ "low": low }));
+        if let Some(auth) = auth {
+            request = request.bearer_auth(auth);
+        }
+        request.send()
+    };
+
+    let refused = put(&pair, None, 5).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.json::<Value>().await.unwrap()["detail"].is_string());
+    assert_eq!(
+        put(&pair, Some("wrong-token-of-length"), 5)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}/threshold"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    assert_eq!(
+        put(&product, Some(token), 8).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let (_, level) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}/threshold"))
+        .await;
+    assert_eq!(
+        (level["low"].clone(), level["source"].clone()),
+        (json!(8), json!("product"))
+    );
+    let set = put(&pair, Some(token), 5).await.unwrap();
+    assert_eq!(set.status(), StatusCode::OK);
+    let (_, level) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}/threshold"))
+        .await;
+    assert_eq!(
+        (level["low"].clone(), level["source"].clone()),
+        (json!(5), json!("pair"))
+    );
+    assert_eq!(
+        put(&pair, Some(token), -1).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    let delete = |url: String, auth: Option<&'static str>| {
+        let mut request = app.client.delete(url);
+        if let Some(auth) = auth {
+            request = request.bearer_auth(auth);
+        }
+        request.send()
+    };
+    assert_eq!(
+        delete(pair.clone(), None).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        delete(pair.clone(), Some(token)).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        delete(pair.clone(), Some(token)).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let (_, level) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}/threshold"))
+        .await;
+    assert_eq!(level["source"], "product");
+    assert_eq!(
+        delete(product.clone(), Some(token)).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let (status, _) = app.get(&format!("/api/v1/products/{p}/threshold")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Without ADMIN_TOKEN no one may write, whatever they present.
+    let closed = spawn_app_with(&[]).await;
+    let url = format!("{}/api/v1/products/{p}/threshold", closed.address);
+    let answer = closed
+        .client
+        .put(url)
+        .bearer_auth(token)
+        .json(&json!({"low": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert_eq!(answer.json::<Value>().await.unwrap()["code"], "forbidden");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
+    let token = "an-admin-token-for-tests";
+    let topic = changes_topic();
+    let app = spawn_app_with(&[
+        ("STOCK_CHANGES_TOPIC", &topic),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap()),
+        ("KAFKA_TOPIC_PARTITIONS", "1"),
+        ("ADMIN_TOKEN", token),
+    ])
+    .await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let level = app
+        .client
+        .put(format!(
+            "{}/api/v1/warehouses/{w}/products/{p}/threshold",
+            app.address
+        ))
+        .bearer_auth(token)
+        .json(&json!({"low": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(level.status(), StatusCode::OK);
+    // 10, then 6 (no alert), 3 (low), 0 (depleted), 2 (none: still low),
+    // 8 (restored), 0 (low and depleted), 1 (still low: nothing).
+    stock_up(&app, w, p, 10).await;
+    post_all(
+        &app,
+        w,
+        p,
+        &[
+            ("departure", 4),
+            ("departure", 3),
+            ("departure", 3),
+            ("arrival", 2),
+            ("arrival", 6),
+            ("departure", 8),
+            ("arrival", 1),
+        ],
+    )
+    .await;
+    // A second pair, without a level, whose stock row a refused departure
+    // created: its first arrival is no restoration though the ledger found
+    // a row, and its return from 0 is one.
+    let other = Uuid::new_v4();
+    let (status, answer) = app.post(&Ev::new(w, other, 1).departure()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    post_all(
+        &app,
+        w,
+        other,
+        &[("arrival", 3), ("departure", 3), ("arrival", 1)],
+    )
+    .await;
+    let records = read_topic(&bootstrap(), &topic, 1, |r| changes_by_seq(r).len() >= 11);
+    let seqs: Vec<i64> = changes_by_seq(&records).keys().copied().collect();
+    let alerts: Vec<(String, i64)> = records
+        .iter()
+        .filter(|(_, r)| r["type"] != "ru.retail.warehouses.stock.changed")
+        .map(|(_, r)| {
+            (
+                r["type"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("ru.retail.warehouses.stock.")
+                    .to_string(),
+                r["data"]["seq"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64)> = [
+        ("low", seqs[2]),
+        ("depleted", seqs[3]),
+        ("restored", seqs[5]),
+        ("low", seqs[6]),
+        ("depleted", seqs[6]),
+        ("depleted", seqs[9]),
+        ("restored", seqs[10]),
+    ]
+    .into_iter()
+    .map(|(t, s)| (t.to_string(), s))
+    .collect();
+    assert_eq!(alerts, expected);
+    let low = records
+        .iter()
+        .find(|(_, r)| r["type"] == "ru.retail.warehouses.stock.low")
+        .unwrap();
+    assert_eq!(low.1["data"]["low"], 5);
+    assert_eq!(
+        (
+            low.1["data"]["quantity"].clone(),
+            low.1["data"]["previous_quantity"].clone()
+        ),
+        (json!(3), json!(6))
+    );
+    assert_eq!(low.1["id"], format!("stock-low-{}", seqs[2]));
+}
