@@ -18,6 +18,7 @@ mod health;
 mod helpers;
 mod history;
 mod kafka;
+mod layout;
 mod ledger;
 mod logs;
 mod lookup;
