@@ -114,13 +114,13 @@ impl TestApp {
             .expect("Failed to post an event")
     }
 
-    /// Posts and returns (status, JSON body).
     /// Posts an event that must be applied (or answered as a duplicate).
     pub async fn post_ok(&self, event: &Value) {
         let (status, body) = self.post(event).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// Posts and returns (status, JSON body).
     pub async fn post(&self, event: &Value) -> (StatusCode, Value) {
         let response = self.post_event(event).await;
         let status = response.status();
