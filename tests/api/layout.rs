@@ -57,10 +57,7 @@ fn code_of(module: &str) -> Vec<(PathBuf, String)> {
 fn no_layer_uses_a_layer_after_it_or_beside_it() {
     let mut broken = Vec::new();
     for (i, layer) in LAYERS.iter().enumerate() {
-        let forbidden: Vec<&str> = LAYERS[i..]
-            .iter()
-            .flat_map(|l| l.iter().copied())
-            .collect();
+        let forbidden: Vec<&str> = LAYERS[i..].iter().flat_map(|l| l.iter().copied()).collect();
         for module in *layer {
             for (path, code) in code_of(module) {
                 for other in forbidden.iter().filter(|other| *other != module) {
@@ -83,5 +80,8 @@ fn handlers_ask_the_ledger_and_the_feed_never_a_pool() {
         .filter(|(_, code)| code.contains(".pool()"))
         .map(|(path, _)| path.display().to_string())
         .collect();
-    assert!(reaching.is_empty(), "handlers reaching a pool: {reaching:?}");
+    assert!(
+        reaching.is_empty(),
+        "handlers reaching a pool: {reaching:?}"
+    );
 }
