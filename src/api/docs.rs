@@ -4,7 +4,7 @@
 //! are compiled in, so nothing is fetched at build or run time.
 
 use super::error::ErrorBody;
-use super::{changes, health, lookups, ops, webhook};
+use super::{changes, corrections, health, lookups, ops, webhook};
 use crate::domain::{FieldError, MovementStatus, MovementView};
 use crate::ledger::reads::{HistoryItem, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
@@ -34,6 +34,7 @@ pub const REDOC_PATH: &str = "/redoc";
     ),
     paths(
         webhook::receive,
+        corrections::adjust,
         lookups::stock,
         lookups::stock_singular,
         lookups::stock_task_path,
@@ -67,7 +68,9 @@ pub const REDOC_PATH: &str = "/redoc";
         webhook::contract::MovementMessage, webhook::contract::MovementData,
         webhook::contract::EventTime, lookups::StockView, HistoryItem, lookups::ProductStock,
         WarehouseQuantity, crate::ledger::log::Change, changes::ChangePage, changes::ThresholdBody,
-        changes::PairThreshold, changes::ProductThreshold
+        changes::PairThreshold, changes::ProductThreshold, corrections::AdjustmentRequest,
+        corrections::CountRequest, corrections::ChangeRequest, corrections::AdjustmentApplied,
+        corrections::AdjustmentRejected, crate::domain::CorrectionReason
     )),
     modifiers(&Extras),
     tags(
@@ -76,6 +79,7 @@ pub const REDOC_PATH: &str = "/redoc";
         (name = "movements", description = "Transfers between warehouses"),
         (name = "audit", description = "The audit log"),
         (name = "changes", description = "The stock-change feed and low-stock levels"),
+        (name = "corrections", description = "Counts and adjustments of stock"),
         (name = "operations", description = "Health, metrics and this description"),
     )
 )]

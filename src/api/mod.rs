@@ -2,6 +2,7 @@
 //! the routes.
 
 mod changes;
+mod corrections;
 mod docs;
 mod error;
 mod extract;
@@ -96,6 +97,12 @@ fn table() -> Vec<Route> {
             "/api/v1/kafka/webhook",
             Write,
             post(webhook::receive),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/adjustments",
+            Write,
+            post(corrections::adjust),
         ),
         route(
             Method::GET,

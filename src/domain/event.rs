@@ -11,6 +11,7 @@
 //! model rejects, and the API contract needs every broken field reported by
 //! name rather than the first serde error.
 
+use super::correction::CorrectionDetails;
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -37,14 +38,18 @@ const CORE_ATTRIBUTES: [&str; 7] = [
     "data",
 ];
 
-/// Whether goods arrived at or departed from a warehouse. Stored as the
-/// audit log's `event` text, which the derive reads and writes.
+/// What an audit entry records: goods that arrived at or departed from a
+/// warehouse (the two halves of a movement), or a correction people made
+/// (a count, an adjustment). Stored as the audit log's `event` text, which
+/// the derive reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum EventKind {
     Arrival,
     Departure,
+    Count,
+    Adjustment,
 }
 
 impl EventKind {
@@ -52,6 +57,8 @@ impl EventKind {
         match self {
             EventKind::Arrival => "arrival",
             EventKind::Departure => "departure",
+            EventKind::Count => "count",
+            EventKind::Adjustment => "adjustment",
         }
     }
 
@@ -59,15 +66,37 @@ impl EventKind {
         match s {
             "arrival" => Some(EventKind::Arrival),
             "departure" => Some(EventKind::Departure),
+            "count" => Some(EventKind::Count),
+            "adjustment" => Some(EventKind::Adjustment),
             _ => None,
         }
     }
 
-    /// What an event of this kind and `quantity` does to its pair's stock.
-    pub fn delta(self, quantity: i32) -> i64 {
+    /// Whether people made it, rather than a movement.
+    pub fn is_correction(self) -> bool {
+        matches!(self, EventKind::Count | EventKind::Adjustment)
+    }
+
+    /// The kind an entry is looked up by for idempotency: a correction's
+    /// id names one correction, whichever its kind, so both kinds share a
+    /// key; a movement's two halves have one each.
+    pub fn idempotency_kind(self) -> Self {
+        if self.is_correction() {
+            EventKind::Adjustment
+        } else {
+            self
+        }
+    }
+
+    /// What an entry of this kind and `quantity` did to its pair's stock,
+    /// where the kind and quantity say it: a half moves its quantity, an
+    /// adjustment is its signed quantity. A count's depends on the stock it
+    /// found, and is stored with it (the audit log's `delta`).
+    pub fn delta(self, quantity: i32) -> Option<i64> {
         match self {
-            EventKind::Arrival => i64::from(quantity),
-            EventKind::Departure => -i64::from(quantity),
+            EventKind::Arrival | EventKind::Adjustment => Some(i64::from(quantity)),
+            EventKind::Departure => Some(-i64::from(quantity)),
+            EventKind::Count => None,
         }
     }
 }
@@ -78,12 +107,15 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// A positive quantity that fits PostgreSQL's `integer`: 1 ..= 2147483647.
+/// A quantity that fits PostgreSQL's `integer`: for a movement's half
+/// 1 ..= 2147483647 ([`Quantity::parse`]); for a count the quantity found,
+/// 0 or more; for an adjustment a signed change other than 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Quantity(i32);
 
 impl Quantity {
+    /// A half's quantity: 1 ..= 2147483647.
     pub fn parse(n: i64) -> Result<Self, String> {
         if n < 1 {
             return Err(format!("must be at least 1, got {n}"));
@@ -91,6 +123,32 @@ impl Quantity {
         i32::try_from(n)
             .map(Quantity)
             .map_err(|_| format!("must be at most {}, got {n}", i32::MAX))
+    }
+
+    /// A count's quantity: 0 ..= 2147483647.
+    pub fn counted(n: i64) -> Result<Self, String> {
+        match n {
+            0 => Ok(Quantity(0)),
+            n => Self::parse(n).map_err(|_| match n < 0 {
+                true => format!("must be 0 or more, got {n}"),
+                false => format!("must be at most {}, got {n}", i32::MAX),
+            }),
+        }
+    }
+
+    /// An adjustment's signed change: not 0, and at most 2147483647 either way.
+    pub fn change(n: i64) -> Result<Self, String> {
+        if n == 0 {
+            return Err("must not be 0".into());
+        }
+        Self::parse(n.saturating_abs())
+            .map(|q| Quantity(q.0 * n.signum() as i32))
+            .map_err(|_| format!("must be from -{0} to {0}, got {n}", i32::MAX))
+    }
+
+    /// The stored value, read back from the audit log.
+    pub fn stored(n: i32) -> Self {
+        Quantity(n)
     }
 
     pub fn get(self) -> i32 {
@@ -122,6 +180,9 @@ pub struct MovementEvent {
     /// Envelope attributes the service does not interpret (`subject`,
     /// `dataschema`, extensions …), kept for the audit log.
     pub attributes: Map<String, Value>,
+    /// What a correction says besides its pair and quantity; `None` for a
+    /// movement's half.
+    pub correction: Option<Box<CorrectionDetails>>,
 }
 
 /// One broken field of an otherwise well-formed JSON message.
@@ -255,6 +316,7 @@ impl MovementEvent {
                     event_time,
                     content,
                     attributes,
+                    correction: None,
                 })
             }
             _ => Err(ParseError::Invalid(errors)),
@@ -347,7 +409,7 @@ impl DataFields<'_> {
     }
 }
 
-fn uuid(v: &Value) -> Result<Uuid, String> {
+pub(super) fn uuid(v: &Value) -> Result<Uuid, String> {
     match v {
         Value::String(s) => Uuid::try_parse(s).map_err(|_| format!("must be a UUID, got {s:?}")),
         _ => Err("must be a UUID string".into()),
@@ -438,13 +500,13 @@ fn contains_nul(name: &str, value: &Value) -> bool {
 /// A JSON number as a whole number: JSON Schema counts `10.0` as the
 /// integer 10, and so does this parser. Past the range of `i64` it
 /// saturates, which every caller's own range check then refuses.
-fn whole_number(n: &serde_json::Number) -> Option<i64> {
+pub(super) fn whole_number(n: &serde_json::Number) -> Option<i64> {
     n.as_i64()
         .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
 }
 
 /// JSON `null` counts as absent.
-fn present(v: Option<&Value>) -> Option<&Value> {
+pub(super) fn present(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| !v.is_null())
 }
 
@@ -486,7 +548,7 @@ fn expect_exact(
     }
 }
 
-fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+pub(super) fn field_error(field: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: field.to_string(),
         message: message.into(),

@@ -2,11 +2,13 @@
 //! sequence of them into stock and movements. Nothing here does I/O.
 
 pub mod binding;
+pub mod correction;
 pub mod event;
 pub mod movement;
 pub mod rules;
 
 pub use binding::{DecodeCode, DecodeError, Transport};
+pub use correction::{CorrectionDetails, CorrectionReason};
 pub use event::{
     EVENT_TIME_MILLIS, EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity,
 };

@@ -40,6 +40,8 @@ impl MovementState {
         let other = match e.kind {
             EventKind::Arrival => self.departure,
             EventKind::Departure => self.arrival,
+            // Corrections are no part of a movement.
+            EventKind::Count | EventKind::Adjustment => return true,
         };
         match (other, self.product_id) {
             (Some(other), Some(product)) => {
@@ -50,11 +52,13 @@ impl MovementState {
     }
 
     pub fn record(&mut self, kind: EventKind, product_id: Uuid, side: Side) {
-        self.product_id = Some(product_id);
         match kind {
             EventKind::Arrival => self.arrival = Some(side),
             EventKind::Departure => self.departure = Some(side),
+            // Corrections are no part of a movement.
+            EventKind::Count | EventKind::Adjustment => return,
         }
+        self.product_id = Some(product_id);
     }
 
     /// The API view, or `None` while neither half has been applied.

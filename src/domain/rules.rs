@@ -6,6 +6,7 @@
 //! I/O means they can be unit-tested exhaustively, benchmarked on their own,
 //! and reasoned about as "events applied one by one, in order".
 
+use super::correction::CorrectionDetails;
 use super::event::{EventContent, EventKind, MovementEvent};
 use super::movement::{MovementState, Side};
 use chrono::{DateTime, Utc};
@@ -27,6 +28,8 @@ pub enum RejectReason {
     MovementMismatch,
     /// An arrival would push stock past what PostgreSQL's `bigint` holds.
     StockOverflow,
+    /// A correction's `expected_quantity` is not the stock it found.
+    StaleQuantity,
 }
 
 impl RejectReason {
@@ -36,6 +39,7 @@ impl RejectReason {
             RejectReason::ConflictingDuplicate => "conflicting_duplicate",
             RejectReason::MovementMismatch => "movement_mismatch",
             RejectReason::StockOverflow => "stock_overflow",
+            RejectReason::StaleQuantity => "stale_quantity",
         }
     }
 
@@ -45,6 +49,7 @@ impl RejectReason {
             RejectReason::ConflictingDuplicate,
             RejectReason::MovementMismatch,
             RejectReason::StockOverflow,
+            RejectReason::StaleQuantity,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -63,6 +68,9 @@ impl RejectReason {
                 "the other half of this movement names a different product or the same warehouse"
             }
             RejectReason::StockOverflow => "arrival would overflow the stock counter",
+            RejectReason::StaleQuantity => {
+                "the stock is not the expected_quantity the correction was made against"
+            }
         }
     }
 }
@@ -74,13 +82,54 @@ impl fmt::Display for RejectReason {
 }
 
 /// The fields of a conflicting duplicate that differ from the event that
-/// decided its (movement_id, event), named as in the message's `data`. The
-/// key fields themselves are equal by definition.
+/// decided its (movement_id, event), named as in the message's `data` (or
+/// the correction's request). The key fields themselves are equal by
+/// definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Differs(u8);
+pub struct Differs(u16);
 
 impl Differs {
-    const NAMES: [&'static str; 4] = ["warehouse_id", "product_id", "quantity", "timestamp"];
+    const NAMES: [&'static str; 10] = [
+        "warehouse_id",
+        "product_id",
+        "quantity",
+        "timestamp",
+        "kind",
+        "reason",
+        "note",
+        "reference",
+        "basis_seq",
+        "expected_quantity",
+    ];
+
+    /// What a correction changed against the one that decided its id. Its
+    /// time is the request's, so it is not compared.
+    pub fn between_corrections(
+        decided: (&EventContent, Option<&CorrectionDetails>),
+        other: (&EventContent, Option<&CorrectionDetails>),
+    ) -> Self {
+        let (a, b) = (decided.1, other.1);
+        let field = |f: fn(&CorrectionDetails) -> Option<String>| a.and_then(f) != b.and_then(f);
+        let flags = [
+            decided.0.warehouse_id != other.0.warehouse_id,
+            decided.0.product_id != other.0.product_id,
+            decided.0.quantity != other.0.quantity,
+            false,
+            decided.0.kind != other.0.kind,
+            a.map(|d| d.reason) != b.map(|d| d.reason),
+            field(|d| d.note.clone()),
+            field(|d| d.reference.clone()),
+            field(|d| d.basis_seq.map(|n| n.to_string())),
+            field(|d| d.expected_quantity.map(|n| n.to_string())),
+        ];
+        Differs(
+            flags
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d)
+                .fold(0, |bits, (i, _)| bits | 1 << i),
+        )
+    }
 
     pub fn between(decided: &EventContent, other: &EventContent) -> Self {
         Self::from_flags([
@@ -127,8 +176,37 @@ pub enum Verdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriorEvent {
     pub content: EventContent,
+    /// A correction's details; `None` for a movement's half.
+    pub correction: Option<Box<CorrectionDetails>>,
     pub verdict: Verdict,
     pub processed_at: DateTime<Utc>,
+}
+
+impl PriorEvent {
+    /// Whether `e` is this event sent again. A correction's time is the
+    /// request's, so a retry is the same correction whenever it comes.
+    fn is_same(&self, e: &MovementEvent) -> bool {
+        if e.content.kind.is_correction() {
+            let (a, b) = (&self.content, &e.content);
+            (a.kind, a.warehouse_id, a.product_id, a.quantity)
+                == (b.kind, b.warehouse_id, b.product_id, b.quantity)
+                && self.correction == e.correction
+        } else {
+            self.content == e.content
+        }
+    }
+
+    /// What `e` changed against this event, which decided its key.
+    fn differs(&self, e: &MovementEvent) -> Differs {
+        if e.content.kind.is_correction() {
+            Differs::between_corrections(
+                (&self.content, self.correction.as_deref()),
+                (&e.content, e.correction.as_deref()),
+            )
+        } else {
+            Differs::between(&self.content, &e.content)
+        }
+    }
 }
 
 /// What happened to one event of a batch.
@@ -182,7 +260,12 @@ impl Outcome {
 pub struct LedgerState {
     pub stock: HashMap<(Uuid, Uuid), i64>,
     pub movements: HashMap<Uuid, MovementState>,
+    /// Keyed by `(id, kind.idempotency_kind())`.
     pub history: HashMap<(Uuid, EventKind), Vec<PriorEvent>>,
+    /// For counts made against a basis: the stock of the pair `(w, p)`
+    /// right after its last change at or before `seq`, keyed `(seq, w, p)`;
+    /// missing means the pair had no change by then (0).
+    pub basis: HashMap<(i64, Uuid, Uuid), i64>,
 }
 
 /// Applies `events` in order to `state`, exactly as if they arrived one by
@@ -195,30 +278,34 @@ pub fn apply_batch(
 ) -> Vec<Outcome> {
     events
         .iter()
-        .map(|event| apply_one(state, &event.content, now))
+        .map(|event| apply_one(state, event, now))
         .collect()
 }
 
-fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Outcome {
+fn apply_one(state: &mut LedgerState, event: &MovementEvent, now: DateTime<Utc>) -> Outcome {
     // Idempotency first: a key seen before decides the outcome on its own.
-    if let Some(outcome) = replay(state, e, now) {
+    if let Some(outcome) = replay(state, event, now) {
         return outcome;
     }
+    if event.content.kind.is_correction() {
+        return correct(state, event, now);
+    }
+    let e = &event.content;
     let movement = state.movements.get(&e.movement_id);
     if movement.is_some_and(|m| !m.accepts(e)) {
-        return reject(state, e, RejectReason::MovementMismatch, now);
+        return reject(state, event, RejectReason::MovementMismatch, now);
     }
 
     let pair = (e.warehouse_id, e.product_id);
     let current = state.stock.get(&pair).copied().unwrap_or(0);
     let q = i64::from(e.quantity.get());
     let after = match e.kind {
-        EventKind::Arrival => match current.checked_add(q) {
-            Some(after) => after,
-            None => return reject(state, e, RejectReason::StockOverflow, now),
-        },
         EventKind::Departure if current >= q => current - q,
-        EventKind::Departure => return reject(state, e, RejectReason::InsufficientStock, now),
+        EventKind::Departure => return reject(state, event, RejectReason::InsufficientStock, now),
+        _ => match current.checked_add(q) {
+            Some(after) => after,
+            None => return reject(state, event, RejectReason::StockOverflow, now),
+        },
     };
 
     state.stock.insert(pair, after);
@@ -227,15 +314,58 @@ fn apply_one(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> O
         .entry(e.movement_id)
         .or_default()
         .record(e.kind, e.product_id, Side::of(e));
-    remember(state, e, Verdict::Applied, now);
+    remember(state, event, Verdict::Applied, now);
     Outcome::Applied { stock_after: after }
 }
 
-/// The outcome of an event whose (movement_id, event) was decided before:
-/// the same content again is a duplicate (or the same refusal), other
-/// content a conflicting duplicate. `None` for a key never seen.
-fn replay(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Option<Outcome> {
-    let prior = state.history.get(&(e.movement_id, e.kind))?;
+/// A count or an adjustment: refused if the stock is not the one it
+/// expects, or if it would take the stock below 0; else applied now, on
+/// top of everything before it. A count against a basis corrects by what
+/// it found minus the stock right after the basis ("keep the difference"),
+/// so changes made since the basis stay; without one it sets the stock.
+fn correct(state: &mut LedgerState, event: &MovementEvent, now: DateTime<Utc>) -> Outcome {
+    let e = &event.content;
+    let pair = (e.warehouse_id, e.product_id);
+    let current = state.stock.get(&pair).copied().unwrap_or(0);
+    let details = event.correction.as_deref();
+    if details
+        .and_then(|d| d.expected_quantity)
+        .is_some_and(|expected| expected != current)
+    {
+        return reject(state, event, RejectReason::StaleQuantity, now);
+    }
+    let q = i64::from(e.quantity.get());
+    let after = match (e.kind, details.and_then(|d| d.basis_seq)) {
+        (EventKind::Count, Some(seq)) => {
+            let basis = state
+                .basis
+                .get(&(seq, pair.0, pair.1))
+                .copied()
+                .unwrap_or(0);
+            current.checked_add(q - basis)
+        }
+        (EventKind::Count, None) => Some(q),
+        _ => current.checked_add(q),
+    };
+    match after {
+        None => reject(state, event, RejectReason::StockOverflow, now),
+        Some(after) if after < 0 => reject(state, event, RejectReason::InsufficientStock, now),
+        Some(after) => {
+            state.stock.insert(pair, after);
+            remember(state, event, Verdict::Applied, now);
+            Outcome::Applied { stock_after: after }
+        }
+    }
+}
+
+/// The outcome of an event whose key was decided before: the same event
+/// again is a duplicate (or the same refusal), other content a conflicting
+/// duplicate. `None` for a key never seen.
+fn replay(state: &mut LedgerState, event: &MovementEvent, now: DateTime<Utc>) -> Option<Outcome> {
+    let e = &event.content;
+    let prior = state
+        .history
+        .get(&(e.movement_id, e.kind.idempotency_kind()))?;
     // What a conflicting duplicate differs from: the entry that decided
     // the key (applied or refused for a reason of its own).
     // Only a conflict pays for it, not the common duplicate.
@@ -243,10 +373,10 @@ fn replay(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Opti
         prior
             .iter()
             .find(|p| p.verdict != Verdict::Rejected(RejectReason::ConflictingDuplicate))
-            .map(|decided| Differs::between(&decided.content, e))
+            .map(|decided| decided.differs(event))
             .unwrap_or_default()
     };
-    if let Some(same) = prior.iter().find(|p| p.content == *e) {
+    if let Some(same) = prior.iter().find(|p| p.is_same(event)) {
         return Some(match same.verdict {
             Verdict::Applied => Outcome::Duplicate {
                 stock_after: state
@@ -270,7 +400,7 @@ fn replay(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Opti
     let differs = differs();
     remember(
         state,
-        e,
+        event,
         Verdict::Rejected(RejectReason::ConflictingDuplicate),
         now,
     );
@@ -283,7 +413,7 @@ fn replay(state: &mut LedgerState, e: &EventContent, now: DateTime<Utc>) -> Opti
 
 fn reject(
     state: &mut LedgerState,
-    e: &EventContent,
+    e: &MovementEvent,
     reason: RejectReason,
     now: DateTime<Utc>,
 ) -> Outcome {
@@ -295,13 +425,15 @@ fn reject(
     }
 }
 
-fn remember(state: &mut LedgerState, e: &EventContent, verdict: Verdict, now: DateTime<Utc>) {
+fn remember(state: &mut LedgerState, e: &MovementEvent, verdict: Verdict, now: DateTime<Utc>) {
+    let c = &e.content;
     state
         .history
-        .entry((e.movement_id, e.kind))
+        .entry((c.movement_id, c.kind.idempotency_kind()))
         .or_default()
         .push(PriorEvent {
-            content: *e,
+            content: *c,
+            correction: e.correction.clone(),
             verdict,
             processed_at: now,
         });
@@ -335,6 +467,7 @@ mod tests {
                     .unwrap(),
             },
             attributes: Default::default(),
+            correction: None,
         }
     }
     use EventKind::{Arrival, Departure};

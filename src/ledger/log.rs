@@ -101,7 +101,7 @@ impl ChangeLog {
                 Some(product) => sqlx::query_as!(
                     AppliedRow,
                     r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
-                              stock_after AS "stock_after!", movement_id, message_id, received_at,
+                              delta, stock_after AS "stock_after!", movement_id, message_id, received_at,
                               opens_pair
                        FROM event_log
                        WHERE product_id = $1 AND ($2::uuid IS NULL OR warehouse_id = $2)
@@ -150,7 +150,7 @@ impl ChangeLog {
         sqlx::query_as!(
             AppliedRow,
             r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
-                      stock_after AS "stock_after!", movement_id, message_id, received_at,
+                      delta, stock_after AS "stock_after!", movement_id, message_id, received_at,
                       opens_pair
                FROM event_log
                WHERE seq > $1 AND seq <= $2 AND outcome = 'applied'

@@ -4,7 +4,9 @@
 //! cache, so each read keeps the cache's no-stale guarantee in one place.
 
 use super::Ledger;
-use super::reads::{self, HistoryItem, MovementFilter, ProductFigures, Rejection, StockItem};
+use super::reads::{
+    self, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures, Rejection, StockItem,
+};
 use crate::domain::MovementView;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -102,6 +104,11 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<StockItem>, sqlx::Error> {
         reads::warehouse_stock(&self.pool, warehouse_id, after, limit).await
+    }
+
+    /// The applied correction of `id`, from PostgreSQL.
+    pub async fn correction(&self, id: Uuid) -> Result<Option<CorrectionEntry>, sqlx::Error> {
+        reads::correction(&self.pool, id).await
     }
 
     pub async fn rejections(

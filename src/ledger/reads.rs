@@ -54,6 +54,7 @@ pub async fn movement(
         match row.event {
             EventKind::Departure => departure_source = Some(row.source),
             EventKind::Arrival => arrival_source = Some(row.source),
+            EventKind::Count | EventKind::Adjustment => {}
         }
     }
     Ok(state.view(movement_id).map(|view| MovementView {
@@ -158,6 +159,7 @@ pub async fn movements(
                     (array_agg(source) FILTER (WHERE event = 'arrival'))[1] AS arrival_source
              FROM event_log
              WHERE outcome = 'applied' AND reason IS DISTINCT FROM 'conflicting_duplicate'
+               AND event IN ('arrival', 'departure')
                AND ($1::uuid IS NULL OR movement_id > $1)
                AND ($2::uuid IS NULL OR product_id = $2)
              GROUP BY movement_id
@@ -246,15 +248,28 @@ pub struct HistoryItem {
     pub movement_id: Uuid,
     #[schema(value_type = String, example = "arrival")]
     pub event: EventKind,
+    /// The event's quantity; a count's is what it found, an adjustment's
+    /// the signed change asked for.
     pub quantity: i32,
-    /// +quantity for an arrival, -quantity for a departure.
+    /// +quantity for an arrival, -quantity for a departure, and for a
+    /// correction what it did to the stock (0 for a count that confirmed it).
     pub delta: i64,
     /// The pair's stock right after this entry.
     pub stock_after: i64,
-    /// The event's `data.timestamp`.
+    /// The event's `data.timestamp`; a correction's request time.
     pub occurred_at: DateTime<Utc>,
     /// When the ledger applied it (its own clock).
     pub applied_at: DateTime<Utc>,
+    /// A correction's reason: `cycle_count`, `damaged`, `lost`, `found`,
+    /// `correction` or `other`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A correction's note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// A correction's reference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// A pair's applied entries in the order the ledger applied them, after
@@ -269,8 +284,11 @@ pub async fn history(
     sqlx::query_as!(
         HistoryItem,
         r#"SELECT seq, message_id, source, movement_id, event AS "event: EventKind", quantity,
-                  CASE WHEN event = 'arrival' THEN quantity::int8 ELSE -quantity::int8 END AS "delta!",
-                  stock_after AS "stock_after!", occurred_at, received_at AS applied_at
+                  coalesce(delta, CASE WHEN event = 'arrival' THEN quantity::int8
+                                       ELSE -quantity::int8 END) AS "delta!",
+                  stock_after AS "stock_after!", occurred_at, received_at AS applied_at,
+                  correction->>'reason' AS reason, correction->>'note' AS note,
+                  correction->>'reference' AS reference
            FROM event_log
            WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied' AND seq > $3
            ORDER BY seq
@@ -489,4 +507,35 @@ pub async fn rejections(
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(Rejection::from).collect())
+}
+
+/// An applied correction as its entry holds it.
+#[derive(Debug, Clone)]
+pub struct CorrectionEntry {
+    pub seq: i64,
+    pub kind: EventKind,
+    /// What was asked: a count's quantity found, an adjustment's change.
+    pub quantity: i32,
+    pub delta: i64,
+    pub stock_after: i64,
+    pub applied_at: DateTime<Utc>,
+    pub basis_seq: Option<i64>,
+}
+
+/// The applied correction of `id`, if it has one: read along the audit
+/// log's deciding index.
+pub async fn correction(pool: &PgPool, id: Uuid) -> Result<Option<CorrectionEntry>, sqlx::Error> {
+    sqlx::query_as!(
+        CorrectionEntry,
+        r#"SELECT seq, event AS "kind: EventKind", quantity, delta AS "delta!",
+                  stock_after AS "stock_after!", received_at AS applied_at,
+                  (correction->>'basis_seq')::int8 AS basis_seq
+           FROM event_log
+           WHERE movement_id = $1 AND outcome = 'applied'
+             AND reason IS DISTINCT FROM 'conflicting_duplicate'
+             AND event IN ('count', 'adjustment')"#,
+        id,
+    )
+    .fetch_optional(pool)
+    .await
 }

@@ -22,7 +22,7 @@ async fn stock(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"WITH derived AS (
              SELECT warehouse_id, product_id,
-                    sum(CASE event WHEN 'arrival' THEN quantity ELSE -quantity END)::bigint AS quantity
+                    sum(coalesce(delta, CASE event WHEN 'arrival' THEN quantity ELSE -quantity END))::bigint AS quantity
              FROM event_log WHERE outcome = 'applied'
              GROUP BY warehouse_id, product_id)
          SELECT format('stock %s/%s: audit log gives %s, stock table has %s',
@@ -79,7 +79,7 @@ async fn history(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> 
                                    coalesce('Some(' || stock_after || ')', 'None'), running)
                   END AS "line!"
          FROM (SELECT seq, warehouse_id, product_id, stock_after, opens_pair,
-                      sum(CASE event WHEN 'arrival' THEN quantity ELSE -quantity END)
+                      sum(coalesce(delta, CASE event WHEN 'arrival' THEN quantity ELSE -quantity END))
                           OVER pair::bigint AS running,
                       row_number() OVER pair AS nth
                FROM event_log WHERE outcome = 'applied'

@@ -9,6 +9,7 @@ mod changes;
 mod cli;
 mod concurrency;
 mod corpus;
+mod corrections;
 mod deploy;
 mod docs;
 mod faults;

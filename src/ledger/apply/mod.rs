@@ -88,7 +88,9 @@ use crate::domain::{
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use plan::WritePlan;
-use read::{lock_movements, lock_stock, movements_from, opened_movements, read_history};
+use read::{
+    lock_movements, lock_stock, movements_from, opened_movements, read_basis, read_history,
+};
 use sqlx::{PgExecutor, PgPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
@@ -197,9 +199,11 @@ async fn attempt_optimistic(
         .filter(|pair| !recalled.contains_key(pair))
         .copied()
         .collect();
-    let (mut stock, history) = tokio::try_join!(
+    let counted = counted_from(events);
+    let (mut stock, history, basis) = tokio::try_join!(
         super::reads::stock_many(pool, unknown),
         read_history(pool, keys.movements),
+        read_basis(pool, &counted),
     )?;
     let recalled: HashSet<(Uuid, Uuid)> = recalled
         .into_iter()
@@ -212,6 +216,7 @@ async fn attempt_optimistic(
         stock,
         recalled,
         history,
+        basis,
     };
     decide_and_write(pool, events, read, changes).await
 }
@@ -228,10 +233,12 @@ async fn attempt_locking(
     let stock = lock_stock(&mut tx, keys.pairs).await?;
     lock_movements(&mut tx, keys.movements).await?;
     let history = read_history(&mut *tx, keys.movements).await?;
+    let basis = read_basis(&mut *tx, &counted_from(events)).await?;
     let read = Read {
         stock,
         recalled: HashSet::new(),
         history,
+        basis,
     };
     let written = decide_and_write(&mut *tx, events, read, changes).await?;
     tx.commit().await?;
@@ -245,6 +252,24 @@ struct Read {
     stock: Stock,
     recalled: HashSet<(Uuid, Uuid)>,
     history: History,
+    /// What counts made against a basis correct from.
+    basis: HashMap<(i64, Uuid, Uuid), i64>,
+}
+
+/// The `(basis_seq, warehouse, product)` of every count in `events` made
+/// against a basis: none in a batch of movements.
+fn counted_from(events: &[MovementEvent]) -> BTreeSet<(i64, Uuid, Uuid)> {
+    events
+        .iter()
+        .filter_map(|e| {
+            let seq = e.correction.as_ref()?.basis_seq?;
+            (e.content.kind == EventKind::Count).then_some((
+                seq,
+                e.content.warehouse_id,
+                e.content.product_id,
+            ))
+        })
+        .collect()
 }
 
 /// The batch's `applied_at` (the audit log's `received_at`): one value for
@@ -272,6 +297,7 @@ async fn decide_and_write(
         stock: read.stock.clone(),
         movements: movements_from(&read.history),
         history: read.history,
+        basis: read.basis,
     };
     let outcomes = apply_batch(&mut state, events, now);
     let plan = WritePlan::new(
@@ -289,7 +315,7 @@ async fn decide_and_write(
     // the batch from the log). There is a number per entry, always.
     let logged = if changes && taken.len() == plan.log.positions.len() {
         Logged {
-            changes: plan.log.changes(&taken),
+            changes: plan.changes(&taken),
             taken,
         }
     } else {

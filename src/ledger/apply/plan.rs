@@ -18,6 +18,10 @@ pub(super) struct WritePlan<'a> {
     /// Stock rows in (warehouse, product) order.
     stock: StockColumns,
     pub(super) log: LogColumns<'a>,
+    /// The log's correction columns, in the same order; only a batch that
+    /// holds a correction writes them, so a batch of movements binds and
+    /// writes nothing more than it did before corrections existed.
+    corrections: Option<CorrectionColumns>,
 }
 
 /// Declares the columns one part of the write statement fills from arrays:
@@ -112,8 +116,25 @@ columns! {
     stock_afters: "int8" => "stock_after",
 }
 
+/// A correction's own columns of its audit entry.
+#[derive(Default)]
+struct CorrectionColumns {
+    /// What an applied correction did to its pair's stock; `None` for a
+    /// refused one, and for a movement's half (its kind and quantity say it).
+    deltas: Vec<Option<i64>>,
+    /// The correction's details; `None` for a movement's half.
+    details: Vec<Option<serde_json::Value>>,
+}
+
+columns! {
+    CORRECTION_COLUMNS for CorrectionColumns, bound by bind_corrections:
+    deltas: "int8" => "delta",
+    details: "jsonb" => "correction",
+}
+
 /// The write statement, generated once from [`STOCK_COLUMNS`] and
-/// [`LOG_COLUMNS`]. Each part returns the rows it wrote; a part that wrote
+/// [`LOG_COLUMNS`] (and, for batches that hold a correction, once more with
+/// [`CORRECTION_COLUMNS`]). Each part returns the rows it wrote; a part that wrote
 /// fewer rows than planned met a row that a concurrent batch changed, and
 /// `ledger_conflict()` then aborts the whole statement with SQLSTATE 40001.
 /// The parts run in the order the final `SELECT` reads them: stock first,
@@ -142,11 +163,14 @@ columns! {
 /// - The transaction has its id, so a reader that sees a number handed
 ///   out can tell, from the transactions holding an id, whether the one
 ///   holding that number may still commit.
-static WRITE_STATEMENT: LazyLock<String> = LazyLock::new(write_statement);
+static WRITE_STATEMENT: LazyLock<String> = LazyLock::new(|| write_statement(&[]));
+static WRITE_STATEMENT_CORRECTING: LazyLock<String> =
+    LazyLock::new(|| write_statement(CORRECTION_COLUMNS));
 
-fn write_statement() -> String {
+fn write_statement(extra: &[Column]) -> String {
+    let log: Vec<&Column> = LOG_COLUMNS.iter().chain(extra).collect();
     let mut next = 0;
-    let mut params = |columns: &[Column]| -> String {
+    let mut params = |columns: &[&Column]| -> String {
         let list: Vec<String> = columns
             .iter()
             .map(|c| {
@@ -156,18 +180,18 @@ fn write_statement() -> String {
             .collect();
         list.join(", ")
     };
-    let stock_params = params(STOCK_COLUMNS);
-    let log_params = params(LOG_COLUMNS);
+    let stock_params = params(&STOCK_COLUMNS.iter().collect::<Vec<_>>());
+    let log_params = params(&log);
     let received_at = format!("${}::timestamptz", next + 1);
-    let names = |columns: &[Column], prefix: &str| -> String {
+    let names = |columns: &[&Column], prefix: &str| -> String {
         let list: Vec<String> = columns
             .iter()
             .map(|c| format!("{prefix}{}", c.name))
             .collect();
         list.join(", ")
     };
-    let stock_columns = names(STOCK_COLUMNS, "");
-    let log_columns = names(LOG_COLUMNS, "");
+    let stock_columns = names(&STOCK_COLUMNS.iter().collect::<Vec<_>>(), "");
+    let log_columns = names(&log, "");
     // The first parameter of each part gives its row count.
     let stock_rows = format!("cardinality($1::{}[])", STOCK_COLUMNS[0].ty);
     let log_rows = format!(
@@ -175,7 +199,7 @@ fn write_statement() -> String {
         STOCK_COLUMNS.len() + 1,
         LOG_COLUMNS[0].ty
     );
-    let log_values = names(LOG_COLUMNS, "u.").replacen("u.seq", "(SELECT seq FROM seqs)[u.seq]", 1);
+    let log_values = names(&log, "u.").replacen("u.seq", "(SELECT seq FROM seqs)[u.seq]", 1);
     debug_assert_eq!(
         LOG_COLUMNS[0].name, "seq",
         "the first log column is the place"
@@ -258,6 +282,13 @@ impl<'a> WritePlan<'a> {
         now: DateTime<Utc>,
     ) -> Self {
         debug_assert_eq!(events.len(), outcomes.len(), "one outcome per event");
+        // A correction's delta is its stock after minus the pair's stock
+        // right before it, which earlier entries of the batch may have
+        // moved: followed here only for a batch that holds a correction.
+        let mut running: Option<Stock> = events
+            .iter()
+            .any(|e| e.content.kind.is_correction())
+            .then(|| read.clone());
         let mut checked: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
         // The pairs the batch found no stock row of and has written an
         // applied entry for.
@@ -281,6 +312,13 @@ impl<'a> WritePlan<'a> {
                 let opens_pair = matches!(outcome, Outcome::Applied { .. })
                     && !read.contains_key(&pair)
                     && opened_pairs.insert(pair);
+                let delta = match (outcome, running.as_mut()) {
+                    (Outcome::Applied { stock_after }, Some(running)) => {
+                        let before = running.insert(pair, *stock_after).unwrap_or(0);
+                        c.kind.is_correction().then_some(stock_after - before)
+                    }
+                    _ => None,
+                };
                 entries.push(LogEntry {
                     position: entries.len() as i32 + 1,
                     event,
@@ -288,6 +326,7 @@ impl<'a> WritePlan<'a> {
                     decides,
                     opens,
                     opens_pair,
+                    delta,
                 });
             }
         }
@@ -295,15 +334,29 @@ impl<'a> WritePlan<'a> {
         WritePlan {
             stock: StockColumns::new(checked, stock, read),
             log: LogColumns::from_entries(&entries, now),
+            corrections: running.map(|_| CorrectionColumns::from_entries(&entries)),
         }
+    }
+
+    /// The applied entries as the changes they are (see
+    /// [`LogColumns::changes`]).
+    pub(super) fn changes(&self, taken: &[i64]) -> Vec<LoggedChange> {
+        self.log.changes(taken, self.corrections.as_ref())
     }
 
     /// Writes everything in one statement (see [`WRITE_STATEMENT`]), and
     /// returns the numbers its entries took, ascending (the entry at place
     /// `i` took the `i`-th).
     pub(super) async fn execute(&self, conn: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Error> {
-        let query = sqlx::query(WRITE_STATEMENT.as_str());
-        let query = bind_log(bind_stock(query, &self.stock), &self.log);
+        let statement = match self.corrections {
+            Some(_) => WRITE_STATEMENT_CORRECTING.as_str(),
+            None => WRITE_STATEMENT.as_str(),
+        };
+        let query = bind_log(bind_stock(sqlx::query(statement), &self.stock), &self.log);
+        let query = match &self.corrections {
+            Some(corrections) => bind_corrections(query, corrections),
+            None => query,
+        };
         let row = query.bind(self.log.received_at).fetch_one(conn).await?;
         // No entries, no numbers: `array_agg` of nothing is null.
         let taken: Option<Vec<i64>> = row.try_get("taken")?;
@@ -329,6 +382,8 @@ struct LogEntry<'a> {
     /// refusal writes its row back, the locking mode creates every row it
     /// locks): readers ask the log about those ([`super::log::ChangeLog::first_changes`]).
     opens_pair: bool,
+    /// An applied correction's delta.
+    delta: Option<i64>,
 }
 
 impl LogEntry<'_> {
@@ -349,6 +404,23 @@ impl LogEntry<'_> {
             c.quantity.get(),
             c.occurred_at,
         )
+    }
+}
+
+impl CorrectionColumns {
+    fn from_entries(entries: &[LogEntry<'_>]) -> Self {
+        let mut columns = CorrectionColumns::default();
+        for entry in entries {
+            columns.deltas.push(entry.delta);
+            columns.details.push(
+                entry
+                    .event
+                    .correction
+                    .as_ref()
+                    .and_then(|d| serde_json::to_value(d).ok()),
+            );
+        }
+        columns
     }
 }
 
@@ -398,7 +470,7 @@ impl<'a> LogColumns<'a> {
     /// The applied entries (those with a stock after) as the changes they
     /// are, in `seq` order, given the number each place took: the rows as
     /// the log now holds them.
-    pub(super) fn changes(&self, taken: &[i64]) -> Vec<LoggedChange> {
+    fn changes(&self, taken: &[i64], corrections: Option<&CorrectionColumns>) -> Vec<LoggedChange> {
         let mut changes: Vec<LoggedChange> = (0..self.positions.len())
             .filter_map(|i| {
                 let stock_after = self.stock_afters[i]?;
@@ -410,6 +482,7 @@ impl<'a> LogColumns<'a> {
                     product_id: self.products[i],
                     event: event?,
                     quantity: self.quantities[i],
+                    delta: corrections.and_then(|c| c.deltas[i]),
                     stock_after,
                     movement_id: self.movement_ids[i],
                     message_id: self.message_ids[i].to_owned(),

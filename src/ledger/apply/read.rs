@@ -3,9 +3,12 @@
 //! lock in the global order (locking; see the module above).
 
 use super::{History, Movements, Stock};
-use crate::domain::{EventContent, EventKind, PriorEvent, Quantity, RejectReason, Side, Verdict};
+use crate::domain::{
+    CorrectionDetails, EventContent, EventKind, PriorEvent, Quantity, RejectReason, Side, Verdict,
+};
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
+use sqlx::types::Json;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
@@ -113,14 +116,15 @@ pub(super) async fn read_history(
                 warehouse_id AS "warehouse_id!", product_id AS "product_id!",
                 quantity AS "quantity!", occurred_at AS "occurred_at!",
                 outcome AS "outcome!: StoredOutcome", reason AS "reason: RejectReason",
-                received_at AS "received_at!"
+                received_at AS "received_at!",
+                correction AS "correction: Json<CorrectionDetails>"
          FROM (SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
-                      outcome, reason, received_at
+                      outcome, reason, received_at, correction
                FROM event_log
                WHERE movement_id = ANY($1) AND reason IS DISTINCT FROM 'conflicting_duplicate'
                UNION ALL
                SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
-                      outcome, reason, received_at
+                      outcome, reason, received_at, correction
                FROM event_log
                WHERE movement_id = ANY($1) AND reason = 'conflicting_duplicate') AS h
          ORDER BY seq"#,
@@ -130,8 +134,13 @@ pub(super) async fn read_history(
     .await?;
     let mut history: History = HashMap::new();
     for row in rows {
-        let quantity =
-            Quantity::parse(i64::from(row.quantity)).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        // A half's quantity is checked again on the way in; a correction's
+        // may be 0 (a count) or negative (an adjustment).
+        let quantity = if row.event.is_correction() {
+            Quantity::stored(row.quantity)
+        } else {
+            Quantity::parse(i64::from(row.quantity)).map_err(|e| sqlx::Error::Decode(e.into()))?
+        };
         let content = EventContent {
             movement_id: row.movement_id,
             kind: row.event,
@@ -149,10 +158,11 @@ pub(super) async fn read_history(
             }
         };
         history
-            .entry((content.movement_id, content.kind))
+            .entry((content.movement_id, content.kind.idempotency_kind()))
             .or_default()
             .push(PriorEvent {
                 content,
+                correction: row.correction.map(|Json(details)| Box::new(details)),
                 verdict,
                 processed_at: row.received_at,
             });
@@ -179,4 +189,41 @@ struct HistoryRow {
     outcome: StoredOutcome,
     reason: Option<RejectReason>,
     received_at: DateTime<Utc>,
+    correction: Option<Json<CorrectionDetails>>,
+}
+
+/// The stock of each `(seq, w, p)` asked for right after the pair's last
+/// applied change at or before `seq` (absent where it had none by then):
+/// what counts made against a basis correct from. Read only for batches
+/// that hold such counts, along the product-history index.
+pub(super) async fn read_basis(
+    conn: impl PgExecutor<'_>,
+    asked: &BTreeSet<(i64, Uuid, Uuid)>,
+) -> Result<HashMap<(i64, Uuid, Uuid), i64>, sqlx::Error> {
+    if asked.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut columns = (Vec::new(), Vec::new(), Vec::new());
+    for &(seq, w, p) in asked {
+        columns.0.push(seq);
+        columns.1.push(w);
+        columns.2.push(p);
+    }
+    let rows = sqlx::query!(
+        r#"SELECT u.seq AS "seq!", u.w AS "w!", u.p AS "p!",
+                  (SELECT l.stock_after FROM event_log l
+                   WHERE l.product_id = u.p AND l.warehouse_id = u.w
+                     AND l.outcome = 'applied' AND l.seq <= u.seq
+                   ORDER BY l.seq DESC LIMIT 1) AS stock
+           FROM unnest($1::int8[], $2::uuid[], $3::uuid[]) AS u(seq, w, p)"#,
+        &columns.0,
+        &columns.1,
+        &columns.2,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some(((r.seq, r.w, r.p), r.stock?)))
+        .collect())
 }

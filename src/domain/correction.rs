@@ -1,0 +1,243 @@
+//! Corrections of stock that people make: a count (the quantity found on
+//! the shelf) or an adjustment (a signed change), each with a reason. They
+//! are entries of the one audit log, keyed by their own id, and the rules
+//! decide them in the same batches as movements.
+
+use super::event::{
+    EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity, field_error, present,
+    uuid, whole_number,
+};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// The longest `note` or `reference` a correction may carry.
+pub const MAX_TEXT: usize = 500;
+
+/// Why stock was corrected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CorrectionReason {
+    CycleCount,
+    Damaged,
+    Lost,
+    Found,
+    Correction,
+    Other,
+}
+
+impl CorrectionReason {
+    pub const ALL: [CorrectionReason; 6] = [
+        CorrectionReason::CycleCount,
+        CorrectionReason::Damaged,
+        CorrectionReason::Lost,
+        CorrectionReason::Found,
+        CorrectionReason::Correction,
+        CorrectionReason::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorrectionReason::CycleCount => "cycle_count",
+            CorrectionReason::Damaged => "damaged",
+            CorrectionReason::Lost => "lost",
+            CorrectionReason::Found => "found",
+            CorrectionReason::Correction => "correction",
+            CorrectionReason::Other => "other",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// What a correction says besides its pair and quantity: stored with its
+/// entry (the audit log's `correction` column) and compared, field by
+/// field, when the same id comes again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CorrectionDetails {
+    pub reason: CorrectionReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Counts only: the `seq` of the last change the counter had seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis_seq: Option<i64>,
+    /// Compare-and-set: the stock the correction expects to find.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_quantity: Option<i64>,
+}
+
+/// Reads an adjustment request (`POST /api/v1/adjustments`): every broken
+/// field is reported at once, as for a movement event. The correction is
+/// keyed by its `adjustment_id`, at `now` on the ledger's clock; its
+/// `source` is `source`.
+pub fn parse_adjustment(
+    body: &Value,
+    source: &str,
+    now: DateTime<Utc>,
+) -> Result<MovementEvent, ParseError> {
+    let Value::Object(fields) = body else {
+        return Err(ParseError::Invalid(vec![field_error(
+            "body",
+            "must be a JSON object",
+        )]));
+    };
+    let mut read = Fields {
+        fields,
+        errors: Vec::new(),
+    };
+    let id = read.required("adjustment_id", uuid);
+    let warehouse_id = read.required("warehouse_id", uuid);
+    let product_id = read.required("product_id", uuid);
+    let kind = read.required("kind", correction_kind);
+    let quantity = read.required("quantity", integer);
+    let basis_seq = read.optional("basis_seq", non_negative);
+    let expected_quantity = read.optional("expected_quantity", non_negative);
+    let reason = read.required("reason", reason);
+    let note = read.optional("note", text);
+    let reference = read.optional("reference", text);
+    read.refuse_unknown();
+    let quantity = match (kind, quantity) {
+        (Some(EventKind::Count), Some(q)) => read.check("quantity", Quantity::counted(q)),
+        (Some(_), Some(q)) => read.check("quantity", Quantity::change(q)),
+        _ => None,
+    };
+    if kind == Some(EventKind::Adjustment) && basis_seq.is_some() {
+        read.errors
+            .push(field_error("basis_seq", "only a count takes a basis_seq"));
+    }
+    match (id, warehouse_id, product_id, kind, quantity, reason) {
+        (
+            Some(id),
+            Some(warehouse_id),
+            Some(product_id),
+            Some(kind),
+            Some(quantity),
+            Some(reason),
+        ) if read.errors.is_empty() => Ok(MovementEvent {
+            message_id: id.to_string(),
+            source: source.to_owned(),
+            event_time: None,
+            content: EventContent {
+                movement_id: id,
+                kind,
+                warehouse_id,
+                product_id,
+                quantity,
+                occurred_at: now.trunc_subsecs(6),
+            },
+            attributes: Map::new(),
+            correction: Some(Box::new(CorrectionDetails {
+                reason,
+                note,
+                reference,
+                basis_seq,
+                expected_quantity,
+            })),
+        }),
+        _ => Err(ParseError::Invalid(read.errors)),
+    }
+}
+
+/// The fields a request may name.
+const KNOWN: [&str; 10] = [
+    "adjustment_id",
+    "warehouse_id",
+    "product_id",
+    "kind",
+    "quantity",
+    "basis_seq",
+    "expected_quantity",
+    "reason",
+    "note",
+    "reference",
+];
+
+/// A request's fields, and the errors found in them so far.
+struct Fields<'a> {
+    fields: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields<'_> {
+    fn required<T>(&mut self, name: &str, parse: fn(&Value) -> Result<T, String>) -> Option<T> {
+        match present(self.fields.get(name)) {
+            None => {
+                self.errors.push(field_error(name, "is required"));
+                None
+            }
+            Some(v) => self.check(name, parse(v)),
+        }
+    }
+
+    fn optional<T>(&mut self, name: &str, parse: fn(&Value) -> Result<T, String>) -> Option<T> {
+        present(self.fields.get(name)).and_then(|v| self.check(name, parse(v)))
+    }
+
+    fn check<T>(&mut self, name: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed
+            .map_err(|message| self.errors.push(field_error(name, message)))
+            .ok()
+    }
+
+    /// A misspelt optional field would otherwise be dropped in silence.
+    fn refuse_unknown(&mut self) {
+        for name in self.fields.keys() {
+            if !KNOWN.contains(&name.as_str()) {
+                self.errors
+                    .push(field_error(name, "is not a field of an adjustment"));
+            }
+        }
+    }
+}
+
+fn correction_kind(v: &Value) -> Result<EventKind, String> {
+    match v.as_str() {
+        Some("count") => Ok(EventKind::Count),
+        Some("adjustment") => Ok(EventKind::Adjustment),
+        _ => Err(format!("must be \"count\" or \"adjustment\", got {v}")),
+    }
+}
+
+fn reason(v: &Value) -> Result<CorrectionReason, String> {
+    v.as_str().and_then(CorrectionReason::parse).ok_or_else(|| {
+        let names: Vec<&str> = CorrectionReason::ALL.iter().map(|r| r.as_str()).collect();
+        format!("must be one of {}, got {v}", names.join(", "))
+    })
+}
+
+fn integer(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::Number(n) => {
+            whole_number(n).ok_or_else(|| format!("must be a whole number, got {n}"))
+        }
+        _ => Err(format!("must be a whole number, got {v}")),
+    }
+}
+
+fn non_negative(v: &Value) -> Result<i64, String> {
+    integer(v).and_then(|n| match n >= 0 {
+        true => Ok(n),
+        false => Err(format!("must be 0 or more, got {n}")),
+    })
+}
+
+/// A note or reference: at most [`MAX_TEXT`] characters, and no U+0000,
+/// which PostgreSQL cannot store.
+fn text(v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) if s.chars().count() > MAX_TEXT => Err(format!(
+            "must be at most {MAX_TEXT} characters, got {}",
+            s.chars().count()
+        )),
+        Value::String(s) if s.contains('\0') => {
+            Err("must not contain the NUL character (U+0000)".into())
+        }
+        Value::String(s) => Ok(s.clone()),
+        _ => Err("must be a string".into()),
+    }
+}
