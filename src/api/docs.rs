@@ -66,6 +66,7 @@ pub const REDOC_PATH: &str = "/redoc";
     components(schemas(
         ErrorBody, FieldError, MovementView, MovementStatus, StockItem, Rejection,
         webhook::contract::MovementMessage, webhook::contract::MovementData,
+        webhook::contract::AdjustmentMessage, webhook::contract::WebhookMessage,
         webhook::contract::EventTime, lookups::StockView, HistoryItem, lookups::ProductStock,
         WarehouseQuantity, crate::ledger::log::Change, changes::ChangePage, changes::ThresholdBody,
         changes::PairThreshold, changes::ProductThreshold, corrections::AdjustmentRequest,

@@ -11,6 +11,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// The longest `note` or `reference` a correction may carry.
 pub const MAX_TEXT: usize = 500;
@@ -71,6 +72,45 @@ pub struct CorrectionDetails {
     pub expected_quantity: Option<i64>,
 }
 
+/// An adjustment as its fields say it, before it has a time and a source.
+pub struct Adjustment {
+    pub id: Uuid,
+    pub kind: EventKind,
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: Quantity,
+    pub details: CorrectionDetails,
+}
+
+impl Adjustment {
+    /// The correction as the ledger takes it: keyed by its id, at
+    /// `occurred_at`, sent as `message_id` by `source`.
+    pub fn into_event(
+        self,
+        message_id: String,
+        source: String,
+        event_time: Option<DateTime<Utc>>,
+        occurred_at: DateTime<Utc>,
+        attributes: Map<String, Value>,
+    ) -> MovementEvent {
+        MovementEvent {
+            message_id,
+            source,
+            event_time,
+            content: EventContent {
+                movement_id: self.id,
+                kind: self.kind,
+                warehouse_id: self.warehouse_id,
+                product_id: self.product_id,
+                quantity: self.quantity,
+                occurred_at: occurred_at.trunc_subsecs(6),
+            },
+            attributes,
+            correction: Some(Box::new(self.details)),
+        }
+    }
+}
+
 /// Reads an adjustment request (`POST /api/v1/adjustments`): every broken
 /// field is reported at once, as for a movement event. The correction is
 /// keyed by its `adjustment_id`, at `now` on the ledger's clock; its
@@ -86,9 +126,28 @@ pub fn parse_adjustment(
             "must be a JSON object",
         )]));
     };
+    let mut errors = Vec::new();
+    match read_adjustment(fields, "", &mut errors) {
+        Some(adjustment) if errors.is_empty() => {
+            let message_id = adjustment.id.to_string();
+            Ok(adjustment.into_event(message_id, source.to_owned(), None, now, Map::new()))
+        }
+        _ => Err(ParseError::Invalid(errors)),
+    }
+}
+
+/// Reads an adjustment from its fields (a request's body, or an adjustment
+/// CloudEvent's `data`), naming each broken field after `prefix`. Every
+/// field is read before any is given up on, so every broken one is told.
+pub(super) fn read_adjustment(
+    fields: &Map<String, Value>,
+    prefix: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Adjustment> {
     let mut read = Fields {
         fields,
-        errors: Vec::new(),
+        prefix,
+        errors,
     };
     let id = read.required("adjustment_id", uuid);
     let warehouse_id = read.required("warehouse_id", uuid);
@@ -107,43 +166,25 @@ pub fn parse_adjustment(
         _ => None,
     };
     if kind == Some(EventKind::Adjustment) && basis_seq.is_some() {
-        read.errors
-            .push(field_error("basis_seq", "only a count takes a basis_seq"));
+        read.error("basis_seq", "only a count takes a basis_seq".into());
     }
-    match (id, warehouse_id, product_id, kind, quantity, reason) {
-        (
-            Some(id),
-            Some(warehouse_id),
-            Some(product_id),
-            Some(kind),
-            Some(quantity),
-            Some(reason),
-        ) if read.errors.is_empty() => Ok(MovementEvent {
-            message_id: id.to_string(),
-            source: source.to_owned(),
-            event_time: None,
-            content: EventContent {
-                movement_id: id,
-                kind,
-                warehouse_id,
-                product_id,
-                quantity,
-                occurred_at: now.trunc_subsecs(6),
-            },
-            attributes: Map::new(),
-            correction: Some(Box::new(CorrectionDetails {
-                reason,
-                note,
-                reference,
-                basis_seq,
-                expected_quantity,
-            })),
-        }),
-        _ => Err(ParseError::Invalid(read.errors)),
-    }
+    Some(Adjustment {
+        id: id?,
+        kind: kind?,
+        warehouse_id: warehouse_id?,
+        product_id: product_id?,
+        quantity: quantity?,
+        details: CorrectionDetails {
+            reason: reason?,
+            note,
+            reference,
+            basis_seq,
+            expected_quantity,
+        },
+    })
 }
 
-/// The fields a request may name.
+/// The fields an adjustment may name.
 const KNOWN: [&str; 10] = [
     "adjustment_id",
     "warehouse_id",
@@ -157,17 +198,18 @@ const KNOWN: [&str; 10] = [
     "reference",
 ];
 
-/// A request's fields, and the errors found in them so far.
+/// An adjustment's fields, and where the errors found in them go.
 struct Fields<'a> {
     fields: &'a Map<String, Value>,
-    errors: Vec<FieldError>,
+    prefix: &'a str,
+    errors: &'a mut Vec<FieldError>,
 }
 
 impl Fields<'_> {
     fn required<T>(&mut self, name: &str, parse: fn(&Value) -> Result<T, String>) -> Option<T> {
         match present(self.fields.get(name)) {
             None => {
-                self.errors.push(field_error(name, "is required"));
+                self.error(name, "is required".into());
                 None
             }
             Some(v) => self.check(name, parse(v)),
@@ -179,18 +221,23 @@ impl Fields<'_> {
     }
 
     fn check<T>(&mut self, name: &str, parsed: Result<T, String>) -> Option<T> {
-        parsed
-            .map_err(|message| self.errors.push(field_error(name, message)))
-            .ok()
+        parsed.map_err(|message| self.error(name, message)).ok()
+    }
+
+    fn error(&mut self, name: &str, message: String) {
+        self.errors
+            .push(field_error(&format!("{}{name}", self.prefix), message));
     }
 
     /// A misspelt optional field would otherwise be dropped in silence.
     fn refuse_unknown(&mut self) {
-        for name in self.fields.keys() {
-            if !KNOWN.contains(&name.as_str()) {
-                self.errors
-                    .push(field_error(name, "is not a field of an adjustment"));
-            }
+        let unknown: Vec<&String> = self
+            .fields
+            .keys()
+            .filter(|name| !KNOWN.contains(&name.as_str()))
+            .collect();
+        for name in unknown {
+            self.error(name, "is not a field of an adjustment".into());
         }
     }
 }

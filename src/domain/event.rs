@@ -11,15 +11,18 @@
 //! model rejects, and the API contract needs every broken field reported by
 //! name rather than the first serde error.
 
-use super::correction::CorrectionDetails;
+use super::correction::{Adjustment, CorrectionDetails, read_adjustment};
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fmt;
 use uuid::Uuid;
 
-/// The only CloudEvents `type` this service accepts.
+/// The CloudEvents `type` of a movement's half.
 pub const EVENT_TYPE: &str = "ru.retail.warehouses.movement";
+/// The CloudEvents `type` of a correction: a count or an adjustment, whose
+/// `data` holds the fields of `POST /api/v1/adjustments`.
+pub const ADJUSTMENT_TYPE: &str = "ru.retail.warehouses.adjustment";
 /// The only CloudEvents `specversion` this service accepts.
 pub const SPEC_VERSION: &str = "1.0";
 /// The largest message either transport accepts: an event is a few hundred
@@ -279,7 +282,7 @@ impl MovementEvent {
         let message_id = non_empty_string(&attributes, "id", &mut errors);
         let source = non_empty_string(&attributes, "source", &mut errors);
         expect_exact(&attributes, "specversion", SPEC_VERSION, &mut errors);
-        expect_exact(&attributes, "type", EVENT_TYPE, &mut errors);
+        let adjustment = message_type(&attributes, &mut errors) == Some(ADJUSTMENT_TYPE);
         let event_time = event_time(&attributes, &mut errors);
         check_data_content_type(&attributes, &mut errors);
         let content = match present(data.as_ref()) {
@@ -287,7 +290,10 @@ impl MovementEvent {
                 errors.push(field_error("data", "is required"));
                 None
             }
-            Some(Value::Object(data)) => parse_data(data, &mut errors),
+            Some(Value::Object(data)) if adjustment => {
+                read_adjustment(data, "data.", &mut errors).map(Data::Adjustment)
+            }
+            Some(Value::Object(data)) => parse_data(data, &mut errors).map(Data::Movement),
             Some(_) => {
                 errors.push(field_error("data", "must be a JSON object"));
                 None
@@ -310,16 +316,56 @@ impl MovementEvent {
                 for name in CORE_ATTRIBUTES {
                     attributes.remove(name);
                 }
-                Ok(MovementEvent {
-                    message_id,
-                    source,
-                    event_time,
-                    content,
-                    attributes,
-                    correction: None,
+                Ok(match content {
+                    Data::Movement(content) => MovementEvent {
+                        message_id,
+                        source,
+                        event_time,
+                        content,
+                        attributes,
+                        correction: None,
+                    },
+                    // A correction happens when it is made: at the message's
+                    // time, else when it is read. Its time is no part of
+                    // what makes a re-sent correction a duplicate.
+                    Data::Adjustment(adjustment) => adjustment.into_event(
+                        message_id,
+                        source,
+                        event_time,
+                        event_time.unwrap_or_else(Utc::now),
+                        attributes,
+                    ),
                 })
             }
             _ => Err(ParseError::Invalid(errors)),
+        }
+    }
+}
+
+/// What a message's `data` holds, by its `type`.
+enum Data {
+    Movement(EventContent),
+    Adjustment(Adjustment),
+}
+
+/// The message's `type`: one of the two this service takes.
+fn message_type(
+    attributes: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'static str> {
+    match present(attributes.get("type")) {
+        None => {
+            errors.push(field_error("type", "is required"));
+            None
+        }
+        Some(Value::String(s)) if s == EVENT_TYPE => Some(EVENT_TYPE),
+        Some(Value::String(s)) if s == ADJUSTMENT_TYPE => Some(ADJUSTMENT_TYPE),
+        Some(other) => {
+            errors.push(field_error(
+                "type",
+                format!("must be {EVENT_TYPE:?} or {ADJUSTMENT_TYPE:?}, got {other}"),
+            ));
+            None
         }
     }
 }

@@ -10,7 +10,8 @@ pub mod rules;
 pub use binding::{DecodeCode, DecodeError, Transport};
 pub use correction::{CorrectionDetails, CorrectionReason};
 pub use event::{
-    EVENT_TIME_MILLIS, EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity,
+    ADJUSTMENT_TYPE, EVENT_TIME_MILLIS, EventContent, EventKind, FieldError, MovementEvent,
+    ParseError, Quantity,
 };
 pub use movement::{MovementState, MovementStatus, MovementView, Side};
 pub use rules::{Differs, LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch};

@@ -2,7 +2,12 @@
 //! `POST /api/v1/adjustments`, applied by the ledger in the same batches as
 //! movements and read back through history, the feed and `verify`.
 
-use crate::helpers::{Ev, TestApp, spawn_app, spawn_app_with, stock_up};
+use crate::broker::{kafka_settings, produce_raw, read_dead_letters};
+use crate::helpers::{
+    Ev, TestApp, eventually, spawn_app, spawn_app_from, spawn_app_with, stock_up,
+};
+use rdkafka::Message;
+use rdkafka::message::Headers;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -338,4 +343,85 @@ async fn corrections_need_the_webhook_token_where_one_is_set() {
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
+}
+
+/// An adjustment as a CloudEvent, with `data` holding the request's fields.
+fn message(data: &Value) -> Value {
+    json!({"id": Uuid::new_v4().to_string(), "source": "scanner-12", "specversion": "1.0",
+           "type": "ru.retail.warehouses.adjustment", "time": 1737439000000i64,
+           "datacontenttype": "application/json", "data": data})
+}
+
+#[tokio::test]
+async fn an_adjustment_cloudevent_over_the_webhook_is_applied_by_the_same_rules() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, w, p, 6).await;
+    let (status, answer) = app.post(&message(&count(w, p, 4))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["details"]["event_type"], "count");
+    assert_eq!(answer["details"]["stock_after"], 4);
+    let (status, answer) = app.post(&message(&change(w, p, -9, "lost"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["code"], "insufficient_stock");
+    let mut broken = change(w, p, 0, "lost");
+    broken["kind"] = json!("recount");
+    let (status, answer) = app.post(&message(&broken)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let fields: Vec<&str> = answer["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["data.kind"]);
+    let items = history(&app, w, p).await;
+    let last = items.last().unwrap();
+    assert_eq!(
+        (last["event"].clone(), last["source"].clone()),
+        (json!("count"), json!("scanner-12"))
+    );
+    assert_eq!(stock(&app, w, p).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adjustments_on_the_topic_apply_and_refused_ones_go_to_the_dead_letter_topic() {
+    let settings = kafka_settings(1, &[]);
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let records: Vec<String> = [
+        Ev::new(w, p, 10).arrival(),
+        message(&change(w, p, -3, "damaged")),
+        message(&change(w, p, -30, "lost")),
+        message(&{
+            let mut c = count(w, p, 5);
+            c["expected_quantity"] = json!(6);
+            c
+        }),
+        message(&count(w, p, 2)),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect();
+    let keyed: Vec<(&str, &[u8])> = records.iter().map(|r| ("pair", r.as_bytes())).collect();
+    produce_raw(&settings, &keyed).await;
+    let app = spawn_app_from(settings.clone()).await;
+    eventually("the stream applied", || async {
+        crate::broker::applied_count(&app.pool).await == 3
+    })
+    .await;
+    assert_eq!(stock(&app, w, p).await, 2);
+    let letters = read_dead_letters(&settings, 2);
+    let codes: Vec<String> = letters
+        .iter()
+        .map(|m| {
+            let header = m
+                .headers()
+                .unwrap()
+                .iter()
+                .find(|h| h.key == "dlq_error_code");
+            String::from_utf8_lossy(header.unwrap().value.unwrap()).into_owned()
+        })
+        .collect();
+    assert_eq!(codes, ["insufficient_stock", "stale_quantity"]);
+    assert_eq!(verify(&app).await, Vec::<String>::new());
 }

@@ -1,6 +1,7 @@
-//! Random event sequences, split into random batches and applied through the
-//! real batch path, must end exactly where a plain one-event-at-a-time model
-//! ends: same outcome for every event, same stock, same movements. After
+//! Random event sequences (movements' halves, counts and adjustments),
+//! split into random batches and applied through the real batch path, must
+//! end exactly where a plain one-event-at-a-time model ends: same outcome
+//! for every event, same stock, same movements. After
 //! every batch, each pair's history replays to its stock and the product
 //! totals and transit sums are the model's; at the end, the stock as of
 //! each batch's moment is the model's stock after that batch.
@@ -11,6 +12,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
 use uuid::Uuid;
+use warehouse_stock::domain::correction::parse_adjustment;
 use warehouse_stock::domain::{MovementEvent, Outcome};
 use warehouse_stock::ledger::{Ledger, reads};
 
@@ -47,6 +49,53 @@ fn step() -> impl Strategy<Value = Step> {
         )
 }
 
+/// A correction over the same tiny universe: two ids, so that duplicates
+/// and conflicts happen, and an expected quantity now and then.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fix {
+    id: usize,
+    count: bool,
+    warehouse: usize,
+    product: usize,
+    quantity: i64,
+    expected: Option<i64>,
+}
+
+fn fix() -> impl Strategy<Value = Fix> {
+    (
+        0..2usize,
+        any::<bool>(),
+        0..2usize,
+        0..2usize,
+        -6..9i64,
+        proptest::option::weighted(0.3, 0..9i64),
+    )
+        .prop_map(|(id, count, warehouse, product, quantity, expected)| Fix {
+            id,
+            count,
+            warehouse,
+            product,
+            // A count finds 0 or more; an adjustment changes by other than 0.
+            quantity: match (count, quantity) {
+                (true, q) => q.abs(),
+                (false, 0) => 1,
+                (false, q) => q,
+            },
+            expected,
+        })
+}
+
+/// One operation: a movement's half, or a correction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Half(Step),
+    Fix(Fix),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![4 => step().prop_map(Op::Half), 1 => fix().prop_map(Op::Fix)]
+}
+
 /// (product, departure (warehouse, quantity), arrival (warehouse, quantity))
 type ModelMovement = (usize, Option<(usize, i64)>, Option<(usize, i64)>);
 
@@ -59,9 +108,56 @@ struct Model {
     stock: ModelStock,
     movements: HashMap<usize, ModelMovement>,
     seen: HashMap<(usize, bool), Vec<(Step, String)>>,
+    fixes: HashMap<usize, Vec<(Fix, String)>>,
 }
 
 impl Model {
+    fn apply_op(&mut self, op: Op) -> String {
+        match op {
+            Op::Half(s) => self.apply(s),
+            Op::Fix(f) => self.apply_fix(f),
+        }
+    }
+
+    /// A count sets the stock, an adjustment adds to it; refused if the
+    /// stock is not the one expected, or if it would go below 0. An id is
+    /// decided once, as a movement's key is.
+    fn apply_fix(&mut self, f: Fix) -> String {
+        if let Some(earlier) = self.fixes.get(&f.id) {
+            let result = match earlier.iter().find(|(e, _)| *e == f) {
+                Some((_, result)) if result == "applied" => "duplicate".into(),
+                Some((_, result)) => return result.clone(),
+                None => "rejected:conflicting_duplicate".to_string(),
+            };
+            if result != "duplicate" {
+                self.fixes
+                    .entry(f.id)
+                    .or_default()
+                    .push((f, result.clone()));
+            }
+            return result;
+        }
+        let stock = self.stock.entry((f.warehouse, f.product)).or_default();
+        let after = if f.count {
+            f.quantity
+        } else {
+            *stock + f.quantity
+        };
+        let result = if f.expected.is_some_and(|e| e != *stock) {
+            "rejected:stale_quantity".to_string()
+        } else if after < 0 {
+            "rejected:insufficient_stock".to_string()
+        } else {
+            *stock = after;
+            "applied".to_string()
+        };
+        self.fixes
+            .entry(f.id)
+            .or_default()
+            .push((f, result.clone()));
+        result
+    }
+
     fn apply(&mut self, s: Step) -> String {
         let key = (s.movement, s.departure);
         if let Some(earlier) = self.seen.get(&key) {
@@ -123,6 +219,7 @@ struct Ids {
     warehouses: [Uuid; 2],
     products: [Uuid; 2],
     movements: [Uuid; 3],
+    fixes: [Uuid; 2],
 }
 
 impl Ids {
@@ -131,6 +228,27 @@ impl Ids {
             warehouses: [Uuid::new_v4(), Uuid::new_v4()],
             products: [Uuid::new_v4(), Uuid::new_v4()],
             movements: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
+            fixes: [Uuid::new_v4(), Uuid::new_v4()],
+        }
+    }
+
+    fn op(&self, op: Op) -> MovementEvent {
+        match op {
+            Op::Half(s) => self.event(s),
+            Op::Fix(f) => {
+                let mut body = json!({
+                    "adjustment_id": self.fixes[f.id],
+                    "warehouse_id": self.warehouses[f.warehouse],
+                    "product_id": self.products[f.product],
+                    "kind": if f.count { "count" } else { "adjustment" },
+                    "quantity": f.quantity,
+                    "reason": "correction",
+                });
+                if let Some(expected) = f.expected {
+                    body["expected_quantity"] = json!(expected);
+                }
+                parse_adjustment(&body, "proptest", Utc::now()).unwrap()
+            }
         }
     }
 
@@ -219,12 +337,12 @@ async fn check_history_and_totals(app: &TestApp, ids: &Ids, model: &Model) {
     }
 }
 
-async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Step>, cuts: Vec<usize>) {
+async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Op>, cuts: Vec<usize>) {
     let ids = Ids::new();
     let mut model = Model::default();
     let mut expected = Vec::new();
 
-    let events: Vec<MovementEvent> = steps.iter().map(|s| ids.event(*s)).collect();
+    let events: Vec<MovementEvent> = steps.iter().map(|s| ids.op(*s)).collect();
     let mut actual = Vec::new();
     // Each batch's moment and the model's stock after it.
     let mut moments: Vec<(DateTime<Utc>, ModelStock)> = Vec::new();
@@ -234,7 +352,7 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Step>, cuts: Vec<usize
     while done < events.len() {
         let n = cuts.next().unwrap().min(events.len() - done);
         let batch = &events[done..done + n];
-        expected.extend(steps[done..done + n].iter().map(|s| model.apply(*s)));
+        expected.extend(steps[done..done + n].iter().map(|s| model.apply_op(*s)));
         let applied = ledger.apply(batch).await.unwrap();
         actual.extend(applied.outcomes.iter().map(label));
         moments.push((applied.processed_at, model.stock.clone()));
@@ -308,7 +426,7 @@ fn random_batches_end_where_one_by_one_application_ends() {
         cases: 48,
         ..ProptestConfig::default()
     };
-    proptest!(config, |(steps in prop::collection::vec(step(), 1..40),
+    proptest!(config, |(steps in prop::collection::vec(op(), 1..40),
                         cuts in prop::collection::vec(1..8usize, 1..6))| {
         runtime.block_on(check(&app, &ledger, steps, cuts));
     });

@@ -3,6 +3,7 @@
 //! name every broken field; these types only describe the contract, and
 //! [`describe_extensions`] adds what the derive cannot express.
 
+use crate::api::corrections::AdjustmentRequest;
 use crate::domain::EVENT_TIME_MILLIS;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -40,6 +41,53 @@ pub struct MovementMessage {
     )]
     datacontenttype: Option<String>,
     data: MovementData,
+}
+
+/// A correction as a CloudEvent: the envelope of a movement's message,
+/// with `data` holding the fields of `POST /api/v1/adjustments`.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct AdjustmentMessage {
+    /// Unique per message; re-sending the same correction keeps it. Not
+    /// blank, and without U+0000.
+    #[schema(example = "9a0e6b1c-3f5d-4c2b-8e71-2d4f6a8b0c13")]
+    id: String,
+    /// Who sent it, such as a handheld scanner. Not blank, and without
+    /// U+0000.
+    #[schema(example = "scanner-12")]
+    source: String,
+    #[schema(inline)]
+    specversion: SpecVersion,
+    #[schema(inline)]
+    r#type: AdjustmentType,
+    /// Epoch milliseconds (integer) or an RFC 3339 timestamp: when the
+    /// correction was made (else when it was read).
+    #[schema(example = 1737370800000i64)]
+    time: Option<EventTime>,
+    /// `application/json`, in any case, optionally with parameters.
+    #[schema(
+        pattern = r"^\s*[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]\s*(;[\s\S]*)?$",
+        example = "application/json"
+    )]
+    datacontenttype: Option<String>,
+    data: AdjustmentRequest,
+}
+
+/// What the webhook takes: a movement's half, or a correction.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum WebhookMessage {
+    Movement(MovementMessage),
+    Adjustment(AdjustmentMessage),
+}
+
+/// The correction type.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+enum AdjustmentType {
+    #[serde(rename = "ru.retail.warehouses.adjustment")]
+    Adjustment,
 }
 
 /// Not blank (some character that is not Unicode White_Space, which is
@@ -150,13 +198,15 @@ pub fn describe_extensions(spec: &mut Spec) {
     components
         .schemas
         .insert("ExtensionValue".into(), Schema::OneOf(value.build()).into());
-    if let Some(RefOr::T(Schema::Object(message))) = components.schemas.get_mut("MovementMessage") {
-        message.additional_properties = Some(Box::new(value_ref().into()));
-        message.property_names = Some(Box::new(Schema::Object(no_nul())));
-        // The derive takes only a literal pattern; these are shared.
-        for name in ["id", "source"] {
-            if let Some(RefOr::T(Schema::Object(field))) = message.properties.get_mut(name) {
-                field.pattern = Some(TEXT_PATTERN.into());
+    for kind in ["MovementMessage", "AdjustmentMessage"] {
+        if let Some(RefOr::T(Schema::Object(message))) = components.schemas.get_mut(kind) {
+            message.additional_properties = Some(Box::new(value_ref().into()));
+            message.property_names = Some(Box::new(Schema::Object(no_nul())));
+            // The derive takes only a literal pattern; these are shared.
+            for name in ["id", "source"] {
+                if let Some(RefOr::T(Schema::Object(field))) = message.properties.get_mut(name) {
+                    field.pattern = Some(TEXT_PATTERN.into());
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use contract::MovementMessage;
+use contract::WebhookMessage;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -71,10 +71,10 @@ pub struct Rejected {
     path = "/api/v1/kafka/webhook",
     tag = "ingest",
     request_body(
-        description = "A CloudEvents 1.0 message of type ru.retail.warehouses.movement",
+        description = "A CloudEvents 1.0 message of type ru.retail.warehouses.movement, or ru.retail.warehouses.adjustment for a correction",
         content(
-            (MovementMessage = "application/json"),
-            (MovementMessage = "application/cloudevents+json"),
+            (WebhookMessage = "application/json"),
+            (WebhookMessage = "application/cloudevents+json"),
         ),
     ),
     security((), ("webhook_token" = [])),
