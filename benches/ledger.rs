@@ -19,6 +19,7 @@ fn stream(count: usize, seed: u64) -> impl Iterator<Item = MovementEvent> {
         products: 2000,
         departure_share: 0.25,
         duplicate_share: 0.05,
+        correction_share: 0.0,
         seed,
     })
     .map(|r| MovementEvent::from_structured(r.event.to_string().as_bytes()).unwrap())

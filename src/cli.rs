@@ -56,6 +56,10 @@ pub struct ProduceArgs {
     /// Share of generated records that re-send an earlier record.
     #[arg(long, default_value_t = 0.05, value_parser = share)]
     pub duplicate_share: f64,
+    /// Share of generated records that are counts and adjustments (0 keeps
+    /// the stream of movements only, as the bench compares builds on).
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    pub correction_share: f64,
     /// Seed of the generated stream: the same seed gives the same stream.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -121,6 +125,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                     products: args.products,
                     departure_share: args.departure_share,
                     duplicate_share: args.duplicate_share,
+                    correction_share: args.correction_share,
                     seed: args.seed,
                 }),
                 (None, None) => unreachable!("clap requires --file or --count"),

@@ -24,6 +24,10 @@ pub struct GeneratorConfig {
     pub departure_share: f64,
     /// Share of records that re-send an earlier record verbatim.
     pub duplicate_share: f64,
+    /// Share of records that are corrections people make (counts and
+    /// adjustments of stock the model knows). At 0 the stream is exactly
+    /// what it was before corrections existed.
+    pub correction_share: f64,
     pub seed: u64,
 }
 
@@ -107,6 +111,15 @@ impl Generator {
             return again;
         }
         self.clock += Duration::seconds(1);
+        if self.config.correction_share > 0.0
+            && self
+                .rng
+                .random_bool(self.config.correction_share.clamp(0.0, 1.0))
+        {
+            let record = self.correction();
+            self.remember(&record);
+            return record;
+        }
         let share = self.config.departure_share.clamp(0.0, 0.5);
         let roll: f64 = self.rng.random();
         let record = if roll < share {
@@ -116,11 +129,58 @@ impl Generator {
         } else {
             self.supply()
         };
+        self.remember(&record);
+        record
+    }
+
+    /// Keeps `record` among the recent ones duplicates are picked from.
+    fn remember(&mut self, record: &GeneratedRecord) {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
         self.recent.push_back(record.clone());
-        record
+    }
+
+    /// A count (the quantity found) or an adjustment (a change the stock
+    /// can take) of a pair, which always applies.
+    fn correction(&mut self) -> GeneratedRecord {
+        let w = self.rng.random_range(0..self.warehouses.len());
+        let p = self.rng.random_range(0..self.products.len());
+        let held = self.stock.get(&(w, p)).copied().unwrap_or(0);
+        let (kind, quantity, after) = if held == 0 || self.rng.random_bool(0.5) {
+            let found = self.rng.random_range(0..=held + 10);
+            ("count", found, found)
+        } else {
+            let mut change = self.rng.random_range(-held..=10);
+            if change == 0 {
+                change = 1;
+            }
+            ("adjustment", change, held + change)
+        };
+        self.stock.insert((w, p), after);
+        let warehouse = self.warehouses[w];
+        let id = uuid_from(&mut self.rng);
+        let adjustment = uuid_from(&mut self.rng);
+        GeneratedRecord {
+            key: warehouse.to_string(),
+            duplicate: false,
+            event: json!({
+                "id": id.to_string(),
+                "source": format!("SCANNER-{}", 1000 + w),
+                "specversion": "1.0",
+                "type": "ru.retail.warehouses.adjustment",
+                "datacontenttype": "application/json",
+                "time": self.clock.timestamp_millis(),
+                "data": {
+                    "adjustment_id": adjustment.to_string(),
+                    "warehouse_id": warehouse.to_string(),
+                    "product_id": self.products[p].to_string(),
+                    "kind": kind,
+                    "quantity": quantity,
+                    "reason": if kind == "count" { "cycle_count" } else { "damaged" },
+                }
+            }),
+        }
     }
 
     /// Stock arriving from outside the network.
@@ -227,6 +287,7 @@ mod tests {
             products: 6,
             departure_share: 0.25,
             duplicate_share: 0.05,
+            correction_share: 0.05,
             seed,
         }
     }
@@ -260,6 +321,14 @@ mod tests {
             .count();
         assert_eq!(rejected, 0);
         assert_eq!(duplicates, generator.duplicates());
+        let corrections = events
+            .iter()
+            .filter(|e| e.content.kind.is_correction())
+            .count();
+        assert!(
+            corrections > 5000 / 40,
+            "about 5% are corrections: {corrections}"
+        );
         let departures = events
             .iter()
             .filter(|e| e.content.kind.as_str() == "departure")

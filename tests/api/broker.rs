@@ -46,6 +46,9 @@ pub fn generated(count: usize, seed: u64, duplicate_share: f64) -> GeneratorConf
         products: 40,
         departure_share: 0.25,
         duplicate_share,
+        // Counts and adjustments in every generated stream, so that every
+        // fault test ends exact with corrections in it.
+        correction_share: 0.03,
         seed,
     }
 }

@@ -40,7 +40,8 @@ async fn follow(app: &TestApp, after: i64, count: usize, query: &str) -> (Vec<Va
 pub async fn applied_entries(pool: &PgPool) -> Vec<(i64, Uuid, Uuid, i64, i64)> {
     sqlx::query_as(
         "SELECT seq, warehouse_id, product_id,
-                CASE WHEN event = 'arrival' THEN quantity ELSE -quantity END::int8, stock_after
+                coalesce(delta, CASE WHEN event = 'arrival' THEN quantity
+                                     ELSE -quantity END::int8), stock_after
          FROM event_log WHERE outcome = 'applied' ORDER BY seq",
     )
     .fetch_all(pool)
