@@ -218,7 +218,9 @@ pub async fn adjust(
             reason, differs, ..
         } => {
             let stock = match reason {
-                RejectReason::StaleQuantity => Some(state.ledger.stock(pair.0, pair.1).await?),
+                RejectReason::StaleQuantity => {
+                    Some(state.ledger.stock(pair.0, pair.1).await?.quantity)
+                }
                 _ => None,
             };
             let answer = AdjustmentRejected {

@@ -28,6 +28,10 @@ pub struct StockView {
     product_id: Uuid,
     /// 0 for a pair the ledger has never seen.
     quantity: i64,
+    /// The `seq` of the change this figure stands on: the pair's last
+    /// change (by then, with `as_of`), `null` while it has had none. A
+    /// counter passes it as a count's `basis_seq`.
+    last_seq: Option<i64>,
     /// The moment asked for with `?as_of=`; absent for the current stock.
     #[serde(skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
@@ -95,7 +99,7 @@ pub async fn stock(
         .as_deref()
         .map(|s| parse_time("as_of", s))
         .transpose()?;
-    let quantity = match as_of {
+    let figure = match as_of {
         Some(t) => {
             state
                 .ledger
@@ -107,7 +111,8 @@ pub async fn stock(
     Ok(Json(StockView {
         warehouse_id,
         product_id,
-        quantity,
+        quantity: figure.quantity,
+        last_seq: figure.last_seq,
         as_of,
     }))
 }
@@ -491,6 +496,8 @@ pub struct LookupItem {
     product_id: Uuid,
     /// 0 for a pair the ledger has never seen.
     quantity: i64,
+    /// The `seq` of the pair's last change; `null` while it has had none.
+    last_seq: Option<i64>,
 }
 
 /// The figures, in the order asked.
@@ -537,15 +544,16 @@ pub async fn stock_lookup(
         .iter()
         .map(|p| (p.warehouse_id, p.product_id))
         .collect();
-    let quantities = state.ledger.stock_many(&pairs).await?;
+    let figures = state.ledger.stock_many(&pairs).await?;
     let items = request
         .items
         .into_iter()
-        .zip(quantities)
-        .map(|(p, quantity)| LookupItem {
+        .zip(figures)
+        .map(|(p, figure)| LookupItem {
             warehouse_id: p.warehouse_id,
             product_id: p.product_id,
-            quantity,
+            quantity: figure.quantity,
+            last_seq: figure.last_seq,
         })
         .collect();
     Ok(Json(LookupAnswer { items }))

@@ -5,17 +5,23 @@
 
 use super::Ledger;
 use super::reads::{
-    self, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures, Rejection, StockItem,
+    self, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures, Rejection, StockFigure,
+    StockItem,
 };
 use crate::domain::MovementView;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 impl Ledger {
-    /// The current quantity of a pair (0 if never seen), through the cache.
-    pub async fn stock(&self, warehouse_id: Uuid, product_id: Uuid) -> Result<i64, sqlx::Error> {
+    /// The current stock of a pair (0 if never seen) and its last change,
+    /// through the cache.
+    pub async fn stock(
+        &self,
+        warehouse_id: Uuid,
+        product_id: Uuid,
+    ) -> Result<StockFigure, sqlx::Error> {
         let key = self.cache.stock_key(warehouse_id, product_id);
-        let (quantity, _) = self
+        let (figure, _) = self
             .cache
             .read_through(&key, || async {
                 reads::stock(&self.pool, warehouse_id, product_id)
@@ -23,13 +29,19 @@ impl Ledger {
                     .map(Some)
             })
             .await?;
-        Ok(quantity.unwrap_or(0))
+        Ok(figure.unwrap_or(StockFigure {
+            quantity: 0,
+            last_seq: None,
+        }))
     }
 
     /// The current quantities of `pairs`, in their order (duplicates
     /// allowed): one Redis round trip for all of them, one statement for
     /// the misses, one round trip to fill those.
-    pub async fn stock_many(&self, pairs: &[(Uuid, Uuid)]) -> Result<Vec<i64>, sqlx::Error> {
+    pub async fn stock_many(
+        &self,
+        pairs: &[(Uuid, Uuid)],
+    ) -> Result<Vec<StockFigure>, sqlx::Error> {
         let keys: Vec<String> = pairs
             .iter()
             .map(|&(w, p)| self.cache.stock_key(w, p))
@@ -37,10 +49,15 @@ impl Ledger {
         self.cache
             .read_many(&keys, |missed| async move {
                 let wanted: Vec<(Uuid, Uuid)> = missed.iter().map(|&i| pairs[i]).collect();
-                let found = reads::stock_many(&self.pool, wanted.iter().copied()).await?;
+                let found = reads::stock_figures(&self.pool, &wanted).await?;
                 Ok(wanted
                     .iter()
-                    .map(|pair| found.get(pair).copied().unwrap_or(0))
+                    .map(|pair| {
+                        found.get(pair).copied().unwrap_or(StockFigure {
+                            quantity: 0,
+                            last_seq: None,
+                        })
+                    })
                     .collect())
             })
             .await
@@ -53,7 +70,7 @@ impl Ledger {
         warehouse_id: Uuid,
         product_id: Uuid,
         as_of: DateTime<Utc>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<StockFigure, sqlx::Error> {
         reads::stock_as_of(&self.pool, warehouse_id, product_id, as_of).await
     }
 

@@ -9,20 +9,63 @@ use sqlx::{PgExecutor, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// Quantity of a (warehouse, product); 0 when the pair was never seen.
+/// A pair's stock, and the `seq` of the last change it stands on (`None`
+/// while the pair has had none): what a counter counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StockFigure {
+    pub quantity: i64,
+    pub last_seq: Option<i64>,
+}
+
+/// The stock of a (warehouse, product), 0 when the pair was never seen,
+/// with its last change: one statement, so the two agree.
 pub async fn stock(
     pool: &PgPool,
     warehouse_id: Uuid,
     product_id: Uuid,
-) -> Result<i64, sqlx::Error> {
-    let quantity = sqlx::query_scalar!(
-        "SELECT quantity FROM stock WHERE warehouse_id = $1 AND product_id = $2",
+) -> Result<StockFigure, sqlx::Error> {
+    sqlx::query_as!(
+        StockFigure,
+        r#"SELECT coalesce((SELECT quantity FROM stock
+                            WHERE warehouse_id = $1 AND product_id = $2), 0) AS "quantity!",
+                  (SELECT seq FROM event_log
+                   WHERE product_id = $2 AND warehouse_id = $1 AND outcome = 'applied'
+                   ORDER BY seq DESC LIMIT 1) AS last_seq"#,
         warehouse_id,
         product_id,
     )
-    .fetch_optional(pool)
+    .fetch_one(pool)
+    .await
+}
+
+/// [`stock`] of many pairs in one statement.
+pub async fn stock_figures(
+    pool: &PgPool,
+    pairs: &[(Uuid, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid), StockFigure>, sqlx::Error> {
+    let (warehouses, products): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+    let rows = sqlx::query!(
+        r#"SELECT k.w AS "w!", k.p AS "p!", coalesce(s.quantity, 0) AS "quantity!",
+                  (SELECT l.seq FROM event_log l
+                   WHERE l.product_id = k.p AND l.warehouse_id = k.w AND l.outcome = 'applied'
+                   ORDER BY l.seq DESC LIMIT 1) AS last_seq
+           FROM unnest($1::uuid[], $2::uuid[]) AS k(w, p)
+           LEFT JOIN stock s ON s.warehouse_id = k.w AND s.product_id = k.p"#,
+        &warehouses,
+        &products,
+    )
+    .fetch_all(pool)
     .await?;
-    Ok(quantity.unwrap_or(0))
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let figure = StockFigure {
+                quantity: r.quantity,
+                last_seq: r.last_seq,
+            };
+            ((r.w, r.p), figure)
+        })
+        .collect())
 }
 
 /// The movement, or `None` when no half of it was applied: its applied
@@ -220,10 +263,10 @@ pub async fn stock_as_of(
     warehouse_id: Uuid,
     product_id: Uuid,
     as_of: DateTime<Utc>,
-) -> Result<i64, sqlx::Error> {
+) -> Result<StockFigure, sqlx::Error> {
     // An applied entry always has its `stock_after` (the audit log's CHECK).
-    let quantity = sqlx::query_scalar!(
-        r#"SELECT stock_after AS "stock_after!" FROM event_log
+    let last = sqlx::query!(
+        r#"SELECT seq, stock_after AS "stock_after!" FROM event_log
            WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied'
              AND received_at <= $3
            ORDER BY seq DESC
@@ -234,7 +277,10 @@ pub async fn stock_as_of(
     )
     .fetch_optional(pool)
     .await?;
-    Ok(quantity.unwrap_or(0))
+    Ok(StockFigure {
+        quantity: last.as_ref().map_or(0, |l| l.stock_after),
+        last_seq: last.map(|l| l.seq),
+    })
 }
 
 /// One applied entry of a pair's history.

@@ -425,3 +425,48 @@ async fn adjustments_on_the_topic_apply_and_refused_ones_go_to_the_dead_letter_t
     assert_eq!(codes, ["insufficient_stock", "stale_quantity"]);
     assert_eq!(verify(&app).await, Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_stock_answer_carries_the_seq_of_the_pairs_last_change_for_a_counter_to_count_against() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let path = format!("/api/v1/warehouses/{w}/products/{p}");
+    let (_, never) = app.get(&path).await;
+    assert_eq!(
+        (never["quantity"].clone(), never["last_seq"].clone()),
+        (json!(0), Value::Null)
+    );
+    stock_up(&app, w, p, 12).await;
+    let (_, now) = app.get(&path).await;
+    let seen = now["last_seq"].as_i64().unwrap();
+    assert_eq!(seen, history(&app, w, p).await[0]["seq"].as_i64().unwrap());
+    // Another change after the counter read the stock stays.
+    app.post_ok(&Ev::new(w, p, 2).departure()).await;
+    let (_, after) = app.get(&path).await;
+    assert!(after["last_seq"].as_i64().unwrap() > seen, "{after}");
+    let mut body = count(w, p, 11);
+    body["basis_seq"] = json!(seen);
+    let (status, answer) = adjust(&app, &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["delta"].clone(), answer["stock_after"].clone()),
+        (json!(-1), json!(9))
+    );
+    let (_, counted) = app.get(&path).await;
+    assert_eq!(
+        (counted["quantity"].clone(), counted["last_seq"].clone()),
+        (json!(9), answer["seq"].clone())
+    );
+    // The bulk lookup says the same.
+    let (_, lookup) = {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/stock/lookup", app.address))
+            .json(&json!({"items": [{"warehouse_id": w, "product_id": p}]}))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(lookup["items"][0]["last_seq"], answer["seq"]);
+}

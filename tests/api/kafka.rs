@@ -42,7 +42,7 @@ pub(crate) async fn assert_stock(pool: &PgPool, expected: &HashMap<(Uuid, Uuid),
         .unwrap();
     assert!(diff.is_empty(), "verify found: {diff:#?}");
     for (&(w, p), &q) in expected {
-        let quantity = reads::stock(pool, w, p).await.unwrap();
+        let quantity = reads::stock(pool, w, p).await.unwrap().quantity;
         assert_eq!(quantity, q, "stock of {w}/{p}");
     }
 }

@@ -321,7 +321,10 @@ async fn check_history_and_totals(app: &TestApp, ids: &Ids, model: &Model) {
                 replayed, want,
                 "the history of pair ({w}, {p}) replays to its stock"
             );
-            let now = reads::stock(&app.pool, warehouse, product).await.unwrap();
+            let now = reads::stock(&app.pool, warehouse, product)
+                .await
+                .unwrap()
+                .quantity;
             assert_eq!(now, want);
         }
     }
@@ -367,14 +370,16 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Op>, cuts: Vec<usize>)
         for (p, &product) in ids.products.iter().enumerate() {
             let then = reads::stock_as_of(&app.pool, warehouse, product, before)
                 .await
-                .unwrap();
+                .unwrap()
+                .quantity;
             assert_eq!(then, 0, "nothing before the first batch");
             for (t, _) in &moments {
                 let (_, stock) = moments.iter().rev().find(|(u, _)| u <= t).unwrap();
                 let want = stock.get(&(w, p)).copied().unwrap_or(0);
                 let then = reads::stock_as_of(&app.pool, warehouse, product, *t)
                     .await
-                    .unwrap();
+                    .unwrap()
+                    .quantity;
                 assert_eq!(then, want, "pair ({w}, {p}) as of {t}");
             }
         }
@@ -382,7 +387,10 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Op>, cuts: Vec<usize>)
 
     for (w, &warehouse) in ids.warehouses.iter().enumerate() {
         for (p, &product) in ids.products.iter().enumerate() {
-            let quantity = reads::stock(&app.pool, warehouse, product).await.unwrap();
+            let quantity = reads::stock(&app.pool, warehouse, product)
+                .await
+                .unwrap()
+                .quantity;
             assert_eq!(quantity, model.stock.get(&(w, p)).copied().unwrap_or(0));
         }
     }
