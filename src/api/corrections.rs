@@ -5,8 +5,7 @@
 use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
 use super::lookups::ServerErrors;
-use crate::domain::correction::parse_adjustment;
-use crate::domain::{CorrectionReason, Outcome, ParseError, RejectReason};
+use crate::domain::{CorrectionReason, MovementEvent, Outcome, ParseError, RejectReason};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,64 +24,63 @@ use uuid::Uuid;
 /// made over this API.
 pub const SOURCE: &str = "warehouse-stock:api";
 
-/// A count: the quantity found on the shelf.
-#[derive(Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct CountRequest {
-    /// The idempotency key: the same id with the same content again is a
-    /// duplicate; with other content, `conflicting_duplicate`.
-    adjustment_id: Uuid,
-    warehouse_id: Uuid,
-    product_id: Uuid,
-    #[schema(inline)]
-    kind: CountKind,
-    /// The quantity counted.
-    #[schema(minimum = 0, maximum = 2147483647, example = 42)]
-    quantity: i64,
-    /// The `seq` of the last change the counter had seen for this pair (a
-    /// stock answer's `last_seq`, or the history's): the correction is then
-    /// `quantity` minus the stock right after that change, applied on top
-    /// of everything since. Without it the count sets the stock.
-    #[schema(minimum = 0, maximum = 9223372036854775807i64)]
-    basis_seq: Option<i64>,
-    #[schema(minimum = 0, maximum = 9223372036854775807i64)]
-    /// Compare-and-set: refused with `stale_quantity` unless the stock is
-    /// this when the count is applied.
-    expected_quantity: Option<i64>,
-    reason: CorrectionReason,
-    /// At most 500 characters, without U+0000.
-    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
-    note: Option<String>,
-    /// At most 500 characters, without U+0000.
-    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
-    reference: Option<String>,
+/// Declares one kind of adjustment request: the fields every correction
+/// has, and those of its kind between them. These types only describe the
+/// contract; the request is read by `MovementEvent::from_adjustment`.
+macro_rules! request {
+    ($(#[$($doc:tt)*])* $name:ident { $($(#[$($attr:tt)*])* $field:ident: $ty:ty,)* }) => {
+        $(#[$($doc)*])*
+        #[derive(Deserialize, Serialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        pub struct $name {
+            /// The idempotency key: the same id with the same content again is a
+            /// duplicate; with other content, `conflicting_duplicate`.
+            adjustment_id: Uuid,
+            warehouse_id: Uuid,
+            product_id: Uuid,
+            $($(#[$($attr)*])* $field: $ty,)*
+            /// Compare-and-set: refused with `stale_quantity` unless the stock is
+            /// this when the correction is applied.
+            #[schema(minimum = 0, maximum = 9223372036854775807i64)]
+            expected_quantity: Option<i64>,
+            reason: CorrectionReason,
+            /// At most 500 characters, without U+0000.
+            #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
+            note: Option<String>,
+            /// At most 500 characters, without U+0000.
+            #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
+            reference: Option<String>,
+        }
+    };
 }
 
-/// An adjustment: a signed change of the stock.
-#[derive(Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct ChangeRequest {
-    /// The idempotency key, as for a count.
-    adjustment_id: Uuid,
-    warehouse_id: Uuid,
-    product_id: Uuid,
-    #[schema(inline)]
-    kind: AdjustmentKind,
-    /// The change: positive adds, negative takes away; never 0.
-    #[schema(inline)]
-    quantity: SignedChange,
-    /// Compare-and-set, as for a count.
-    #[schema(minimum = 0, maximum = 9223372036854775807i64)]
-    expected_quantity: Option<i64>,
-    reason: CorrectionReason,
-    /// At most 500 characters, without U+0000.
-    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
-    note: Option<String>,
-    /// At most 500 characters, without U+0000.
-    #[schema(max_length = 500, pattern = r"^[^\u0000]*$")]
-    reference: Option<String>,
+request! {
+    /// A count: the quantity found on the shelf.
+    CountRequest {
+        #[schema(inline)]
+        kind: CountKind,
+        /// The quantity counted.
+        #[schema(minimum = 0, maximum = 2147483647, example = 42)]
+        quantity: i64,
+        /// The `seq` of the last change the counter had seen for this pair (a
+        /// stock answer's `last_seq`, or the history's): the correction is then
+        /// `quantity` minus the stock right after that change, applied on top
+        /// of everything since. Without it the count sets the stock.
+        #[schema(minimum = 0, maximum = 9223372036854775807i64)]
+        basis_seq: Option<i64>,
+    }
+}
+
+request! {
+    /// An adjustment: a signed change of the stock.
+    ChangeRequest {
+        #[schema(inline)]
+        kind: AdjustmentKind,
+        /// The change: positive adds, negative takes away; never 0.
+        #[schema(inline)]
+        quantity: SignedChange,
+    }
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -205,9 +203,10 @@ pub async fn adjust(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, AppError> {
-    let event = parse_adjustment(&body, SOURCE, Utc::now()).map_err(invalid)?;
-    let (id, pair) = (
+    let event = MovementEvent::from_adjustment(&body, SOURCE, Utc::now()).map_err(invalid)?;
+    let (id, kind, pair) = (
         event.content.movement_id,
+        event.content.kind,
         (event.content.warehouse_id, event.content.product_id),
     );
     let receipt = state.commits.submit(event).await?;
@@ -242,15 +241,13 @@ pub async fn adjust(
     Ok(Json(AdjustmentApplied {
         status,
         adjustment_id: id,
-        kind: entry.kind.as_str(),
+        kind: kind.as_str(),
         seq: entry.seq,
         delta: entry.delta,
         stock_after: entry.stock_after,
         applied_at: entry.applied_at,
-        basis_seq: entry.basis_seq,
-        basis_quantity: entry
-            .basis_seq
-            .map(|_| i64::from(entry.quantity) - entry.delta),
+        basis_seq: entry.basis.map(|(seq, _)| seq),
+        basis_quantity: entry.basis.map(|(_, quantity)| quantity),
     })
     .into_response())
 }

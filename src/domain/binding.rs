@@ -6,7 +6,8 @@
 //! verdict, and the same code, however it arrives. Only the header prefix
 //! differs, as the two bindings say.
 
-use super::event::{FieldError, JSON, MAX_MESSAGE_BYTES, MovementEvent, ParseError, is_media_type};
+use super::event::{JSON, MAX_MESSAGE_BYTES, MovementEvent, is_media_type};
+use super::fields::{FieldError, ParseError};
 use std::fmt;
 
 /// The transport a message came over, which names its attribute headers.

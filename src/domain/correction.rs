@@ -3,11 +3,8 @@
 //! are entries of the one audit log, keyed by their own id, and the rules
 //! decide them in the same batches as movements.
 
-use super::event::{
-    EventContent, EventKind, FieldError, MovementEvent, ParseError, Quantity, field_error, present,
-    uuid, whole_number,
-};
-use chrono::{DateTime, SubsecRound, Utc};
+use super::entry::{EventKind, Quantity};
+use super::fields::{FieldError, Fields, whole_number};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -72,7 +69,8 @@ pub struct CorrectionDetails {
     pub expected_quantity: Option<i64>,
 }
 
-/// An adjustment as its fields say it, before it has a time and a source.
+/// An adjustment as its fields say it, before it has a time and a source
+/// ([`crate::domain::MovementEvent::from_adjustment`]).
 pub struct Adjustment {
     pub id: Uuid,
     pub kind: EventKind,
@@ -80,60 +78,6 @@ pub struct Adjustment {
     pub product_id: Uuid,
     pub quantity: Quantity,
     pub details: CorrectionDetails,
-}
-
-impl Adjustment {
-    /// The correction as the ledger takes it: keyed by its id, at
-    /// `occurred_at`, sent as `message_id` by `source`.
-    pub fn into_event(
-        self,
-        message_id: String,
-        source: String,
-        event_time: Option<DateTime<Utc>>,
-        occurred_at: DateTime<Utc>,
-        attributes: Map<String, Value>,
-    ) -> MovementEvent {
-        MovementEvent {
-            message_id,
-            source,
-            event_time,
-            content: EventContent {
-                movement_id: self.id,
-                kind: self.kind,
-                warehouse_id: self.warehouse_id,
-                product_id: self.product_id,
-                quantity: self.quantity,
-                occurred_at: occurred_at.trunc_subsecs(6),
-            },
-            attributes,
-            correction: Some(Box::new(self.details)),
-        }
-    }
-}
-
-/// Reads an adjustment request (`POST /api/v1/adjustments`): every broken
-/// field is reported at once, as for a movement event. The correction is
-/// keyed by its `adjustment_id`, at `now` on the ledger's clock; its
-/// `source` is `source`.
-pub fn parse_adjustment(
-    body: &Value,
-    source: &str,
-    now: DateTime<Utc>,
-) -> Result<MovementEvent, ParseError> {
-    let Value::Object(fields) = body else {
-        return Err(ParseError::Invalid(vec![field_error(
-            "body",
-            "must be a JSON object",
-        )]));
-    };
-    let mut errors = Vec::new();
-    match read_adjustment(fields, "", &mut errors) {
-        Some(adjustment) if errors.is_empty() => {
-            let message_id = adjustment.id.to_string();
-            Ok(adjustment.into_event(message_id, source.to_owned(), None, now, Map::new()))
-        }
-        _ => Err(ParseError::Invalid(errors)),
-    }
 }
 
 /// Reads an adjustment from its fields (a request's body, or an adjustment
@@ -144,14 +88,8 @@ pub(super) fn read_adjustment(
     prefix: &str,
     errors: &mut Vec<FieldError>,
 ) -> Option<Adjustment> {
-    let mut read = Fields {
-        fields,
-        prefix,
-        errors,
-    };
-    let id = read.required("adjustment_id", uuid);
-    let warehouse_id = read.required("warehouse_id", uuid);
-    let product_id = read.required("product_id", uuid);
+    let mut read = Fields::new(fields, prefix, errors);
+    let [id, warehouse_id, product_id] = read.ids("adjustment_id");
     let kind = read.required("kind", correction_kind);
     let quantity = read.required("quantity", integer);
     let basis_seq = read.optional("basis_seq", non_negative);
@@ -159,7 +97,7 @@ pub(super) fn read_adjustment(
     let reason = read.required("reason", reason);
     let note = read.optional("note", text);
     let reference = read.optional("reference", text);
-    read.refuse_unknown();
+    read.refuse_unknown(&KNOWN, "an adjustment");
     let quantity = match (kind, quantity) {
         (Some(EventKind::Count), Some(q)) => read.check("quantity", Quantity::counted(q)),
         (Some(_), Some(q)) => read.check("quantity", Quantity::change(q)),
@@ -197,50 +135,6 @@ const KNOWN: [&str; 10] = [
     "note",
     "reference",
 ];
-
-/// An adjustment's fields, and where the errors found in them go.
-struct Fields<'a> {
-    fields: &'a Map<String, Value>,
-    prefix: &'a str,
-    errors: &'a mut Vec<FieldError>,
-}
-
-impl Fields<'_> {
-    fn required<T>(&mut self, name: &str, parse: fn(&Value) -> Result<T, String>) -> Option<T> {
-        match present(self.fields.get(name)) {
-            None => {
-                self.error(name, "is required".into());
-                None
-            }
-            Some(v) => self.check(name, parse(v)),
-        }
-    }
-
-    fn optional<T>(&mut self, name: &str, parse: fn(&Value) -> Result<T, String>) -> Option<T> {
-        present(self.fields.get(name)).and_then(|v| self.check(name, parse(v)))
-    }
-
-    fn check<T>(&mut self, name: &str, parsed: Result<T, String>) -> Option<T> {
-        parsed.map_err(|message| self.error(name, message)).ok()
-    }
-
-    fn error(&mut self, name: &str, message: String) {
-        self.errors
-            .push(field_error(&format!("{}{name}", self.prefix), message));
-    }
-
-    /// A misspelt optional field would otherwise be dropped in silence.
-    fn refuse_unknown(&mut self) {
-        let unknown: Vec<&String> = self
-            .fields
-            .keys()
-            .filter(|name| !KNOWN.contains(&name.as_str()))
-            .collect();
-        for name in unknown {
-            self.error(name, "is not a field of an adjustment".into());
-        }
-    }
-}
 
 fn correction_kind(v: &Value) -> Result<EventKind, String> {
     match v.as_str() {

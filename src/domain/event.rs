@@ -12,10 +12,10 @@
 //! name rather than the first serde error.
 
 use super::correction::{Adjustment, CorrectionDetails, read_adjustment};
+use super::entry::{EventKind, Quantity};
+use super::fields::{FieldError, Fields, ParseError, field_error, present, whole_number};
 use chrono::{DateTime, SubsecRound, TimeZone, Utc};
-use serde::Serialize;
 use serde_json::{Map, Value};
-use std::fmt;
 use uuid::Uuid;
 
 /// The CloudEvents `type` of a movement's half.
@@ -40,124 +40,6 @@ const CORE_ATTRIBUTES: [&str; 7] = [
     "datacontenttype",
     "data",
 ];
-
-/// What an audit entry records: goods that arrived at or departed from a
-/// warehouse (the two halves of a movement), or a correction people made
-/// (a count, an adjustment). Stored as the audit log's `event` text, which
-/// the derive reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-pub enum EventKind {
-    Arrival,
-    Departure,
-    Count,
-    Adjustment,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Arrival => "arrival",
-            EventKind::Departure => "departure",
-            EventKind::Count => "count",
-            EventKind::Adjustment => "adjustment",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "arrival" => Some(EventKind::Arrival),
-            "departure" => Some(EventKind::Departure),
-            "count" => Some(EventKind::Count),
-            "adjustment" => Some(EventKind::Adjustment),
-            _ => None,
-        }
-    }
-
-    /// Whether people made it, rather than a movement.
-    pub fn is_correction(self) -> bool {
-        matches!(self, EventKind::Count | EventKind::Adjustment)
-    }
-
-    /// The kind an entry is looked up by for idempotency: a correction's
-    /// id names one correction, whichever its kind, so both kinds share a
-    /// key; a movement's two halves have one each.
-    pub fn idempotency_kind(self) -> Self {
-        if self.is_correction() {
-            EventKind::Adjustment
-        } else {
-            self
-        }
-    }
-
-    /// What an entry of this kind and `quantity` did to its pair's stock,
-    /// where the kind and quantity say it: a half moves its quantity, an
-    /// adjustment is its signed quantity. A count's depends on the stock it
-    /// found, and is stored with it (the audit log's `delta`).
-    pub fn delta(self, quantity: i32) -> Option<i64> {
-        match self {
-            EventKind::Arrival | EventKind::Adjustment => Some(i64::from(quantity)),
-            EventKind::Departure => Some(-i64::from(quantity)),
-            EventKind::Count => None,
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A quantity that fits PostgreSQL's `integer`: for a movement's half
-/// 1 ..= 2147483647 ([`Quantity::parse`]); for a count the quantity found,
-/// 0 or more; for an adjustment a signed change other than 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Quantity(i32);
-
-impl Quantity {
-    /// A half's quantity: 1 ..= 2147483647.
-    pub fn parse(n: i64) -> Result<Self, String> {
-        if n < 1 {
-            return Err(format!("must be at least 1, got {n}"));
-        }
-        i32::try_from(n)
-            .map(Quantity)
-            .map_err(|_| format!("must be at most {}, got {n}", i32::MAX))
-    }
-
-    /// A count's quantity: 0 ..= 2147483647.
-    pub fn counted(n: i64) -> Result<Self, String> {
-        match n {
-            0 => Ok(Quantity(0)),
-            n => Self::parse(n).map_err(|_| match n < 0 {
-                true => format!("must be 0 or more, got {n}"),
-                false => format!("must be at most {}, got {n}", i32::MAX),
-            }),
-        }
-    }
-
-    /// An adjustment's signed change: not 0, and at most 2147483647 either way.
-    pub fn change(n: i64) -> Result<Self, String> {
-        if n == 0 {
-            return Err("must not be 0".into());
-        }
-        Self::parse(n.saturating_abs())
-            .map(|q| Quantity(q.0 * n.signum() as i32))
-            .map_err(|_| format!("must be from -{0} to {0}, got {n}", i32::MAX))
-    }
-
-    /// The stored value, read back from the audit log.
-    pub fn stored(n: i32) -> Self {
-        Quantity(n)
-    }
-
-    pub fn get(self) -> i32 {
-        self.0
-    }
-}
 
 /// What identifies an event for idempotency, plus the content that must match
 /// for a re-send to count as a duplicate rather than a conflict.
@@ -188,40 +70,6 @@ pub struct MovementEvent {
     pub correction: Option<Box<CorrectionDetails>>,
 }
 
-/// One broken field of an otherwise well-formed JSON message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-/// Why a message is not a movement event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    /// The bytes are not JSON at all (or not UTF-8, or nested too deeply).
-    MalformedJson(String),
-    /// JSON that breaks the event contract; every broken field is listed.
-    Invalid(Vec<FieldError>),
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::MalformedJson(detail) => write!(f, "body is not valid JSON: {detail}"),
-            ParseError::Invalid(errors) => {
-                f.write_str("invalid movement event: ")?;
-                for (i, e) in errors.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str("; ")?;
-                    }
-                    write!(f, "{}: {}", e.field, e.message)?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 /// The envelope attributes of a message before validation, whichever content
 /// mode it came in. Values are JSON so that type errors can be reported.
 #[derive(Debug, Default)]
@@ -231,6 +79,62 @@ pub struct EnvelopeFields {
 }
 
 impl MovementEvent {
+    /// Reads an adjustment request (`POST /api/v1/adjustments`): every
+    /// broken field is reported at once, as for a movement event. The
+    /// correction is keyed by its `adjustment_id`, made at `now`, and sent
+    /// by `source`.
+    pub fn from_adjustment(
+        body: &Value,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, ParseError> {
+        let Value::Object(fields) = body else {
+            return Err(invalid("body", "must be a JSON object"));
+        };
+        let mut errors = Vec::new();
+        match read_adjustment(fields, "", &mut errors) {
+            Some(adjustment) if errors.is_empty() => {
+                let message_id = adjustment.id.to_string();
+                Ok(Self::correcting(
+                    adjustment,
+                    message_id,
+                    source.to_owned(),
+                    Some(now),
+                    Map::new(),
+                ))
+            }
+            _ => Err(ParseError::Invalid(errors)),
+        }
+    }
+
+    /// The correction as the ledger takes it: keyed by its id, sent as
+    /// `message_id` by `source`. It happens when it is made: at
+    /// `event_time`, else when it is read. Its time is no part of what
+    /// makes a re-sent correction a duplicate.
+    fn correcting(
+        adjustment: Adjustment,
+        message_id: String,
+        source: String,
+        event_time: Option<DateTime<Utc>>,
+        attributes: Map<String, Value>,
+    ) -> Self {
+        MovementEvent {
+            message_id,
+            source,
+            event_time,
+            content: EventContent {
+                movement_id: adjustment.id,
+                kind: adjustment.kind,
+                warehouse_id: adjustment.warehouse_id,
+                product_id: adjustment.product_id,
+                quantity: adjustment.quantity,
+                occurred_at: event_time.unwrap_or_else(Utc::now).trunc_subsecs(6),
+            },
+            attributes,
+            correction: Some(Box::new(adjustment.details)),
+        }
+    }
+
     /// Parses a message in CloudEvents structured JSON mode.
     pub fn from_structured(body: &[u8]) -> Result<Self, ParseError> {
         let value = parse_json(body)?;
@@ -325,15 +229,8 @@ impl MovementEvent {
                         attributes,
                         correction: None,
                     },
-                    // A correction happens when it is made: at the message's
-                    // time, else when it is read. Its time is no part of
-                    // what makes a re-sent correction a duplicate.
-                    Data::Adjustment(adjustment) => adjustment.into_event(
-                        message_id,
-                        source,
-                        event_time,
-                        event_time.unwrap_or_else(Utc::now),
-                        attributes,
+                    Data::Adjustment(adjustment) => MovementEvent::correcting(
+                        adjustment, message_id, source, event_time, attributes,
                     ),
                 })
             }
@@ -410,12 +307,10 @@ fn parse_json(body: &[u8]) -> Result<Value, ParseError> {
 }
 
 fn parse_data(data: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<EventContent> {
-    let mut fields = DataFields { data, errors };
+    let mut fields = Fields::new(data, "data.", errors);
     // Every field is read before any is given up on, so that every broken
     // one is reported, in this order.
-    let movement_id = fields.required("movement_id", uuid);
-    let warehouse_id = fields.required("warehouse_id", uuid);
-    let product_id = fields.required("product_id", uuid);
+    let [movement_id, warehouse_id, product_id] = fields.ids("movement_id");
     let occurred_at = fields.required("timestamp", timestamp);
     let kind = fields.required("event", event_kind);
     let quantity = fields.required("quantity", quantity);
@@ -427,39 +322,6 @@ fn parse_data(data: &Map<String, Value>, errors: &mut Vec<FieldError>) -> Option
         quantity: quantity?,
         occurred_at: occurred_at?,
     })
-}
-
-/// A cursor over the fields of `data` that records what is wrong with each,
-/// under its full name (`data.<field>`); each conversion only says what.
-struct DataFields<'a> {
-    data: &'a Map<String, Value>,
-    errors: &'a mut Vec<FieldError>,
-}
-
-impl DataFields<'_> {
-    fn required<T>(
-        &mut self,
-        name: &str,
-        convert: impl FnOnce(&Value) -> Result<T, String>,
-    ) -> Option<T> {
-        let message = match present(self.data.get(name)) {
-            None => "is required".to_string(),
-            Some(value) => match convert(value) {
-                Ok(v) => return Some(v),
-                Err(message) => message,
-            },
-        };
-        self.errors
-            .push(field_error(&format!("data.{name}"), message));
-        None
-    }
-}
-
-pub(super) fn uuid(v: &Value) -> Result<Uuid, String> {
-    match v {
-        Value::String(s) => Uuid::try_parse(s).map_err(|_| format!("must be a UUID, got {s:?}")),
-        _ => Err("must be a UUID string".into()),
-    }
 }
 
 fn timestamp(v: &Value) -> Result<DateTime<Utc>, String> {
@@ -543,19 +405,6 @@ fn contains_nul(name: &str, value: &Value) -> bool {
         }
 }
 
-/// A JSON number as a whole number: JSON Schema counts `10.0` as the
-/// integer 10, and so does this parser. Past the range of `i64` it
-/// saturates, which every caller's own range check then refuses.
-pub(super) fn whole_number(n: &serde_json::Number) -> Option<i64> {
-    n.as_i64()
-        .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-}
-
-/// JSON `null` counts as absent.
-pub(super) fn present(v: Option<&Value>) -> Option<&Value> {
-    v.filter(|v| !v.is_null())
-}
-
 fn non_empty_string(
     attributes: &Map<String, Value>,
     name: &str,
@@ -591,13 +440,6 @@ fn expect_exact(
             name,
             format!("must be {expected:?}, got {other}"),
         )),
-    }
-}
-
-pub(super) fn field_error(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.to_string(),
-        message: message.into(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! A movement: the departure and the arrival of one transfer, joined by
 //! `movement_id`, and the view of it the API returns.
 
-use super::event::{EventContent, EventKind};
+use super::entry::EventKind;
+use super::event::EventContent;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

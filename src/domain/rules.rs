@@ -7,7 +7,8 @@
 //! and reasoned about as "events applied one by one, in order".
 
 use super::correction::CorrectionDetails;
-use super::event::{EventContent, EventKind, MovementEvent};
+use super::entry::EventKind;
+use super::event::{EventContent, MovementEvent};
 use super::movement::{MovementState, Side};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -122,6 +123,11 @@ impl Differs {
             field(|d| d.basis_seq.map(|n| n.to_string())),
             field(|d| d.expected_quantity.map(|n| n.to_string())),
         ];
+        Self::of(&flags)
+    }
+
+    /// From whether each of [`Differs::NAMES`] differs, in that order.
+    fn of(flags: &[bool]) -> Self {
         Differs(
             flags
                 .iter()
@@ -143,13 +149,7 @@ impl Differs {
     /// From whether `warehouse_id`, `product_id`, `quantity` and
     /// `timestamp` differ, in that order.
     pub fn from_flags(differ: [bool; 4]) -> Self {
-        Differs(
-            differ
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| **d)
-                .fold(0, |bits, (i, _)| bits | 1 << i),
-        )
+        Self::of(&differ)
     }
 
     /// The names, in the order of [`Differs::NAMES`].
@@ -442,7 +442,7 @@ fn remember(state: &mut LedgerState, e: &MovementEvent, verdict: Verdict, now: D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::Quantity;
+    use crate::domain::Quantity;
     use chrono::TimeZone;
 
     fn ev(

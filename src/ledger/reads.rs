@@ -555,27 +555,25 @@ pub async fn rejections(
     Ok(rows.into_iter().map(Rejection::from).collect())
 }
 
-/// An applied correction as its entry holds it.
+/// What an applied correction did, as its entry holds it.
 #[derive(Debug, Clone)]
 pub struct CorrectionEntry {
+    /// Its place in the log.
     pub seq: i64,
-    pub kind: EventKind,
-    /// What was asked: a count's quantity found, an adjustment's change.
-    pub quantity: i32,
     pub delta: i64,
     pub stock_after: i64,
     pub applied_at: DateTime<Utc>,
-    pub basis_seq: Option<i64>,
+    /// A count's basis, and the stock right after it, which it corrected
+    /// from (its quantity found minus its delta).
+    pub basis: Option<(i64, i64)>,
 }
 
 /// The applied correction of `id`, if it has one: read along the audit
 /// log's deciding index.
 pub async fn correction(pool: &PgPool, id: Uuid) -> Result<Option<CorrectionEntry>, sqlx::Error> {
-    sqlx::query_as!(
-        CorrectionEntry,
-        r#"SELECT seq, event AS "kind: EventKind", quantity, delta AS "delta!",
-                  stock_after AS "stock_after!", received_at AS applied_at,
-                  (correction->>'basis_seq')::int8 AS basis_seq
+    let row = sqlx::query!(
+        r#"SELECT seq, quantity, delta AS "delta!", stock_after AS "stock_after!",
+                  received_at, (correction->>'basis_seq')::int8 AS basis_seq
            FROM event_log
            WHERE movement_id = $1 AND outcome = 'applied'
              AND reason IS DISTINCT FROM 'conflicting_duplicate'
@@ -583,5 +581,14 @@ pub async fn correction(pool: &PgPool, id: Uuid) -> Result<Option<CorrectionEntr
         id,
     )
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(row.map(|r| CorrectionEntry {
+        seq: r.seq,
+        delta: r.delta,
+        stock_after: r.stock_after,
+        applied_at: r.received_at,
+        basis: r
+            .basis_seq
+            .map(|seq| (seq, i64::from(r.quantity) - r.delta)),
+    }))
 }

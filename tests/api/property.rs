@@ -12,7 +12,6 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
 use uuid::Uuid;
-use warehouse_stock::domain::correction::parse_adjustment;
 use warehouse_stock::domain::{MovementEvent, Outcome};
 use warehouse_stock::ledger::{Ledger, reads};
 
@@ -247,7 +246,7 @@ impl Ids {
                 if let Some(expected) = f.expected {
                     body["expected_quantity"] = json!(expected);
                 }
-                parse_adjustment(&body, "proptest", Utc::now()).unwrap()
+                MovementEvent::from_adjustment(&body, "proptest", Utc::now()).unwrap()
             }
         }
     }

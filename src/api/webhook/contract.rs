@@ -13,64 +13,69 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::{OpenApi as Spec, RefOr};
 use uuid::Uuid;
 
-/// The webhook's message as documented. The parser reads the JSON by hand
-/// (see `domain::event`) so that it can name every broken field; this type
-/// only describes the contract.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct MovementMessage {
-    /// Unique per message; re-sending the same event keeps it. Not blank,
-    /// and without U+0000.
-    #[schema(example = "4f7c6a9e-0b7d-4f7e-8a35-0d5d3f5f2a11")]
-    id: String,
-    /// Who sent it, such as a warehouse system. Not blank, and without
-    /// U+0000.
-    #[schema(example = "warehouse-7")]
-    source: String,
-    #[schema(inline)]
-    specversion: SpecVersion,
-    #[schema(inline)]
-    r#type: MovementType,
-    /// Epoch milliseconds (integer) or an RFC 3339 timestamp.
-    #[schema(example = 1737370800000i64)]
-    time: Option<EventTime>,
-    /// `application/json`, in any case, optionally with parameters.
-    #[schema(
-        pattern = r"^\s*[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]\s*(;[\s\S]*)?$",
-        example = "application/json"
-    )]
-    datacontenttype: Option<String>,
-    data: MovementData,
+/// Declares a webhook message: the CloudEvents envelope every message
+/// shares, with its own `type` and `data`, and the examples and words that
+/// differ. The parser reads the JSON by hand (see `domain::event`) so that
+/// it can name every broken field; these types only describe the contract.
+macro_rules! message {
+    ($(#[$($doc:tt)*])* $name:ident {
+        type: $kind:ty, data: $data:ty,
+        id: $id:tt, source: $source:tt, who: $who:tt, time: $time:tt $(,)?
+    }) => {
+        $(#[$($doc)*])*
+        #[derive(Serialize, ToSchema)]
+        #[allow(dead_code)]
+        pub struct $name {
+            /// Unique per message; re-sending the same event keeps it. Not blank,
+            /// and without U+0000.
+            #[schema(example = $id)]
+            id: String,
+            #[doc = $who]
+            #[schema(example = $source)]
+            source: String,
+            #[schema(inline)]
+            specversion: SpecVersion,
+            #[schema(inline)]
+            r#type: $kind,
+            #[doc = $time]
+            #[schema(example = 1737370800000i64)]
+            time: Option<EventTime>,
+            /// `application/json`, in any case, optionally with parameters.
+            #[schema(
+                pattern = r"^\s*[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]\s*(;[\s\S]*)?$",
+                example = "application/json"
+            )]
+            datacontenttype: Option<String>,
+            data: $data,
+        }
+    };
 }
 
-/// A correction as a CloudEvent: the envelope of a movement's message,
-/// with `data` holding the fields of `POST /api/v1/adjustments`.
-#[derive(Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct AdjustmentMessage {
-    /// Unique per message; re-sending the same correction keeps it. Not
-    /// blank, and without U+0000.
-    #[schema(example = "9a0e6b1c-3f5d-4c2b-8e71-2d4f6a8b0c13")]
-    id: String,
-    /// Who sent it, such as a handheld scanner. Not blank, and without
-    /// U+0000.
-    #[schema(example = "scanner-12")]
-    source: String,
-    #[schema(inline)]
-    specversion: SpecVersion,
-    #[schema(inline)]
-    r#type: AdjustmentType,
-    /// Epoch milliseconds (integer) or an RFC 3339 timestamp: when the
-    /// correction was made (else when it was read).
-    #[schema(example = 1737370800000i64)]
-    time: Option<EventTime>,
-    /// `application/json`, in any case, optionally with parameters.
-    #[schema(
-        pattern = r"^\s*[Aa][Pp][Pp][Ll][Ii][Cc][Aa][Tt][Ii][Oo][Nn]/[Jj][Ss][Oo][Nn]\s*(;[\s\S]*)?$",
-        example = "application/json"
-    )]
-    datacontenttype: Option<String>,
-    data: AdjustmentRequest,
+message! {
+    /// The webhook's message as documented. The parser reads the JSON by hand
+    /// (see `domain::event`) so that it can name every broken field; this type
+    /// only describes the contract.
+    MovementMessage {
+        type: MovementType,
+        data: MovementData,
+        id: "4f7c6a9e-0b7d-4f7e-8a35-0d5d3f5f2a11",
+        source: "warehouse-7",
+        who: " Who sent it, such as a warehouse system. Not blank, and without\n U+0000.",
+        time: " Epoch milliseconds (integer) or an RFC 3339 timestamp.",
+    }
+}
+
+message! {
+    /// A correction as a CloudEvent: the envelope of a movement's message,
+    /// with `data` holding the fields of `POST /api/v1/adjustments`.
+    AdjustmentMessage {
+        type: AdjustmentType,
+        data: AdjustmentRequest,
+        id: "9a0e6b1c-3f5d-4c2b-8e71-2d4f6a8b0c13",
+        source: "scanner-12",
+        who: " Who sent it, such as a handheld scanner. Not blank, and without U+0000.",
+        time: " Epoch milliseconds (integer) or an RFC 3339 timestamp: when the correction was made (else when it was read).",
+    }
 }
 
 /// What the webhook takes: a movement's half, or a correction.
