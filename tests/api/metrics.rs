@@ -94,3 +94,43 @@ async fn http_cache_and_pool_metrics_are_exposed() {
     );
     assert!(app.metric("db_pool_connections", &[("state", "max")]).await >= 1.0);
 }
+
+#[tokio::test]
+async fn requests_with_made_up_methods_add_no_series_and_count_as_other() {
+    let app = spawn_app().await;
+    // The first scrape counts itself: read the series once it has.
+    app.metrics_text().await;
+    let before = app.metrics_text().await;
+    for i in 0..20 {
+        let method =
+            reqwest::Method::from_bytes(format!("M{i}X{}", Uuid::new_v4().simple()).as_bytes())
+                .unwrap();
+        let answer = app
+            .client
+            .request(method, format!("{}/api/v1/rejections", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let after = app.metrics_text().await;
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("http_requests_total{"))
+            .count()
+    };
+    // One new series at most: `other` on this route with this status.
+    assert!(series(&after) <= series(&before) + 1, "{after}");
+    assert!(
+        !after.contains("method=\"M0X"),
+        "a made-up method became a label"
+    );
+    assert!(
+        app.metric(
+            "http_requests_total",
+            &[("method", "other"), ("status", "405")]
+        )
+        .await
+            >= 20.0
+    );
+}
