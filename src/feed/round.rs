@@ -84,7 +84,7 @@ async fn complete(
             let c = t.change;
             RelayedChange {
                 level: levels.get(&(c.warehouse_id, c.product_id)).copied(),
-                first_change: c.delta > 0 && c.before() == 0 && first.contains(&c.seq),
+                first_change: first.contains(&c.seq),
                 change: c,
             }
         })

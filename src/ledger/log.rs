@@ -174,19 +174,20 @@ impl ChangeLog {
         changes: &[LoggedChange],
     ) -> Result<HashSet<i64>, sqlx::Error> {
         let mut probe = (Vec::new(), Vec::new(), Vec::new());
+        let mut first = HashSet::new();
         for logged in changes {
             let c = &logged.change;
-            if c.delta > 0 && c.before() == 0 && !logged.opens_pair {
+            if !(c.delta > 0 && c.before() == 0) {
+                continue;
+            }
+            if logged.opens_pair {
+                first.insert(c.seq);
+            } else {
                 probe.0.push(c.seq);
                 probe.1.push(c.warehouse_id);
                 probe.2.push(c.product_id);
             }
         }
-        let mut first: HashSet<i64> = changes
-            .iter()
-            .filter(|l| l.opens_pair)
-            .map(|l| l.change.seq)
-            .collect();
         if probe.0.is_empty() {
             return Ok(first);
         }

@@ -13,15 +13,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 async fn adjust(app: &TestApp, body: &Value) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .post(format!("{}/api/v1/adjustments", app.address))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    app.post_json("/api/v1/adjustments", body).await
 }
 
 fn count(w: Uuid, p: Uuid, quantity: i64) -> Value {
@@ -458,15 +450,7 @@ async fn a_stock_answer_carries_the_seq_of_the_pairs_last_change_for_a_counter_t
         (json!(9), answer["seq"].clone())
     );
     // The bulk lookup says the same.
-    let (_, lookup) = {
-        let response = app
-            .client
-            .post(format!("{}/api/v1/stock/lookup", app.address))
-            .json(&json!({"items": [{"warehouse_id": w, "product_id": p}]}))
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.json::<Value>().await.unwrap())
-    };
+    let body = json!({"items": [{"warehouse_id": w, "product_id": p}]});
+    let (_, lookup) = app.post_json("/api/v1/stock/lookup", &body).await;
     assert_eq!(lookup["items"][0]["last_seq"], answer["seq"]);
 }

@@ -120,6 +120,19 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// Posts `body` as JSON to `path`; returns (status, JSON body).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("Failed to post");
+        let status = response.status();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
     /// Posts and returns (status, JSON body).
     pub async fn post(&self, event: &Value) -> (StatusCode, Value) {
         let response = self.post_event(event).await;

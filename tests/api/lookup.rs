@@ -6,15 +6,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 async fn lookup(app: &TestApp, body: &Value) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .post(format!("{}/api/v1/stock/lookup", app.address))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    app.post_json("/api/v1/stock/lookup", body).await
 }
 
 fn pairs_body(pairs: &[(Uuid, Uuid)]) -> Value {
