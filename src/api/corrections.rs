@@ -253,7 +253,7 @@ pub async fn adjust(
 }
 
 /// 422 `invalid_event`, naming the request an adjustment.
-fn invalid(e: ParseError) -> AppError {
+pub(super) fn invalid(e: ParseError) -> AppError {
     match e {
         ParseError::Invalid(errors) => {
             let fields: Vec<String> = errors

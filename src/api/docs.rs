@@ -4,7 +4,7 @@
 //! are compiled in, so nothing is fetched at build or run time.
 
 use super::error::ErrorBody;
-use super::{changes, corrections, health, lookups, ops, webhook};
+use super::{changes, closings, corrections, health, lookups, ops, webhook};
 use crate::domain::{FieldError, MovementStatus, MovementView};
 use crate::ledger::reads::{HistoryItem, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
@@ -35,6 +35,8 @@ pub const REDOC_PATH: &str = "/redoc";
     paths(
         webhook::receive,
         corrections::adjust,
+        closings::reverse,
+        closings::write_off,
         lookups::stock,
         lookups::stock_singular,
         lookups::stock_task_path,
@@ -71,7 +73,10 @@ pub const REDOC_PATH: &str = "/redoc";
         WarehouseQuantity, crate::ledger::log::Change, changes::ChangePage, changes::ThresholdBody,
         changes::PairThreshold, changes::ProductThreshold, corrections::AdjustmentRequest,
         corrections::CountRequest, corrections::ChangeRequest, corrections::AdjustmentApplied,
-        corrections::AdjustmentRejected, crate::domain::CorrectionReason
+        corrections::AdjustmentRejected, crate::domain::CorrectionReason,
+        closings::ReversalRequest, closings::WriteOffRequest, closings::ClosingApplied,
+        closings::ClosingRejected, crate::ledger::reads::ClosingEntry,
+        crate::domain::MovementClosing
     )),
     modifiers(&Extras),
     tags(
@@ -80,7 +85,7 @@ pub const REDOC_PATH: &str = "/redoc";
         (name = "movements", description = "Transfers between warehouses"),
         (name = "audit", description = "The audit log"),
         (name = "changes", description = "The stock-change feed and low-stock levels"),
-        (name = "corrections", description = "Counts and adjustments of stock"),
+        (name = "corrections", description = "Counts and adjustments of stock, reversals and write-offs of movements"),
         (name = "operations", description = "Health, metrics and this description"),
     )
 )]

@@ -2,6 +2,7 @@
 //! the routes.
 
 mod changes;
+mod closings;
 mod corrections;
 mod docs;
 mod error;
@@ -103,6 +104,18 @@ fn table() -> Vec<Route> {
             "/api/v1/adjustments",
             Write,
             post(corrections::adjust),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/movements/{movement_id}/reversal",
+            Write,
+            post(closings::reverse),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/movements/{movement_id}/write-off",
+            Write,
+            post(closings::write_off),
         ),
         route(
             Method::GET,

@@ -1,10 +1,13 @@
 //! Corrections of stock that people make: a count (the quantity found on
-//! the shelf) or an adjustment (a signed change), each with a reason. They
-//! are entries of the one audit log, keyed by their own id, and the rules
-//! decide them in the same batches as movements.
+//! the shelf) or an adjustment (a signed change), each with a reason, and
+//! the closings of a movement: its reversal (recorded in error) or its
+//! write-off (lost on the road). They are entries of the one audit log,
+//! and the rules decide them in the same batches as movements.
 
 use super::entry::{EventKind, Quantity};
-use super::fields::{FieldError, Fields, whole_number};
+use super::event::{EventContent, MovementEvent};
+use super::fields::{FieldError, Fields, uuid, whole_number};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -67,6 +70,111 @@ pub struct CorrectionDetails {
     /// Compare-and-set: the stock the correction expects to find.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_quantity: Option<i64>,
+    /// A reversal's idempotency key, on each of its entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal_id: Option<Uuid>,
+    /// A write-off's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_off_id: Option<Uuid>,
+    /// The half of its movement a reversal's entry reverses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<EventKind>,
+}
+
+impl CorrectionDetails {
+    /// Details that say only why.
+    pub fn because(reason: CorrectionReason) -> Self {
+        CorrectionDetails {
+            reason,
+            note: None,
+            reference: None,
+            basis_seq: None,
+            expected_quantity: None,
+            reversal_id: None,
+            write_off_id: None,
+            reverses: None,
+        }
+    }
+
+    /// The id of the reversal or write-off these details belong to.
+    pub fn closing_id(&self) -> Option<Uuid> {
+        self.reversal_id.or(self.write_off_id)
+    }
+}
+
+/// A reversal or write-off request as its fields say it: its id and why
+/// (`POST /api/v1/movements/{id}/reversal` or `/write-off`).
+pub struct Closing {
+    pub kind: EventKind,
+    pub id: Uuid,
+    pub details: CorrectionDetails,
+}
+
+impl Closing {
+    /// The entry of this closing at one pair: for a reversal, the entry
+    /// that reverses the half `reverses` (at that half's warehouse and
+    /// quantity); for a write-off, the one at the departure. Keyed by the
+    /// movement it closes, sent as its id by `source`, made `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn entry(
+        &self,
+        movement_id: Uuid,
+        reverses: Option<EventKind>,
+        warehouse_id: Uuid,
+        product_id: Uuid,
+        quantity: Quantity,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> MovementEvent {
+        MovementEvent {
+            message_id: self.id.to_string(),
+            source: source.to_owned(),
+            event_time: Some(now),
+            content: EventContent {
+                movement_id,
+                kind: self.kind,
+                warehouse_id,
+                product_id,
+                quantity,
+                occurred_at: now.trunc_subsecs(6),
+            },
+            attributes: Map::new(),
+            correction: Some(Box::new(CorrectionDetails {
+                reverses,
+                ..self.details.clone()
+            })),
+        }
+    }
+}
+
+/// Reads a reversal or write-off request, naming every broken field.
+pub fn read_closing(
+    kind: EventKind,
+    fields: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Closing> {
+    debug_assert!(kind.closes_movement(), "only a closing has these fields");
+    let key = match kind {
+        EventKind::Reversal => "reversal_id",
+        _ => "write_off_id",
+    };
+    let mut read = Fields::new(fields, "", errors);
+    let id = read.required(key, uuid);
+    let reason = read.required("reason", reason);
+    let note = read.optional("note", text);
+    let reference = read.optional("reference", text);
+    read.refuse_unknown(&[key, "reason", "note", "reference"], "this request");
+    let id = id?;
+    let mut details = CorrectionDetails {
+        note,
+        reference,
+        ..CorrectionDetails::because(reason?)
+    };
+    match kind {
+        EventKind::Reversal => details.reversal_id = Some(id),
+        _ => details.write_off_id = Some(id),
+    }
+    Some(Closing { kind, id, details })
 }
 
 /// An adjustment as its fields say it, before it has a time and a source
@@ -113,11 +221,11 @@ pub(super) fn read_adjustment(
         product_id: product_id?,
         quantity: quantity?,
         details: CorrectionDetails {
-            reason: reason?,
             note,
             reference,
             basis_seq,
             expected_quantity,
+            ..CorrectionDetails::because(reason?)
         },
     })
 }

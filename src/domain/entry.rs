@@ -1,21 +1,26 @@
 //! What an audit entry records, and how much: the kind of an event (a
 //! half of a movement, or a correction) and its quantity.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What an audit entry records: goods that arrived at or departed from a
 /// warehouse (the two halves of a movement), or a correction people made
-/// (a count, an adjustment). Stored as the audit log's `event` text, which
-/// the derive reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, sqlx::Type)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
+/// (a count, an adjustment, the reversal of a half recorded in error, the
+/// write-off of a movement lost on the road). Stored as the audit log's
+/// `event` text, which the derive reads and writes.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum EventKind {
     Arrival,
     Departure,
     Count,
     Adjustment,
+    Reversal,
+    WriteOff,
 }
 
 impl EventKind {
@@ -25,6 +30,8 @@ impl EventKind {
             EventKind::Departure => "departure",
             EventKind::Count => "count",
             EventKind::Adjustment => "adjustment",
+            EventKind::Reversal => "reversal",
+            EventKind::WriteOff => "write_off",
         }
     }
 
@@ -34,35 +41,51 @@ impl EventKind {
             "departure" => Some(EventKind::Departure),
             "count" => Some(EventKind::Count),
             "adjustment" => Some(EventKind::Adjustment),
+            "reversal" => Some(EventKind::Reversal),
+            "write_off" => Some(EventKind::WriteOff),
             _ => None,
         }
     }
 
-    /// Whether people made it, rather than a movement.
+    /// Whether people made it, rather than a movement's half.
     pub fn is_correction(self) -> bool {
-        matches!(self, EventKind::Count | EventKind::Adjustment)
+        !self.is_half()
     }
 
-    /// The kind an entry is looked up by for idempotency: a correction's
-    /// id names one correction, whichever its kind, so both kinds share a
-    /// key; a movement's two halves have one each.
+    /// Whether it is a movement's half: an arrival or a departure.
+    pub fn is_half(self) -> bool {
+        matches!(self, EventKind::Arrival | EventKind::Departure)
+    }
+
+    /// Whether it closes a movement of its own id: a reversal or a
+    /// write-off, which name the movement they correct.
+    pub fn closes_movement(self) -> bool {
+        matches!(self, EventKind::Reversal | EventKind::WriteOff)
+    }
+
+    /// The kind an entry is looked up by for idempotency: an adjustment's
+    /// id names one correction, whichever its kind, so counts and
+    /// adjustments share a key; a movement's two halves, its reversal and
+    /// its write-off have one each.
     pub fn idempotency_kind(self) -> Self {
-        if self.is_correction() {
-            EventKind::Adjustment
-        } else {
-            self
+        match self {
+            EventKind::Count => EventKind::Adjustment,
+            kind => kind,
         }
     }
 
     /// What an entry of this kind and `quantity` did to its pair's stock,
     /// where the kind and quantity say it: a half moves its quantity, an
-    /// adjustment is its signed quantity. A count's depends on the stock it
-    /// found, and is stored with it (the audit log's `delta`).
+    /// adjustment is its signed quantity, a write-off moves nothing. A
+    /// count's depends on the stock it found and a reversal's on the half
+    /// it reverses; every correction's is stored with it (the audit log's
+    /// `delta`).
     pub fn delta(self, quantity: i32) -> Option<i64> {
         match self {
             EventKind::Arrival | EventKind::Adjustment => Some(i64::from(quantity)),
             EventKind::Departure => Some(-i64::from(quantity)),
-            EventKind::Count => None,
+            EventKind::WriteOff => Some(0),
+            EventKind::Count | EventKind::Reversal => None,
         }
     }
 }

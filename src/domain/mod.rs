@@ -11,9 +11,9 @@ pub mod movement;
 pub mod rules;
 
 pub use binding::{DecodeCode, DecodeError, Transport};
-pub use correction::{CorrectionDetails, CorrectionReason};
+pub use correction::{Closing, CorrectionDetails, CorrectionReason, read_closing};
 pub use entry::{EventKind, Quantity};
 pub use event::{ADJUSTMENT_TYPE, EVENT_TIME_MILLIS, EventContent, MovementEvent};
 pub use fields::{FieldError, ParseError};
-pub use movement::{MovementState, MovementStatus, MovementView, Side};
+pub use movement::{MovementClosing, MovementState, MovementStatus, MovementView, Side};
 pub use rules::{Differs, LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch};

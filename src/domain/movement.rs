@@ -1,6 +1,8 @@
 //! A movement: the departure and the arrival of one transfer, joined by
-//! `movement_id`, and the view of it the API returns.
+//! `movement_id`, what closed it early (a reversal, a write-off), and the
+//! view of it the API returns.
 
+use super::correction::{CorrectionDetails, CorrectionReason};
 use super::entry::EventKind;
 use super::event::EventContent;
 use chrono::{DateTime, Utc};
@@ -26,12 +28,44 @@ impl Side {
     }
 }
 
-/// The applied halves of a movement. Rejected events never appear here.
+/// The applied halves of a movement, and its applied reversal and
+/// write-off. Rejected events never appear here.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MovementState {
     pub product_id: Option<Uuid>,
     pub departure: Option<Side>,
     pub arrival: Option<Side>,
+    pub reversal: Option<MovementClosing>,
+    pub write_off: Option<MovementClosing>,
+}
+
+/// A reversal or write-off of a movement, as its view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MovementClosing {
+    /// The `reversal_id` or `write_off_id` it was made with.
+    pub id: Uuid,
+    #[schema(inline)]
+    pub reason: CorrectionReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When the ledger applied it.
+    pub applied_at: DateTime<Utc>,
+}
+
+impl MovementClosing {
+    /// From the details stored with its entry; `None` if they name no id
+    /// (only a reversal's or write-off's do).
+    pub fn from_details(details: &CorrectionDetails, applied_at: DateTime<Utc>) -> Option<Self> {
+        Some(MovementClosing {
+            id: details.closing_id()?,
+            reason: details.reason,
+            note: details.note.clone(),
+            reference: details.reference.clone(),
+            applied_at,
+        })
+    }
 }
 
 impl MovementState {
@@ -41,8 +75,8 @@ impl MovementState {
         let other = match e.kind {
             EventKind::Arrival => self.departure,
             EventKind::Departure => self.arrival,
-            // Corrections are no part of a movement.
-            EventKind::Count | EventKind::Adjustment => return true,
+            // Only halves join a movement.
+            _ => return true,
         };
         match (other, self.product_id) {
             (Some(other), Some(product)) => {
@@ -56,10 +90,41 @@ impl MovementState {
         match kind {
             EventKind::Arrival => self.arrival = Some(side),
             EventKind::Departure => self.departure = Some(side),
-            // Corrections are no part of a movement.
-            EventKind::Count | EventKind::Adjustment => return,
+            // Counts and adjustments are no part of a movement; closings
+            // are recorded by `close`.
+            _ => return,
         }
         self.product_id = Some(product_id);
+    }
+
+    /// Records the movement's applied reversal or write-off.
+    pub fn close(&mut self, kind: EventKind, closing: MovementClosing) {
+        match kind {
+            EventKind::Reversal => self.reversal = Some(closing),
+            EventKind::WriteOff => self.write_off = Some(closing),
+            _ => debug_assert!(false, "only a reversal or write-off closes a movement"),
+        }
+    }
+
+    /// Whether it departed, has not arrived, and was neither reversed nor
+    /// written off: what a write-off may close, and what counts as in
+    /// transit.
+    pub fn in_transit(&self) -> bool {
+        self.departure.is_some()
+            && self.arrival.is_none()
+            && self.reversal.is_none()
+            && self.write_off.is_none()
+    }
+
+    /// The status its view shows.
+    pub fn status(&self) -> MovementStatus {
+        match (self.departure, self.arrival) {
+            _ if self.reversal.is_some() => MovementStatus::Reversed,
+            (Some(_), Some(_)) => MovementStatus::Completed,
+            (Some(_), None) if self.write_off.is_some() => MovementStatus::WrittenOff,
+            (Some(_), None) => MovementStatus::InTransit,
+            _ => MovementStatus::Arrived,
+        }
     }
 
     /// The API view, or `None` while neither half has been applied.
@@ -69,11 +134,7 @@ impl MovementState {
             return None;
         }
         let (dep, arr) = (self.departure, self.arrival);
-        let status = match (dep, arr) {
-            (Some(_), Some(_)) => MovementStatus::Completed,
-            (Some(_), None) => MovementStatus::InTransit,
-            _ => MovementStatus::Arrived,
-        };
+        let status = self.status();
         let both = dep.zip(arr);
         Some(MovementView {
             movement_id,
@@ -90,6 +151,8 @@ impl MovementState {
             status,
             departure_source: None,
             arrival_source: None,
+            reversal: self.reversal.clone(),
+            write_off: self.write_off.clone(),
         })
     }
 }
@@ -103,6 +166,35 @@ pub enum MovementStatus {
     Arrived,
     /// Both halves seen.
     Completed,
+    /// Recorded in error: each applied half was given an opposite entry.
+    Reversed,
+    /// Departed and lost on the road: it no longer counts as in transit.
+    /// An arrival that comes after all completes it.
+    WrittenOff,
+}
+
+impl MovementStatus {
+    pub const ALL: [MovementStatus; 5] = [
+        MovementStatus::InTransit,
+        MovementStatus::Arrived,
+        MovementStatus::Completed,
+        MovementStatus::Reversed,
+        MovementStatus::WrittenOff,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementStatus::InTransit => "in_transit",
+            MovementStatus::Arrived => "arrived",
+            MovementStatus::Completed => "completed",
+            MovementStatus::Reversed => "reversed",
+            MovementStatus::WrittenOff => "written_off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
 }
 
 /// `GET /api/v1/movements/{movement_id}`.
@@ -130,6 +222,13 @@ pub struct MovementView {
     /// The CloudEvent `source` of the arrival, `null` while it is unseen.
     #[serde(deserialize_with = "Option::deserialize")]
     pub arrival_source: Option<String>,
+    /// Its reversal, if it was reversed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversal: Option<MovementClosing>,
+    /// Its write-off, if it was written off (kept when the arrival came
+    /// after all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_off: Option<MovementClosing>,
 }
 
 #[cfg(test)]

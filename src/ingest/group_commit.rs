@@ -31,7 +31,44 @@ pub enum CommitError {
     ShuttingDown,
 }
 
-type Job = (MovementEvent, oneshot::Sender<Result<Receipt, CommitError>>);
+type Reply<T> = oneshot::Sender<Result<T, CommitError>>;
+
+/// What one caller submitted: an event, or events that must be decided
+/// side by side in one batch (the entries of one reversal).
+enum Job {
+    One(MovementEvent, Reply<Receipt>),
+    Together(Vec<MovementEvent>, Reply<Vec<Receipt>>),
+}
+
+/// Where a job's answer goes once its batch committed.
+enum Answer {
+    One(Reply<Receipt>),
+    Together(usize, Reply<Vec<Receipt>>),
+}
+
+impl Answer {
+    fn send(self, receipts: &mut impl Iterator<Item = Receipt>) {
+        // A caller that went away no longer needs its answer; its events
+        // are committed all the same.
+        match self {
+            Answer::One(reply) => {
+                if let Some(receipt) = receipts.next() {
+                    let _ = reply.send(Ok(receipt));
+                }
+            }
+            Answer::Together(n, reply) => {
+                let _ = reply.send(Ok(receipts.take(n).collect()));
+            }
+        }
+    }
+
+    fn fail(self, error: CommitError) {
+        match self {
+            Answer::One(reply) => drop(reply.send(Err(error))),
+            Answer::Together(_, reply) => drop(reply.send(Err(error))),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -56,33 +93,60 @@ impl GroupCommit {
     pub async fn submit(&self, event: MovementEvent) -> Result<Receipt, CommitError> {
         let (reply, receipt) = oneshot::channel();
         self.jobs
-            .send((event, reply))
+            .send(Job::One(event, reply))
             .await
             .map_err(|_| CommitError::ShuttingDown)?;
         receipt.await.map_err(|_| CommitError::ShuttingDown)?
+    }
+
+    /// Applies `events` next to each other in one batch (shared with
+    /// whatever else is queued), and waits for the commit: a receipt per
+    /// event, in order.
+    pub async fn submit_together(
+        &self,
+        events: Vec<MovementEvent>,
+    ) -> Result<Vec<Receipt>, CommitError> {
+        let (reply, receipts) = oneshot::channel();
+        self.jobs
+            .send(Job::Together(events, reply))
+            .await
+            .map_err(|_| CommitError::ShuttingDown)?;
+        receipts.await.map_err(|_| CommitError::ShuttingDown)?
     }
 }
 
 async fn run(ledger: Ledger, metrics: Metrics, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
     let mut jobs = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut jobs, max_batch).await > 0 {
-        let (events, replies): (Vec<MovementEvent>, Vec<_>) = jobs.drain(..).unzip();
+        let mut events = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs.drain(..) {
+            match job {
+                Job::One(event, reply) => {
+                    events.push(event);
+                    replies.push(Answer::One(reply));
+                }
+                Job::Together(group, reply) => {
+                    replies.push(Answer::Together(group.len(), reply));
+                    events.extend(group);
+                }
+            }
+        }
         match ledger.apply(&events).await {
             Ok(applied) => {
                 metrics.outcomes(Source::Webhook, &applied.outcomes);
-                // zip would silently drop answers if the counts differed.
                 debug_assert_eq!(
-                    replies.len(),
+                    events.len(),
                     applied.outcomes.len(),
                     "one outcome per event"
                 );
-                for (reply, outcome) in replies.into_iter().zip(applied.outcomes) {
-                    // A caller that went away no longer needs its answer;
-                    // its event is committed all the same.
-                    let _ = reply.send(Ok(Receipt {
-                        outcome,
-                        processed_at: applied.processed_at,
-                    }));
+                let processed_at = applied.processed_at;
+                let mut receipts = applied.outcomes.into_iter().map(|outcome| Receipt {
+                    outcome,
+                    processed_at,
+                });
+                for reply in replies {
+                    reply.send(&mut receipts);
                 }
             }
             Err(e) => {
@@ -93,7 +157,7 @@ async fn run(ledger: Ledger, metrics: Metrics, mut queue: mpsc::Receiver<Job>, m
                     CommitError::Failed(e.to_string())
                 };
                 for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                    reply.fail(error.clone());
                 }
             }
         }

@@ -5,10 +5,10 @@
 
 use super::Ledger;
 use super::reads::{
-    self, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures, Rejection, StockFigure,
-    StockItem,
+    self, ClosingEntry, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures, Rejection,
+    StockFigure, StockItem,
 };
-use crate::domain::MovementView;
+use crate::domain::{EventKind, MovementView};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -121,6 +121,25 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<StockItem>, sqlx::Error> {
         reads::warehouse_stock(&self.pool, warehouse_id, after, limit).await
+    }
+
+    /// The applied reversal or write-off (`kind`) of a movement, an entry
+    /// per pair it touched, from PostgreSQL.
+    pub async fn closing(
+        &self,
+        movement_id: Uuid,
+        kind: EventKind,
+    ) -> Result<Vec<ClosingEntry>, sqlx::Error> {
+        reads::closing(&self.pool, movement_id, kind).await
+    }
+
+    /// A movement as PostgreSQL holds it now, past the cache: what a
+    /// reversal or write-off is asked against.
+    pub async fn movement_now(
+        &self,
+        movement_id: Uuid,
+    ) -> Result<Option<MovementView>, sqlx::Error> {
+        reads::movement(&self.pool, movement_id).await
     }
 
     /// The applied correction of `id`, from PostgreSQL.

@@ -208,4 +208,8 @@ fn transient(e: &sqlx::Error) -> Option<&'static str> {
 /// The unique keys of audit entries a batch writes without `ON CONFLICT`
 /// (which would cost a speculative insertion per row): whoever commits
 /// first wins, and the batch that loses is run again on what was committed.
-const CREATED_KEYS: [&str; 2] = ["event_log_decisive", "event_log_conflicts"];
+const CREATED_KEYS: [&str; 3] = [
+    "event_log_decides",
+    "event_log_decisive",
+    "event_log_conflicts",
+];

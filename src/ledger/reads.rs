@@ -2,9 +2,13 @@
 //! methods put the cache in front of the current figures and movements;
 //! the lists, the history and past figures always read PostgreSQL.
 
-use crate::domain::{Differs, EventKind, MovementState, MovementStatus, MovementView, Side};
+use crate::domain::{
+    CorrectionDetails, Differs, EventKind, MovementClosing, MovementState, MovementStatus,
+    MovementView, Side,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -69,7 +73,7 @@ pub async fn stock_figures(
 }
 
 /// The movement, or `None` when no half of it was applied: its applied
-/// entries in the audit log, one per half.
+/// entries in the audit log, one per half, and its reversal or write-off.
 pub async fn movement(
     pool: &PgPool,
     movement_id: Uuid,
@@ -77,7 +81,8 @@ pub async fn movement(
     // The `reason` condition is the predicate of the audit log's deciding
     // index, which every applied entry is in: it lets PostgreSQL use it.
     let rows = sqlx::query!(
-        r#"SELECT event AS "event: EventKind", warehouse_id, product_id, quantity, occurred_at, source
+        r#"SELECT event AS "event: EventKind", warehouse_id, product_id, quantity, occurred_at,
+                  source, received_at, correction AS "correction: Json<CorrectionDetails>"
            FROM event_log
            WHERE movement_id = $1 AND outcome = 'applied'
              AND reason IS DISTINCT FROM 'conflicting_duplicate'"#,
@@ -88,6 +93,12 @@ pub async fn movement(
     let mut state = MovementState::default();
     let (mut departure_source, mut arrival_source) = (None, None);
     for row in rows {
+        if let (true, Some(Json(details))) = (row.event.closes_movement(), &row.correction) {
+            if let Some(closing) = MovementClosing::from_details(details, row.received_at) {
+                state.close(row.event, closing);
+            }
+            continue;
+        }
         let side = Side {
             warehouse_id: row.warehouse_id,
             quantity: row.quantity,
@@ -97,7 +108,7 @@ pub async fn movement(
         match row.event {
             EventKind::Departure => departure_source = Some(row.source),
             EventKind::Arrival => arrival_source = Some(row.source),
-            EventKind::Count | EventKind::Adjustment => {}
+            _ => {}
         }
     }
     Ok(state.view(movement_id).map(|view| MovementView {
@@ -130,6 +141,10 @@ struct HalvesRow {
     arrival_at: Option<DateTime<Utc>>,
     arrival_quantity: Option<i32>,
     arrival_source: Option<String>,
+    reversal: Option<Json<CorrectionDetails>>,
+    reversed_at: Option<DateTime<Utc>>,
+    write_off: Option<Json<CorrectionDetails>>,
+    written_off_at: Option<DateTime<Utc>>,
 }
 
 impl HalvesRow {
@@ -159,6 +174,18 @@ impl HalvesRow {
                 state.record(kind, self.product_id, side);
             }
         }
+        let closings = [
+            (EventKind::Reversal, self.reversal, self.reversed_at),
+            (EventKind::WriteOff, self.write_off, self.written_off_at),
+        ];
+        for (kind, details, at) in closings {
+            if let Some(closing) = details
+                .zip(at)
+                .and_then(|(Json(d), at)| MovementClosing::from_details(&d, at))
+            {
+                state.close(kind, closing);
+            }
+        }
         state.view(self.movement_id).map(|view| MovementView {
             departure_source: self.departure_source,
             arrival_source: self.arrival_source,
@@ -176,11 +203,7 @@ pub async fn movements(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<MovementView>, sqlx::Error> {
-    let status = filter.status.map(|s| match s {
-        MovementStatus::InTransit => "in_transit",
-        MovementStatus::Arrived => "arrived",
-        MovementStatus::Completed => "completed",
-    });
+    let status = filter.status.map(MovementStatus::as_str);
     // The halves are grouped in movement_id order along the audit log's
     // deciding index (whose predicate the `reason` condition repeats), so
     // a page stops reading once it has `limit` movements.
@@ -188,7 +211,9 @@ pub async fn movements(
         HalvesRow,
         r#"SELECT m.movement_id AS "movement_id!", m.product_id AS "product_id!",
                   m.departure_warehouse, m.departure_at, m.departure_quantity, m.departure_source,
-                  m.arrival_warehouse, m.arrival_at, m.arrival_quantity, m.arrival_source
+                  m.arrival_warehouse, m.arrival_at, m.arrival_quantity, m.arrival_source,
+                  m.reversal AS "reversal: Json<CorrectionDetails>", m.reversed_at,
+                  m.write_off AS "write_off: Json<CorrectionDetails>", m.written_off_at
          FROM (
              SELECT movement_id,
                     (array_agg(product_id))[1] AS product_id,
@@ -199,10 +224,14 @@ pub async fn movements(
                     (array_agg(warehouse_id) FILTER (WHERE event = 'arrival'))[1] AS arrival_warehouse,
                     (array_agg(occurred_at) FILTER (WHERE event = 'arrival'))[1] AS arrival_at,
                     (array_agg(quantity) FILTER (WHERE event = 'arrival'))[1] AS arrival_quantity,
-                    (array_agg(source) FILTER (WHERE event = 'arrival'))[1] AS arrival_source
+                    (array_agg(source) FILTER (WHERE event = 'arrival'))[1] AS arrival_source,
+                    (array_agg(correction) FILTER (WHERE event = 'reversal'))[1] AS reversal,
+                    (array_agg(received_at) FILTER (WHERE event = 'reversal'))[1] AS reversed_at,
+                    (array_agg(correction) FILTER (WHERE event = 'write_off'))[1] AS write_off,
+                    (array_agg(received_at) FILTER (WHERE event = 'write_off'))[1] AS written_off_at
              FROM event_log
              WHERE outcome = 'applied' AND reason IS DISTINCT FROM 'conflicting_duplicate'
-               AND event IN ('arrival', 'departure')
+               AND event IN ('arrival', 'departure', 'reversal', 'write_off')
                AND ($1::uuid IS NULL OR movement_id > $1)
                AND ($2::uuid IS NULL OR product_id = $2)
              GROUP BY movement_id
@@ -210,7 +239,10 @@ pub async fn movements(
          WHERE ($3::uuid IS NULL OR m.departure_warehouse = $3 OR m.arrival_warehouse = $3)
            AND ($4::timestamptz IS NULL OR m.departure_at < $4)
            AND ($5::text IS NULL OR $5 = CASE
+                   WHEN m.reversed_at IS NOT NULL THEN 'reversed'
                    WHEN m.departure_at IS NOT NULL AND m.arrival_at IS NOT NULL THEN 'completed'
+                   WHEN m.departure_at IS NOT NULL AND m.written_off_at IS NOT NULL
+                       THEN 'written_off'
                    WHEN m.departure_at IS NOT NULL THEN 'in_transit'
                    ELSE 'arrived' END)
          ORDER BY m.movement_id
@@ -355,7 +387,7 @@ pub struct ProductFigures {
     /// The sum over every warehouse.
     pub total: i64,
     /// The departure quantities of movements that departed and have not
-    /// arrived.
+    /// arrived, nor been reversed or written off.
     pub in_transit: i64,
     /// Warehouses holding more than 0, by warehouse_id.
     pub items: Vec<WarehouseQuantity>,
@@ -393,7 +425,8 @@ pub async fn product_stock(
                  WHERE d.product_id = $1 AND d.outcome = 'applied' AND d.event = 'departure'
                    AND NOT EXISTS (
                        SELECT 1 FROM event_log a
-                       WHERE a.movement_id = d.movement_id AND a.event = 'arrival'
+                       WHERE a.movement_id = d.movement_id
+                         AND a.event IN ('arrival', 'reversal', 'write_off')
                          AND a.outcome = 'applied'
                          AND a.reason IS DISTINCT FROM 'conflicting_duplicate')) AS "in_transit!",
                 (SELECT coalesce(json_agg(json_build_object(
@@ -591,4 +624,55 @@ pub async fn correction(pool: &PgPool, id: Uuid) -> Result<Option<CorrectionEntr
             .basis_seq
             .map(|seq| (seq, i64::from(r.quantity) - r.delta)),
     }))
+}
+
+/// One entry of an applied reversal or write-off.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClosingEntry {
+    /// Its place in the audit log, and so in the change feed.
+    pub seq: i64,
+    pub warehouse_id: Uuid,
+    /// For a reversal's entry: the half it reverses, `departure` or
+    /// `arrival`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "arrival")]
+    pub reverses: Option<EventKind>,
+    /// What it did to the pair's stock: the departure's quantity back, the
+    /// arrival's away; 0 for a write-off.
+    pub delta: i64,
+    /// The pair's stock right after it.
+    pub stock_after: i64,
+    pub applied_at: DateTime<Utc>,
+}
+
+/// The applied entries of the movement's `kind` of closing (a reversal or
+/// a write-off), in the ledger's order: read along the deciding index.
+pub async fn closing(
+    pool: &PgPool,
+    movement_id: Uuid,
+    kind: EventKind,
+) -> Result<Vec<ClosingEntry>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT seq, warehouse_id, delta AS "delta!", stock_after AS "stock_after!",
+                  received_at, correction->>'reverses' AS reverses
+           FROM event_log
+           WHERE movement_id = $1 AND outcome = 'applied'
+             AND reason IS DISTINCT FROM 'conflicting_duplicate' AND event = $2
+           ORDER BY seq"#,
+        movement_id,
+        kind.as_str(),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ClosingEntry {
+            seq: r.seq,
+            warehouse_id: r.warehouse_id,
+            reverses: r.reverses.as_deref().and_then(EventKind::parse),
+            delta: r.delta,
+            stock_after: r.stock_after,
+            applied_at: r.received_at,
+        })
+        .collect())
 }

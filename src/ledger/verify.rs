@@ -1,6 +1,7 @@
 //! Recomputing stock from the audit log and comparing it with the stock
 //! table and with the figures the log records after each entry, and
-//! checking that the halves of every movement agree:
+//! checking that the halves of every movement agree and that what closed
+//! a movement early undid exactly what it names:
 //! `warehouse-stock verify`, and the last step of every reliability test.
 //!
 //! Each check is one statement that answers its disagreements as readable
@@ -14,6 +15,7 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     let mut diff = stock(pool, limit).await?;
     diff.extend(movements(pool, limit).await?);
     diff.extend(history(pool, limit).await?);
+    diff.extend(closings(pool, limit).await?);
     Ok(diff)
 }
 
@@ -85,6 +87,54 @@ async fn history(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> 
                FROM event_log WHERE outcome = 'applied'
                WINDOW pair AS (PARTITION BY warehouse_id, product_id ORDER BY seq)) AS h
          WHERE stock_after IS DISTINCT FROM running OR (opens_pair AND nth > 1)
+         ORDER BY seq
+         LIMIT $1"#,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Reversals and write-offs that do not match their movement: a
+/// reversal's entry must undo exactly the applied half it names (at its
+/// warehouse, by its quantity), a movement has at most one reversal and
+/// one write-off, a write-off moves nothing and closes a departure, and
+/// no half is applied after its movement's reversal.
+async fn closings(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"WITH closing AS (
+             SELECT c.seq, c.movement_id, c.event, c.warehouse_id, c.product_id, c.delta,
+                    c.correction->>'reverses' AS reverses,
+                    coalesce(c.correction->>'reversal_id', c.correction->>'write_off_id') AS id,
+                    h.warehouse_id AS half_warehouse, h.product_id AS half_product,
+                    h.quantity AS half_quantity
+             FROM event_log c
+             LEFT JOIN event_log h
+               ON h.movement_id = c.movement_id AND h.outcome = 'applied'
+              AND h.reason IS DISTINCT FROM 'conflicting_duplicate'
+              AND h.event = CASE c.event WHEN 'write_off' THEN 'departure'
+                                         ELSE c.correction->>'reverses' END
+             WHERE c.outcome = 'applied' AND c.event IN ('reversal', 'write_off'))
+         SELECT line AS "line!" FROM (
+             SELECT seq, format('%s %s of movement %s does not undo the %s it names',
+                                event, seq, movement_id, coalesce(reverses, 'departure')) AS line
+             FROM closing
+             WHERE half_quantity IS NULL OR half_warehouse <> warehouse_id
+                OR half_product <> product_id
+                OR delta <> CASE WHEN event = 'write_off' THEN 0
+                                 WHEN reverses = 'departure' THEN half_quantity
+                                 ELSE -half_quantity END
+             UNION ALL
+             SELECT min(seq), format('movement %s has %s %s ids', movement_id, count(DISTINCT id),
+                                     event)
+             FROM closing GROUP BY movement_id, event HAVING count(DISTINCT id) > 1
+             UNION ALL
+             SELECT h.seq, format('movement %s: %s %s was applied after its reversal %s',
+                                  h.movement_id, h.event, h.seq, r.seq)
+             FROM closing r
+             JOIN event_log h ON h.movement_id = r.movement_id AND h.seq > r.seq
+              AND h.outcome = 'applied' AND h.event IN ('arrival', 'departure')
+             WHERE r.event = 'reversal') AS found
          ORDER BY seq
          LIMIT $1"#,
         limit,

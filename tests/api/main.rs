@@ -7,6 +7,7 @@ mod broker;
 mod cache;
 mod changes;
 mod cli;
+mod closings;
 mod concurrency;
 mod corpus;
 mod corrections;

@@ -1,5 +1,5 @@
-//! Random event sequences (movements' halves, counts and adjustments),
-//! split into random batches and applied through the real batch path, must
+//! Random event sequences (movements' halves, counts and adjustments,
+//! reversals and write-offs), split into random batches and applied through the real batch path, must
 //! end exactly where a plain one-event-at-a-time model ends: same outcome
 //! for every event, same stock, same movements. After
 //! every batch, each pair's history replays to its stock and the product
@@ -12,7 +12,9 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::HashMap;
 use uuid::Uuid;
-use warehouse_stock::domain::{MovementEvent, Outcome};
+use warehouse_stock::domain::{
+    EventKind, MovementEvent, MovementStatus, Outcome, Quantity, read_closing,
+};
 use warehouse_stock::ledger::{Ledger, reads};
 
 /// One event over a tiny universe, so that duplicates, conflicts, shortages
@@ -84,16 +86,44 @@ fn fix() -> impl Strategy<Value = Fix> {
         })
 }
 
-/// One operation: a movement's half, or a correction.
+/// A reversal or write-off of one of the movements, under one of two ids
+/// with one of two reasons, so that duplicates and conflicts happen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Close {
+    movement: usize,
+    reversal: bool,
+    id: usize,
+    reason: usize,
+}
+
+fn close() -> impl Strategy<Value = Close> {
+    (0..3usize, any::<bool>(), 0..2usize, 0..2usize).prop_map(|(movement, reversal, id, reason)| {
+        Close {
+            movement,
+            reversal,
+            id,
+            reason,
+        }
+    })
+}
+
+/// One operation: a movement's half, a correction, or a closing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Op {
     Half(Step),
     Fix(Fix),
+    Close(Close),
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![4 => step().prop_map(Op::Half), 1 => fix().prop_map(Op::Fix)]
+    prop_oneof![
+        8 => step().prop_map(Op::Half),
+        2 => fix().prop_map(Op::Fix),
+        1 => close().prop_map(Op::Close),
+    ]
 }
+
+const REASONS: [&str; 2] = ["correction", "lost"];
 
 /// (product, departure (warehouse, quantity), arrival (warehouse, quantity))
 type ModelMovement = (usize, Option<(usize, i64)>, Option<(usize, i64)>);
@@ -108,6 +138,8 @@ struct Model {
     movements: HashMap<usize, ModelMovement>,
     seen: HashMap<(usize, bool), Vec<(Step, String)>>,
     fixes: HashMap<usize, Vec<(Fix, String)>>,
+    /// The applied closing of (movement, is a reversal): its id and reason.
+    closed: HashMap<(usize, bool), (usize, usize)>,
 }
 
 impl Model {
@@ -115,7 +147,56 @@ impl Model {
         match op {
             Op::Half(s) => self.apply(s),
             Op::Fix(f) => self.apply_fix(f),
+            Op::Close(c) => self.apply_close(c),
         }
+    }
+
+    /// A closing as the API asks it: of a movement with an applied half
+    /// (else 404, and nothing reaches the ledger), a write-off only of
+    /// one that departed. The same id and reason again is a duplicate;
+    /// the same id with another reason a conflict; another id, refused.
+    /// A refusal is not recorded. A reversal undoes every applied half,
+    /// or none if the arrival's warehouse no longer holds its quantity.
+    fn apply_close(&mut self, c: Close) -> String {
+        if let Some(&(id, reason)) = self.closed.get(&(c.movement, c.reversal)) {
+            return match (id == c.id, reason == c.reason, c.reversal) {
+                (true, true, _) => "duplicate".into(),
+                (true, false, _) => "rejected:conflicting_duplicate".into(),
+                (false, _, true) => "rejected:movement_reversed".into(),
+                (false, _, false) => "rejected:movement_not_in_transit".into(),
+            };
+        }
+        let Some(&(product, departure, arrival)) = self.movements.get(&c.movement) else {
+            return String::new();
+        };
+        if !c.reversal {
+            if self.in_transit(c.movement) {
+                self.closed.insert((c.movement, false), (c.id, c.reason));
+                return "applied".into();
+            }
+            return "rejected:movement_not_in_transit".into();
+        }
+        if let Some((w, q)) = arrival
+            && self.stock.get(&(w, product)).copied().unwrap_or(0) < q
+        {
+            return "rejected:insufficient_stock".into();
+        }
+        if let Some((w, q)) = departure {
+            *self.stock.entry((w, product)).or_default() += q;
+        }
+        if let Some((w, q)) = arrival {
+            *self.stock.entry((w, product)).or_default() -= q;
+        }
+        self.closed.insert((c.movement, true), (c.id, c.reason));
+        "applied".into()
+    }
+
+    fn in_transit(&self, movement: usize) -> bool {
+        let reversed = self.closed.contains_key(&(movement, true));
+        let written_off = self.closed.contains_key(&(movement, false));
+        self.movements
+            .get(&movement)
+            .is_some_and(|(_, d, a)| d.is_some() && a.is_none() && !reversed && !written_off)
     }
 
     /// A count sets the stock, an adjustment adds to it; refused if the
@@ -169,6 +250,9 @@ impl Model {
             }
             return self.reject(s, "conflicting_duplicate");
         }
+        if self.closed.contains_key(&(s.movement, true)) {
+            return self.reject(s, "movement_reversed");
+        }
         if let Some((product, departure, arrival)) = self.movements.get(&s.movement) {
             let other = if s.departure { arrival } else { departure };
             if let Some((warehouse, _)) = other
@@ -219,6 +303,7 @@ struct Ids {
     products: [Uuid; 2],
     movements: [Uuid; 3],
     fixes: [Uuid; 2],
+    closings: [Uuid; 2],
 }
 
 impl Ids {
@@ -228,11 +313,50 @@ impl Ids {
             products: [Uuid::new_v4(), Uuid::new_v4()],
             movements: [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()],
             fixes: [Uuid::new_v4(), Uuid::new_v4()],
+            closings: [Uuid::new_v4(), Uuid::new_v4()],
         }
+    }
+
+    /// The events of `op` as its caller would send them to the ledger,
+    /// given the movements as `model` holds them before it.
+    fn events(&self, op: Op, model: &Model) -> Vec<MovementEvent> {
+        let Op::Close(c) = op else {
+            return vec![self.op(op)];
+        };
+        let Some(&(product, departure, arrival)) = model.movements.get(&c.movement) else {
+            return Vec::new();
+        };
+        let (kind, key) = match c.reversal {
+            true => (EventKind::Reversal, "reversal_id"),
+            false => (EventKind::WriteOff, "write_off_id"),
+        };
+        let body = json!({key: self.closings[c.id], "reason": REASONS[c.reason]});
+        let closing = read_closing(kind, body.as_object().unwrap(), &mut Vec::new()).unwrap();
+        let halves = [
+            (EventKind::Departure, departure),
+            (EventKind::Arrival, arrival),
+        ];
+        halves
+            .into_iter()
+            .filter(|(half, _)| c.reversal || *half == EventKind::Departure)
+            .filter_map(|(half, side)| {
+                let (w, q) = side?;
+                Some(closing.entry(
+                    self.movements[c.movement],
+                    c.reversal.then_some(half),
+                    self.warehouses[w],
+                    self.products[product],
+                    Quantity::parse(q).unwrap(),
+                    "proptest",
+                    Utc::now(),
+                ))
+            })
+            .collect()
     }
 
     fn op(&self, op: Op) -> MovementEvent {
         match op {
+            Op::Close(_) => unreachable!("a closing's events depend on its movement"),
             Op::Half(s) => self.event(s),
             Op::Fix(f) => {
                 let mut body = json!({
@@ -278,7 +402,8 @@ fn label(outcome: &Outcome) -> String {
 
 impl Model {
     /// What the model holds of `product` over all warehouses, and in
-    /// movements that departed and have not arrived.
+    /// movements that departed and have not arrived, nor were reversed or
+    /// written off.
     fn product_figures(&self, product: usize) -> (i64, i64) {
         let total = self
             .stock
@@ -288,11 +413,9 @@ impl Model {
             .sum();
         let in_transit = self
             .movements
-            .values()
-            .filter(|(p, departure, arrival)| {
-                *p == product && departure.is_some() && arrival.is_none()
-            })
-            .map(|(_, departure, _)| departure.unwrap().1)
+            .iter()
+            .filter(|(m, (p, ..))| *p == product && self.in_transit(**m))
+            .map(|(_, (_, departure, _))| departure.unwrap().1)
             .sum();
         (total, in_transit)
     }
@@ -344,22 +467,31 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Op>, cuts: Vec<usize>)
     let mut model = Model::default();
     let mut expected = Vec::new();
 
-    let events: Vec<MovementEvent> = steps.iter().map(|s| ids.op(*s)).collect();
     let mut actual = Vec::new();
     // Each batch's moment and the model's stock after it.
     let mut moments: Vec<(DateTime<Utc>, ModelStock)> = Vec::new();
     let before = Utc::now() - chrono::Duration::seconds(1);
     let mut done = 0;
     let mut cuts = cuts.into_iter().cycle();
-    while done < events.len() {
-        let n = cuts.next().unwrap().min(events.len() - done);
-        let batch = &events[done..done + n];
-        expected.extend(steps[done..done + n].iter().map(|s| model.apply_op(*s)));
-        let applied = ledger.apply(batch).await.unwrap();
+    while done < steps.len() {
+        let n = cuts.next().unwrap().min(steps.len() - done);
+        // A closing's entries are built from the movement as it stands
+        // before it, as the API builds them; each takes its label.
+        let mut batch = Vec::new();
+        for op in &steps[done..done + n] {
+            let events = ids.events(*op, &model);
+            let label = model.apply_op(*op);
+            expected.extend(std::iter::repeat_n(label, events.len()));
+            batch.extend(events);
+        }
+        done += n;
+        if batch.is_empty() {
+            continue;
+        }
+        let applied = ledger.apply(&batch).await.unwrap();
         actual.extend(applied.outcomes.iter().map(label));
         moments.push((applied.processed_at, model.stock.clone()));
         check_history_and_totals(app, &ids, &model).await;
-        done += n;
     }
     assert_eq!(actual, expected, "outcomes for {steps:?}");
 
@@ -393,6 +525,16 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Op>, cuts: Vec<usize>)
             assert_eq!(quantity, model.stock.get(&(w, p)).copied().unwrap_or(0));
         }
     }
+    check_movements(app, &ids, &model).await;
+    let disagreements = warehouse_stock::ledger::verify::verify(&app.pool, 10)
+        .await
+        .unwrap();
+    assert_eq!(disagreements, Vec::<String>::new());
+}
+
+/// Each movement as stored is the model's: its halves, what closed it,
+/// and so its status.
+async fn check_movements(app: &TestApp, ids: &Ids, model: &Model) {
     for (m, &movement) in ids.movements.iter().enumerate() {
         let stored = reads::movement(&app.pool, movement).await.unwrap();
         match (model.movements.get(&m), stored) {
@@ -415,6 +557,17 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Op>, cuts: Vec<usize>)
                     view.arrival_quantity.map(i64::from),
                     arrival.map(|(_, q)| q)
                 );
+                let closed = |reversal| model.closed.get(&(m, reversal)).map(|c| ids.closings[c.0]);
+                assert_eq!(view.reversal.map(|r| r.id), closed(true));
+                assert_eq!(view.write_off.map(|w| w.id), closed(false));
+                let status = match (departure, arrival) {
+                    _ if closed(true).is_some() => MovementStatus::Reversed,
+                    (Some(_), Some(_)) => MovementStatus::Completed,
+                    (Some(_), None) if closed(false).is_some() => MovementStatus::WrittenOff,
+                    (Some(_), None) => MovementStatus::InTransit,
+                    _ => MovementStatus::Arrived,
+                };
+                assert_eq!(view.status, status, "movement {m}");
             }
             (expected, stored) => panic!("movement {m}: model {expected:?}, stored {stored:?}"),
         }

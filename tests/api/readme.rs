@@ -116,6 +116,12 @@ async fn every_curl_example_in_the_readme_answers_as_shown_on_a_fresh_service() 
                 String::from_utf8_lossy(&output.stdout)
             )
         });
-        assert_eq!(without_clock(got), without_clock(answer), "{command}");
+        // The answer as JSON, to paste into the README where it changed.
+        let printed = got.to_string();
+        assert_eq!(
+            without_clock(got),
+            without_clock(answer),
+            "{command}\nanswered: {printed}"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //!   batch read, and created only where it still does not exist;
 //! - an audit entry that decides an event is inserted only if no other
 //!   transaction got there first, by the audit log's unique index
-//!   `event_log_decisive` (below).
+//!   `event_log_decides` (below).
 //!
 //! If any check fails, a concurrent batch changed something this one relied
 //! on: nothing of the statement is written, and [`super::Ledger::apply`]
@@ -298,12 +298,13 @@ async fn decide_and_write(
         movements: movements_from(&read.history),
         history: read.history,
         basis: read.basis,
+        claims: HashMap::new(),
     };
     let outcomes = apply_batch(&mut state, events, now);
     let plan = WritePlan::new(
         &read.stock,
         &read.recalled,
-        &state.stock,
+        &state,
         opened,
         events,
         &outcomes,

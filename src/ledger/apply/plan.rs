@@ -4,7 +4,7 @@
 
 use super::Stock;
 use crate::domain::EventKind;
-use crate::domain::{MovementEvent, Outcome, RejectReason};
+use crate::domain::{LedgerState, MovementEvent, Outcome, RejectReason};
 use crate::ledger::change::{AppliedRow, LoggedChange};
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, Row};
@@ -19,8 +19,9 @@ pub(super) struct WritePlan<'a> {
     stock: StockColumns,
     pub(super) log: LogColumns<'a>,
     /// The log's correction columns, in the same order; only a batch that
-    /// holds a correction writes them, so a batch of movements binds and
-    /// writes nothing more than it did before corrections existed.
+    /// holds a correction (or an entry with a claim) writes them, so a
+    /// batch of movements binds and writes nothing more than it did before
+    /// corrections existed.
     corrections: Option<CorrectionColumns>,
 }
 
@@ -124,12 +125,16 @@ struct CorrectionColumns {
     deltas: Vec<Option<i64>>,
     /// The correction's details; `None` for a movement's half.
     details: Vec<Option<serde_json::Value>>,
+    /// The key an entry takes in the deciding index instead of its event
+    /// (see [`LogEntry::claim`]); `None` for nearly all.
+    claims: Vec<Option<&'static str>>,
 }
 
 columns! {
     CORRECTION_COLUMNS for CorrectionColumns, bound by bind_corrections:
     deltas: "int8" => "delta",
     details: "jsonb" => "correction",
+    claims: "text" => "claims",
 }
 
 /// The write statement, generated once from [`STOCK_COLUMNS`] and
@@ -269,13 +274,14 @@ impl StockColumns {
 }
 
 impl<'a> WritePlan<'a> {
-    /// `opened` holds the movements the batch read a deciding audit entry
-    /// of; the first deciding entry the batch writes for any other
-    /// movement opens it.
+    /// `decided` is the state the rules left: the stock the batch decided
+    /// on, and the claims they gave its entries. `opened` holds the
+    /// movements the batch read a deciding audit entry of; the first
+    /// deciding entry the batch writes for any other movement opens it.
     pub(super) fn new(
         read: &Stock,
         recalled: &HashSet<(Uuid, Uuid)>,
-        stock: &Stock,
+        decided: &LedgerState,
         mut opened: HashSet<Uuid>,
         events: &'a [MovementEvent],
         outcomes: &[Outcome],
@@ -289,12 +295,13 @@ impl<'a> WritePlan<'a> {
             .iter()
             .any(|e| e.content.kind.is_correction())
             .then(|| read.clone());
+
         let mut checked: BTreeSet<(Uuid, Uuid)> = BTreeSet::new();
         // The pairs the batch found no stock row of and has written an
         // applied entry for.
         let mut opened_pairs: HashSet<(Uuid, Uuid)> = HashSet::new();
         let mut entries = Vec::new();
-        for (event, outcome) in events.iter().zip(outcomes) {
+        for (place, (event, outcome)) in events.iter().zip(outcomes).enumerate() {
             let c = &event.content;
             let pair = (c.warehouse_id, c.product_id);
             if depends_on_row(outcome, recalled.contains(&pair)) {
@@ -327,14 +334,16 @@ impl<'a> WritePlan<'a> {
                     opens,
                     opens_pair,
                     delta,
+                    claim: decided.claims.get(&place).copied(),
                 });
             }
         }
         entries.sort_by_key(LogEntry::lock_key);
+        let extra = running.is_some() || entries.iter().any(|e| e.claim.is_some());
         WritePlan {
-            stock: StockColumns::new(checked, stock, read),
+            stock: StockColumns::new(checked, &decided.stock, read),
             log: LogColumns::from_entries(&entries, now),
-            corrections: running.map(|_| CorrectionColumns::from_entries(&entries)),
+            corrections: extra.then(|| CorrectionColumns::from_entries(&entries)),
         }
     }
 
@@ -384,6 +393,9 @@ struct LogEntry<'a> {
     opens_pair: bool,
     /// An applied correction's delta.
     delta: Option<i64>,
+    /// Its key in the deciding index in place of its event, if the rules
+    /// gave it one ([`crate::domain::rules::claim`]).
+    claim: Option<&'static str>,
 }
 
 impl LogEntry<'_> {
@@ -394,7 +406,11 @@ impl LogEntry<'_> {
     #[allow(clippy::type_complexity)]
     fn lock_key(&self) -> (Uuid, bool, &'static str, Uuid, Uuid, i32, DateTime<Utc>) {
         let c = &self.event.content;
-        let event = if self.opens { "open" } else { c.kind.as_str() };
+        let event = match (self.opens, self.claim) {
+            (true, _) => "open",
+            (false, Some(claim)) => claim,
+            (false, None) => c.kind.as_str(),
+        };
         (
             c.movement_id,
             !self.decides,
@@ -412,6 +428,7 @@ impl CorrectionColumns {
         let mut columns = CorrectionColumns::default();
         for entry in entries {
             columns.deltas.push(entry.delta);
+            columns.claims.push(entry.claim);
             columns.details.push(
                 entry
                     .event

@@ -4,7 +4,8 @@
 
 use super::{History, Movements, Stock};
 use crate::domain::{
-    CorrectionDetails, EventContent, EventKind, PriorEvent, Quantity, RejectReason, Side, Verdict,
+    CorrectionDetails, EventContent, EventKind, MovementClosing, PriorEvent, Quantity,
+    RejectReason, Side, Verdict,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -84,16 +85,23 @@ pub(super) fn opened_movements(history: &History) -> HashSet<Uuid> {
 }
 
 /// The movements as the audit log gives them: each applied entry is one
-/// half.
+/// half, or what closed the movement.
 pub(super) fn movements_from(history: &History) -> Movements {
     let mut movements = Movements::new();
     for prior in history.values().flatten() {
         if prior.verdict == Verdict::Applied {
             let c = &prior.content;
-            movements
-                .entry(c.movement_id)
-                .or_default()
-                .record(c.kind, c.product_id, Side::of(c));
+            let movement = movements.entry(c.movement_id).or_default();
+            match prior.correction.as_deref() {
+                Some(details) if c.kind.closes_movement() => {
+                    if let Some(closing) =
+                        MovementClosing::from_details(details, prior.processed_at)
+                    {
+                        movement.close(c.kind, closing);
+                    }
+                }
+                _ => movement.record(c.kind, c.product_id, Side::of(c)),
+            }
         }
     }
     movements

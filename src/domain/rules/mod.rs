@@ -6,6 +6,9 @@
 //! I/O means they can be unit-tested exhaustively, benchmarked on their own,
 //! and reasoned about as "events applied one by one, in order".
 
+pub mod claim;
+mod closings;
+
 use super::correction::CorrectionDetails;
 use super::entry::EventKind;
 use super::event::{EventContent, MovementEvent};
@@ -31,6 +34,17 @@ pub enum RejectReason {
     StockOverflow,
     /// A correction's `expected_quantity` is not the stock it found.
     StaleQuantity,
+    /// A half of a movement that was reversed, or another reversal of it.
+    MovementReversed,
+    /// A write-off of a movement that is not in transit: it arrived, was
+    /// reversed or written off, or never departed.
+    MovementNotInTransit,
+    /// A reversal or write-off of a movement with no applied half.
+    MovementNotFound,
+    /// A reversal that named halves its movement no longer has as they
+    /// are: a half was applied since it was asked for. Asked again, it
+    /// reverses what is there now.
+    MovementChanged,
 }
 
 impl RejectReason {
@@ -41,6 +55,10 @@ impl RejectReason {
             RejectReason::MovementMismatch => "movement_mismatch",
             RejectReason::StockOverflow => "stock_overflow",
             RejectReason::StaleQuantity => "stale_quantity",
+            RejectReason::MovementReversed => "movement_reversed",
+            RejectReason::MovementNotInTransit => "movement_not_in_transit",
+            RejectReason::MovementNotFound => "movement_not_found",
+            RejectReason::MovementChanged => "movement_changed",
         }
     }
 
@@ -51,6 +69,10 @@ impl RejectReason {
             RejectReason::MovementMismatch,
             RejectReason::StockOverflow,
             RejectReason::StaleQuantity,
+            RejectReason::MovementReversed,
+            RejectReason::MovementNotInTransit,
+            RejectReason::MovementNotFound,
+            RejectReason::MovementChanged,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -72,6 +94,13 @@ impl RejectReason {
             RejectReason::StaleQuantity => {
                 "the stock is not the expected_quantity the correction was made against"
             }
+            RejectReason::MovementReversed => "this movement was reversed",
+            RejectReason::MovementNotInTransit => {
+                "this movement is not in transit: it arrived, was reversed or written off, \
+                 or never departed"
+            }
+            RejectReason::MovementNotFound => "no half of this movement has been applied",
+            RejectReason::MovementChanged => "a half of this movement was applied meanwhile",
         }
     }
 }
@@ -123,6 +152,22 @@ impl Differs {
             field(|d| d.basis_seq.map(|n| n.to_string())),
             field(|d| d.expected_quantity.map(|n| n.to_string())),
         ];
+        Self::of(&flags)
+    }
+
+    /// What a reversal or write-off changed against the one that decided
+    /// its id: only why it was made can differ, since the ledger reads the
+    /// rest from the movement.
+    pub fn between_closings(
+        decided: Option<&CorrectionDetails>,
+        other: Option<&CorrectionDetails>,
+    ) -> Self {
+        let field =
+            |f: fn(&CorrectionDetails) -> Option<String>| decided.and_then(f) != other.and_then(f);
+        let mut flags = [false; 8];
+        flags[5] = decided.map(|d| d.reason) != other.map(|d| d.reason);
+        flags[6] = field(|d| d.note.clone());
+        flags[7] = field(|d| d.reference.clone());
         Self::of(&flags)
     }
 
@@ -221,8 +266,9 @@ pub enum Outcome {
         stock_after: i64,
         processed_at: DateTime<Utc>,
     },
-    /// The event was refused. `replayed` is true when this exact event was
-    /// refused before, so there is nothing new to record. `differs` names
+    /// The event was refused. `replayed` is true when there is nothing new
+    /// to record: this exact event was refused before, or the refusal of a
+    /// reversal or write-off, which is an answer only. `differs` names
     /// what a conflicting duplicate changed; it is empty for other reasons.
     Rejected {
         reason: RejectReason,
@@ -266,23 +312,67 @@ pub struct LedgerState {
     /// right after its last change at or before `seq`, keyed `(seq, w, p)`;
     /// missing means the pair had no change by then (0).
     pub basis: HashMap<(i64, Uuid, Uuid), i64>,
+    /// What the batch decided: for each event (by its place in the batch)
+    /// that keys the audit log's deciding index by a claim in place of its
+    /// event, that claim (see [`claim`]). Empty for nearly every batch.
+    pub claims: HashMap<usize, &'static str>,
 }
 
 /// Applies `events` in order to `state`, exactly as if they arrived one by
 /// one, and returns one outcome per event, in order. `now` is the
 /// processing time recorded for the events it applies.
+///
+/// A reversal is one entry per half it reverses, and those entries come
+/// together (the same movement and `reversal_id`, one after the other):
+/// they are decided together, all or none.
 pub fn apply_batch(
     state: &mut LedgerState,
     events: &[MovementEvent],
     now: DateTime<Utc>,
 ) -> Vec<Outcome> {
-    events
-        .iter()
-        .map(|event| apply_one(state, event, now))
-        .collect()
+    let mut outcomes = Vec::with_capacity(events.len());
+    let mut rest = events;
+    while let Some(first) = rest.first() {
+        let place = outcomes.len();
+        if first.content.kind == EventKind::Reversal {
+            // A reversal has an entry per half: a second entry for the
+            // same half begins the same reversal sent again.
+            let n = 1 + rest.get(1).is_some_and(|e| same_reversal(first, e)) as usize;
+            let (group, after) = rest.split_at(n);
+            outcomes.extend(closings::reverse(state, group, place, now));
+            rest = after;
+        } else {
+            let outcome = apply_one(state, first, now);
+            if let Outcome::Rejected {
+                reason: RejectReason::MovementReversed,
+                replayed: false,
+                ..
+            } = outcome
+            {
+                state.claims.insert(place, claim::late(first.content.kind));
+            }
+            outcomes.push(outcome);
+            rest = &rest[1..];
+        }
+    }
+    outcomes
+}
+
+/// Whether `e` is the entry for the other half of the reversal `first`
+/// begins.
+fn same_reversal(first: &MovementEvent, e: &MovementEvent) -> bool {
+    let id = |e: &MovementEvent| e.correction.as_ref().and_then(|d| d.reversal_id);
+    let half = |e: &MovementEvent| e.correction.as_ref().and_then(|d| d.reverses);
+    e.content.kind == EventKind::Reversal
+        && e.content.movement_id == first.content.movement_id
+        && id(e) == id(first)
+        && half(e) != half(first)
 }
 
 fn apply_one(state: &mut LedgerState, event: &MovementEvent, now: DateTime<Utc>) -> Outcome {
+    if event.content.kind == EventKind::WriteOff {
+        return closings::write_off(state, event, now);
+    }
     // Idempotency first: a key seen before decides the outcome on its own.
     if let Some(outcome) = replay(state, event, now) {
         return outcome;
@@ -292,6 +382,9 @@ fn apply_one(state: &mut LedgerState, event: &MovementEvent, now: DateTime<Utc>)
     }
     let e = &event.content;
     let movement = state.movements.get(&e.movement_id);
+    if movement.is_some_and(|m| m.reversal.is_some()) {
+        return reject(state, event, RejectReason::MovementReversed, now);
+    }
     if movement.is_some_and(|m| !m.accepts(e)) {
         return reject(state, event, RejectReason::MovementMismatch, now);
     }
@@ -425,7 +518,12 @@ fn reject(
     }
 }
 
-fn remember(state: &mut LedgerState, e: &MovementEvent, verdict: Verdict, now: DateTime<Utc>) {
+pub(super) fn remember(
+    state: &mut LedgerState,
+    e: &MovementEvent,
+    verdict: Verdict,
+    now: DateTime<Utc>,
+) {
     let c = &e.content;
     state
         .history
