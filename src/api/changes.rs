@@ -22,6 +22,10 @@ pub const PATH: &str = "/api/v1/stock/changes";
 /// The longest a reader may ask to wait for a change.
 pub const MAX_WAIT_SECONDS: u64 = 30;
 
+/// How long before the end of its `wait` a long poll stops waiting, to
+/// read once more and answer within the `wait`.
+const ANSWER_MARGIN: Duration = Duration::from_millis(250);
+
 /// How long a read waits for the horizon to cover what was committed
 /// before it came (read-your-writes); past it, it answers what it has.
 const FRESH_WITHIN: Duration = Duration::from_secs(2);
@@ -85,7 +89,10 @@ pub async fn changes(
         warehouse_id: parse_optional_uuid("warehouse_id", params.warehouse_id.as_deref())?,
         product_id: parse_optional_uuid("product_id", params.product_id.as_deref())?,
     };
-    let until = tokio::time::Instant::now() + wait;
+    // The answer is written after the last read, so the waiting stops a
+    // little before `wait` runs out: a client whose timeout equals `wait`
+    // gets its answer.
+    let until = tokio::time::Instant::now() + wait.saturating_sub(ANSWER_MARGIN);
     let log = &state.changes;
     let mut horizon = log.fresh_horizon(FRESH_WITHIN).await;
     let items = loop {

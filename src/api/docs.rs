@@ -113,7 +113,8 @@ impl Modify for Extras {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "ADMIN_TOKEN; without that setting, admin writes answer 403",
+                        "ADMIN_TOKEN; without that setting, admin writes answer 403 \
+                         (401 to a request that presents no token)",
                     ))
                     .build(),
             ),

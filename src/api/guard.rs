@@ -48,10 +48,19 @@ pub async fn require_token(State(guard): State<Guard>, request: Request, next: N
 }
 
 /// Refuses an admin write without `ADMIN_TOKEN`. A service without the
-/// setting takes no admin writes at all (403), so turning it on is a
-/// decision, never a default.
+/// setting takes no admin writes at all, so turning it on is a decision,
+/// never a default: a request that presents a token is refused with 403,
+/// and one without any with 401, as for a service that has a token, since
+/// the document makes the header required and a client expects 401 for a
+/// missing one.
 pub async fn require_admin(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     let Some(token) = &guard.admin else {
+        if !request.headers().contains_key(AUTHORIZATION) {
+            return AppError::Unauthorized(
+                "this endpoint requires Authorization: Bearer <token>".into(),
+            )
+            .into_response();
+        }
         return AppError::Forbidden(
             "admin writes are turned off: the service has no ADMIN_TOKEN".into(),
         )

@@ -109,6 +109,16 @@ async fn threshold_writes_need_the_admin_token_and_are_refused_without_one() {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     assert_eq!(answer.json::<Value>().await.unwrap()["code"], "forbidden");
+    // Presenting nothing is a missing credential there too, as documented.
+    let url = format!("{}/api/v1/products/{p}/threshold", closed.address);
+    let answer = closed
+        .client
+        .put(url)
+        .json(&json!({"low": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

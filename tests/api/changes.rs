@@ -265,20 +265,24 @@ async fn a_reader_following_concurrent_writers_gets_every_change_once_in_order()
 }
 
 #[tokio::test]
-async fn a_long_poll_answers_when_a_change_arrives_and_after_the_wait_when_none_does() {
+async fn a_long_poll_answers_when_a_change_arrives_and_within_the_wait_when_none_does() {
     let app = spawn_app_with(&[]).await;
     let (_, page) = app.get("/api/v1/stock/changes").await;
     let after = page["next_after"].as_i64().unwrap();
 
     let started = Instant::now();
     let (status, page) = app
-        .get(&format!("/api/v1/stock/changes?after={after}&wait=1"))
+        .get(&format!("/api/v1/stock/changes?after={after}&wait=2"))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["items"], json!([]));
+    // Held for most of the wait, and answered within it: a client whose
+    // timeout is the `wait` it asked for gets its answer.
+    let held = started.elapsed();
+    assert!(held >= Duration::from_millis(1500), "held only {held:?}");
     assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "did not hold the request"
+        held < Duration::from_secs(2),
+        "answered after the wait: {held:?}"
     );
 
     let waiting = {
