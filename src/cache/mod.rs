@@ -194,9 +194,16 @@ impl Cache {
     /// [`Cache::read_through`] for many keys at once: one Redis round trip
     /// reads them all (and the generation), `load` is called once with the
     /// indexes of the keys that missed and answers their values in that
-    /// order, and one more round trip fills them, each under the same
-    /// generation check as a single fill. Duplicate keys are allowed.
-    pub async fn read_many<T, E, F, Fut>(&self, keys: &[String], load: F) -> Result<Vec<T>, E>
+    /// order, and one more round trip fills the ones `keep` accepts, each
+    /// under the same generation check as a single fill. Duplicate keys
+    /// are allowed. (`keep` is what stops a caller who asks for many keys
+    /// that hold nothing from filling the cache with them.)
+    pub async fn read_many<T, E, F, Fut>(
+        &self,
+        keys: &[String],
+        keep: fn(&T) -> bool,
+        load: F,
+    ) -> Result<Vec<T>, E>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce(Vec<usize>) -> Fut,
@@ -225,6 +232,7 @@ impl Cache {
                     let entries: Vec<(&str, &T)> = missed
                         .iter()
                         .zip(&loaded)
+                        .filter(|(_, value)| keep(value))
                         .map(|(&i, value)| (keys[i].as_str(), value))
                         .collect();
                     self.fill_many(&entries, generation).await;

@@ -37,7 +37,7 @@ impl Ledger {
 
     /// The current quantities of `pairs`, in their order (duplicates
     /// allowed): one Redis round trip for all of them, one statement for
-    /// the misses, one round trip to fill those.
+    /// the misses, one round trip to fill those that ever changed.
     pub async fn stock_many(
         &self,
         pairs: &[(Uuid, Uuid)],
@@ -46,8 +46,12 @@ impl Ledger {
             .iter()
             .map(|&(w, p)| self.cache.stock_key(w, p))
             .collect();
+        // A pair that never changed is not cached: a caller asking for a
+        // thousand made-up pairs would otherwise fill Redis with a thousand
+        // zeros per request. Reading one again costs an index probe.
+        let changed: fn(&StockFigure) -> bool = |figure| figure.last_seq.is_some();
         self.cache
-            .read_many(&keys, |missed| async move {
+            .read_many(&keys, changed, |missed| async move {
                 let wanted: Vec<(Uuid, Uuid)> = missed.iter().map(|&i| pairs[i]).collect();
                 let found = reads::stock_figures(&self.pool, &wanted).await?;
                 Ok(wanted

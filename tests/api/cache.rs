@@ -55,12 +55,16 @@ async fn a_slow_bulk_reader_cannot_put_an_older_value_back() {
     // of them commits before it fills the cache.
     let app_ref = &app;
     let read = cache
-        .read_many(&keys, |missed| async move {
-            assert_eq!(missed, vec![0, 1]);
-            let found = reads::stock_many(&app_ref.pool, [(w, p), other]).await?;
-            stock_up(app_ref, w, p, 1).await;
-            Ok::<_, sqlx::Error>(vec![found[&(w, p)], found[&other]])
-        })
+        .read_many(
+            &keys,
+            |_| true,
+            |missed| async move {
+                assert_eq!(missed, vec![0, 1]);
+                let found = reads::stock_many(&app_ref.pool, [(w, p), other]).await?;
+                stock_up(app_ref, w, p, 1).await;
+                Ok::<_, sqlx::Error>(vec![found[&(w, p)], found[&other]])
+            },
+        )
         .await
         .unwrap();
 
@@ -260,4 +264,26 @@ async fn a_redelivery_repairs_an_entry_left_stale_by_a_crash_between_commit_and_
 fn cached_quantity(raw: Option<String>) -> Option<i64> {
     let figure: serde_json::Value = serde_json::from_str(&raw?).expect("a cached figure is JSON");
     figure["quantity"].as_i64()
+}
+
+#[tokio::test]
+async fn a_bulk_lookup_of_pairs_that_never_changed_adds_no_cache_keys() {
+    let app = spawn_app().await;
+    app.wait_for_cache().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, w, p, 4).await;
+    let unknown: Vec<(Uuid, Uuid)> = (0..50).map(|_| (Uuid::new_v4(), Uuid::new_v4())).collect();
+    let mut pairs = unknown.clone();
+    pairs.push((w, p));
+    let figures = app.stock_many(&pairs).await;
+    assert_eq!(figures.iter().sum::<i64>(), 4);
+    let url = crate::helpers::redis_url();
+    let prefix = &app.settings.cache.prefix;
+    for (w, p) in &unknown {
+        let key = format!("{prefix}stock:{w}:{p}");
+        assert_eq!(redis_get(&url, &key).await, None, "{key} was cached");
+    }
+    // A pair with a change is cached as before.
+    let key = format!("{prefix}stock:{w}:{p}");
+    assert_eq!(cached_quantity(redis_get(&url, &key).await), Some(4));
 }
