@@ -78,8 +78,14 @@ pub struct HttpSettings {
     pub admin_token: Option<BearerToken>,
     /// The longest a request may take before it is answered 503 `timeout`.
     pub request_timeout: Duration,
-    /// Requests served at once by the API routes; more get 503 `overloaded`.
+    /// Lookups served at once; more get 503 `overloaded`.
     pub max_concurrent_requests: NonZeroUsize,
+    /// Writes (the webhook, corrections, admin writes) served at once,
+    /// apart from the lookups, so readers cannot starve them.
+    pub max_concurrent_writes: NonZeroUsize,
+    /// Long polls of the feed held at once, apart from both: a poll holds
+    /// its place for up to its `wait`.
+    pub max_concurrent_polls: NonZeroUsize,
 }
 
 /// A shared secret callers present as `Authorization: Bearer <token>`: the
@@ -212,7 +218,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={}/{}/{} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -232,6 +238,8 @@ impl Settings {
             },
             self.http.request_timeout.as_millis(),
             self.http.max_concurrent_requests,
+            self.http.max_concurrent_writes,
+            self.http.max_concurrent_polls,
             self.kafka.bootstrap_servers,
             self.kafka.topic,
             self.kafka.dlq_topic,
@@ -328,6 +336,11 @@ impl CacheSettings {
 
 impl HttpSettings {
     fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let reads = parse_or(
+            get,
+            "MAX_CONCURRENT_REQUESTS",
+            NonZeroUsize::new(1024).unwrap(),
+        )?;
         Ok(HttpSettings {
             webhook_token: get("WEBHOOK_TOKEN")
                 .map(|raw| BearerToken::parse(&raw).map_err(|e| error("WEBHOOK_TOKEN", e)))
@@ -338,10 +351,12 @@ impl HttpSettings {
             request_timeout: Duration::from_millis(
                 parse_or(get, "REQUEST_TIMEOUT_MS", NonZeroU64::new(10_000).unwrap())?.get(),
             ),
-            max_concurrent_requests: parse_or(
+            max_concurrent_requests: reads,
+            max_concurrent_writes: parse_or(get, "MAX_CONCURRENT_WRITES", reads)?,
+            max_concurrent_polls: parse_or(
                 get,
-                "MAX_CONCURRENT_REQUESTS",
-                NonZeroUsize::new(1024).unwrap(),
+                "MAX_CONCURRENT_POLLS",
+                NonZeroUsize::new(reads.get().div_ceil(4)).unwrap_or(NonZeroUsize::MIN),
             )?,
         })
     }
@@ -503,6 +518,8 @@ mod tests {
             ("WEBHOOK_BATCH_MAX", "0"),
             ("REQUEST_TIMEOUT_MS", "0"),
             ("MAX_CONCURRENT_REQUESTS", "0"),
+            ("MAX_CONCURRENT_WRITES", "0"),
+            ("MAX_CONCURRENT_POLLS", "0"),
             ("STARTUP_TIMEOUT_SECONDS", "-5"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();

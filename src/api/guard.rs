@@ -21,7 +21,31 @@ pub struct Guard {
     token: Option<BearerToken>,
     admin: Option<BearerToken>,
     timeout: Duration,
-    permits: Arc<Semaphore>,
+    /// Writes, lookups and long polls each have their own bound, so that
+    /// no kind of caller can take the places of another: a thousand idle
+    /// long polls, or a flood of unauthenticated lookups, leave the
+    /// webhook its own.
+    writes: Limit,
+    reads: Limit,
+    polls: Limit,
+}
+
+/// One bound on requests served at once.
+#[derive(Clone)]
+pub struct Limit(Arc<Semaphore>);
+
+impl Limit {
+    fn new(permits: std::num::NonZeroUsize) -> Self {
+        Limit(Arc::new(Semaphore::new(permits.get())))
+    }
+}
+
+/// Which bound a route counts against.
+#[derive(Clone, Copy)]
+pub enum Bound {
+    Writes,
+    Reads,
+    Polls,
 }
 
 impl Guard {
@@ -30,7 +54,18 @@ impl Guard {
             token: settings.webhook_token.clone(),
             admin: settings.admin_token.clone(),
             timeout: settings.request_timeout,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent_requests.get())),
+            writes: Limit::new(settings.max_concurrent_writes),
+            reads: Limit::new(settings.max_concurrent_requests),
+            polls: Limit::new(settings.max_concurrent_polls),
+        }
+    }
+
+    /// The bound a route of `bound` counts against.
+    pub fn limit(&self, bound: Bound) -> Limit {
+        match bound {
+            Bound::Writes => self.writes.clone(),
+            Bound::Reads => self.reads.clone(),
+            Bound::Polls => self.polls.clone(),
         }
     }
 }
@@ -94,11 +129,11 @@ fn check_bearer(token: &BearerToken, request: &Request) -> Result<(), AppError> 
 /// at once with 503 `overloaded`, so latency stays bounded for the rest and
 /// callers back off on `Retry-After`.
 pub async fn limit_concurrency(
-    State(guard): State<Guard>,
+    State(limit): State<Limit>,
     request: Request,
     next: Next,
 ) -> Response {
-    match guard.permits.clone().try_acquire_owned() {
+    match limit.0.clone().try_acquire_owned() {
         Ok(_permit) => next.run(request).await,
         Err(_) => AppError::Overloaded.into_response(),
     }

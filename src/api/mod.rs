@@ -29,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, Response};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{MethodRouter, delete, get, post, put};
-use guard::Guard;
+use guard::{Bound, Guard};
 use std::time::Duration;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -61,6 +61,9 @@ enum Access {
     Operations,
     /// Lookups: bounded concurrency.
     Read,
+    /// The feed's long poll: its own bounded concurrency, since a poll
+    /// holds its place for as long as it waits.
+    Poll,
     /// The webhook: bounded concurrency and, when configured, the token.
     Write,
     /// Settings writes: bounded concurrency and the admin token, always.
@@ -193,7 +196,7 @@ fn table() -> Vec<Route> {
             Read,
             get(lookups::rejections),
         ),
-        route(Method::GET, changes::PATH, Read, get(changes::changes)),
+        route(Method::GET, changes::PATH, Poll, get(changes::changes)),
         route(
             Method::GET,
             "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
@@ -274,17 +277,17 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         ..
     } in table()
     {
+        let limit = |bound| from_fn_with_state(guard.limit(bound), guard::limit_concurrency);
         let handler = match access {
             Access::Operations => handler,
-            Access::Read => {
-                handler.layer(from_fn_with_state(guard.clone(), guard::limit_concurrency))
-            }
+            Access::Read => handler.layer(limit(Bound::Reads)),
+            Access::Poll => handler.layer(limit(Bound::Polls)),
             Access::Write => handler
                 .layer(from_fn_with_state(guard.clone(), guard::require_token))
-                .layer(from_fn_with_state(guard.clone(), guard::limit_concurrency)),
+                .layer(limit(Bound::Writes)),
             Access::Admin => handler
                 .layer(from_fn_with_state(guard.clone(), guard::require_admin))
-                .layer(from_fn_with_state(guard.clone(), guard::limit_concurrency)),
+                .layer(limit(Bound::Writes)),
         };
         router = router.route(path, handler);
     }

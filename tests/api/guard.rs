@@ -131,14 +131,13 @@ async fn a_request_over_the_time_limit_is_answered_503_timeout() {
 
 #[tokio::test]
 async fn past_the_concurrency_bound_a_request_is_shed_with_503_overloaded() {
-    let app = spawn_app_with(&[("MAX_CONCURRENT_REQUESTS", "1")]).await;
+    let app = spawn_app_with(&[("MAX_CONCURRENT_WRITES", "1")]).await;
     let _held = stalled_request(&app).await;
     // Give the server time to route the stalled request and take the permit.
-    let id = Uuid::new_v4();
     let mut shed = None;
     for _ in 0..50 {
         let (status, body) = app
-            .get(&format!("/api/v1/warehouses/{id}/products/{id}"))
+            .post(&Ev::new(Uuid::new_v4(), Uuid::new_v4(), 1).arrival())
             .await;
         if status == StatusCode::SERVICE_UNAVAILABLE {
             shed = Some(body);
@@ -146,10 +145,63 @@ async fn past_the_concurrency_bound_a_request_is_shed_with_503_overloaded() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let body = shed.expect("a request past the bound is shed");
+    let body = shed.expect("a write past the bound is shed");
     assert_eq!(body["code"], "overloaded");
 
+    // Lookups have a bound of their own, which the held write does not take.
+    let id = Uuid::new_v4();
+    let (status, _) = app
+        .get(&format!("/api/v1/warehouses/{id}/products/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     // Probes are never shed.
     let (status, _) = app.get("/health/live").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_up_to_their_bound_leave_writes_and_lookups_their_places() {
+    let app = spawn_app_with(&[
+        ("MAX_CONCURRENT_REQUESTS", "4"),
+        ("MAX_CONCURRENT_POLLS", "4"),
+    ])
+    .await;
+    let (_, page) = app.get("/api/v1/stock/changes").await;
+    let after = page["next_after"].as_i64().unwrap();
+    // Four readers hold every place the feed has, waiting for a change in a
+    // warehouse nobody writes to.
+    let quiet = Uuid::new_v4();
+    let url = format!(
+        "{}/api/v1/stock/changes?after={after}&wait=10&warehouse_id={quiet}",
+        app.address
+    );
+    let polls: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(app.client.get(url.clone()).send()))
+        .collect();
+    // A probe that asks for no wait holds no place for long.
+    let probe = format!(
+        "{}/api/v1/stock/changes?after={after}&wait=0&warehouse_id={quiet}",
+        app.address
+    );
+    let mut refused = None;
+    for _ in 0..100 {
+        let answer = app.client.get(&probe).send().await.unwrap();
+        if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+            refused = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused.is_some(), "a fifth poll is shed once four are held");
+    // Meanwhile writes and lookups are served as if no one polled.
+    for _ in 0..8 {
+        let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+        let (status, body) = app.post(&Ev::new(w, p, 2).arrival()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(app.stock(w, p).await, 2);
+    }
+    assert!(
+        polls.iter().all(|p| !p.is_finished()),
+        "the polls were held"
+    );
 }
