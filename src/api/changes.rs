@@ -95,13 +95,22 @@ pub async fn changes(
     let until = tokio::time::Instant::now() + wait.saturating_sub(ANSWER_MARGIN);
     let log = &state.changes;
     let mut horizon = log.fresh_horizon(FRESH_WITHIN).await;
+    // Where the next read starts: everything up to the horizon read so far
+    // held nothing this reader wants, so a wake reads only what is new.
+    let mut read_from = after;
     let items = loop {
-        let items = log.changes(after, horizon, filter, limit).await?;
+        let items = log.changes(read_from, horizon, filter, limit).await?;
         if !items.is_empty() || tokio::time::Instant::now() >= until {
             break items;
         }
         // Nothing this reader wants up to the horizon: wait for it to move.
-        horizon = log.horizon_passes(horizon.max(after), until).await;
+        read_from = horizon.max(read_from);
+        horizon = log.horizon_passes(read_from, until).await;
+        if horizon <= read_from {
+            // The wait ran out, or the service is stopping (the horizon no
+            // longer moves): answer what there is, which is nothing new.
+            break items;
+        }
     };
     let next_after = match items.last() {
         Some(last) if items.len() as i64 == limit => last.seq,

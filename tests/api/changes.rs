@@ -304,3 +304,46 @@ async fn a_long_poll_answers_when_a_change_arrives_and_within_the_wait_when_none
     // Within the wait, and not by running it out.
     assert!(waited < Duration::from_secs(25), "held {waited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_answers_open_long_polls_at_once_and_the_service_exits_within_10_s() {
+    let settings = test_settings(&[]);
+    let service = crate::fixtures::ServiceProcess::start(&settings).await;
+    let client = reqwest::Client::new();
+    let (_, page): (StatusCode, Value) = {
+        let answer = client
+            .get(format!("{}/api/v1/stock/changes", service.address))
+            .send()
+            .await
+            .unwrap();
+        (answer.status(), answer.json().await.unwrap())
+    };
+    let after = page["next_after"].as_i64().unwrap();
+    let url = format!(
+        "{}/api/v1/stock/changes?after={after}&wait=30",
+        service.address
+    );
+    let polls: Vec<_> = (0..6)
+        .map(|_| {
+            let request = client.get(&url).send();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let status = request.await.map(|a| a.status());
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(polls.iter().all(|p| !p.is_finished()), "the polls wait");
+
+    let status = tokio::task::spawn_blocking(move || service.terminate())
+        .await
+        .unwrap()
+        .expect("exits within 10 s of SIGTERM");
+    assert!(status.success(), "{status}");
+    for poll in polls {
+        let (status, waited) = poll.await.unwrap();
+        assert_eq!(status.unwrap(), StatusCode::OK, "answered, not cut off");
+        assert!(waited < Duration::from_secs(10), "held {waited:?}");
+    }
+}
