@@ -116,6 +116,11 @@ impl AppError {
     }
 }
 
+/// What a caller is told when a service this one depends on does not
+/// answer.
+pub const UNAVAILABLE_DETAIL: &str =
+    "the service cannot reach its database or is stopping; retry shortly";
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
@@ -131,6 +136,16 @@ impl IntoResponse for AppError {
                 ErrorBody {
                     code,
                     detail: "internal error".into(),
+                    errors: None,
+                }
+            }
+            AppError::Unavailable(cause) => {
+                // The database's own words (addresses, error text) go to the
+                // log; an anonymous caller learns only that it may retry.
+                tracing::warn!(cause, "answered 503 unavailable");
+                ErrorBody {
+                    code,
+                    detail: UNAVAILABLE_DETAIL.into(),
                     errors: None,
                 }
             }

@@ -14,7 +14,7 @@ mod ops;
 mod webhook;
 
 pub use docs::{ApiDoc, DOCS_PATH, REDOC_PATH, SPEC_PATH};
-pub use error::AppError;
+pub use error::{AppError, UNAVAILABLE_DETAIL};
 
 use crate::config::HttpSettings;
 use crate::feed::levels::Levels;

@@ -94,6 +94,15 @@ async fn postgresql_stopped_for_ten_seconds_mid_run_pauses_the_consumer_and_lose
     let (status, body) = app.get("/health/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["components"]["db"], "down");
+    // A lookup that must read PostgreSQL says so, without the database's
+    // own error text.
+    let id = Uuid::new_v4();
+    let (status, body) = app
+        .get(&format!("/api/v1/warehouses/{id}/products/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    assert_eq!(body["detail"], warehouse_stock::api::UNAVAILABLE_DETAIL);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (status, _) = app.get("/health/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
