@@ -33,14 +33,16 @@
 //! A long transaction in this database (an idle session inside `BEGIN`
 //! that wrote something, a bulk load) holds the horizon back until it
 //! ends. That delays the feed; it never makes it skip.
-//! `stock_changes_horizon_lag` shows it.
+//! `stock_changes_horizon_lag` shows how far, and
+//! `stock_changes_horizon_age_seconds` for how long; the ticker's memory
+//! stays bounded meanwhile ([`MAX_PENDING`]).
 
 use crate::telemetry::Metrics;
 use sqlx::PgPool;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +53,14 @@ const MIN_SPACING: Duration = Duration::from_millis(5);
 /// How often an idle horizon looks: other instances' commits wake no one
 /// here.
 const IDLE: Duration = Duration::from_millis(100);
+
+/// The most readings the ticker keeps waiting while a long transaction
+/// holds the horizon back. Past it, the newest replaces the one before it:
+/// a reading's own running set covers every number at or below its `L`,
+/// so dropping the one before only coarsens the steps the horizon takes
+/// once the transaction ends, and memory stays bounded however long it
+/// lives (a tick comes about every 10 ms under load).
+const MAX_PENDING: usize = 256;
 
 /// What a tick has established.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -145,13 +155,15 @@ struct Reading {
 impl Ticker {
     async fn run(self, stop: CancellationToken) {
         let mut state = State::default();
-        // Each entry is (tick, L, the transactions running after L was read).
-        let mut pending: VecDeque<(u64, i64, HashSet<i64>)> = VecDeque::new();
-        // The previous tick's L, waiting for this tick's snapshot.
-        let mut previous: Option<(u64, i64)> = None;
+        // Each entry is (tick, L, the transactions running after L was
+        // read, when L was read).
+        let mut pending: VecDeque<(u64, i64, HashSet<i64>, Instant)> = VecDeque::new();
+        // The previous tick's L (and when it was read), waiting for this
+        // tick's snapshot.
+        let mut previous: Option<(u64, i64, Instant)> = None;
         let mut failing = false;
         loop {
-            let idle = previous.is_none_or(|(_, last)| last <= state.safe) && pending.is_empty();
+            let idle = previous.is_none_or(|(_, last, _)| last <= state.safe) && pending.is_empty();
             let pause = if failing {
                 Duration::from_secs(1)
             } else if idle {
@@ -165,6 +177,7 @@ impl Ticker {
                 _ = tokio::time::sleep(pause) => {}
             }
             let tick = self.started.fetch_add(1, Ordering::AcqRel) + 1;
+            let read_at = Instant::now();
             let reading = match read(&self.pool).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -176,14 +189,17 @@ impl Ticker {
                 }
             };
             failing = false;
-            if let Some((t, last)) = previous.take() {
-                pending.push_back((t, last, reading.running.clone()));
+            if let Some((t, last, at)) = previous.take() {
+                if pending.len() >= MAX_PENDING {
+                    pending.pop_back();
+                }
+                pending.push_back((t, last, reading.running.clone(), at));
             }
-            previous = Some((tick, reading.last));
+            previous = Some((tick, reading.last, read_at));
             // An entry resolves once none of its transactions still runs.
             // Its transactions were running when a later entry's were
             // read, or had ended, so the entries resolve in order.
-            while let Some((t, last, holders)) = pending.front() {
+            while let Some((t, last, holders, _)) = pending.front() {
                 if *last > state.safe && !holders.is_disjoint(&reading.running) {
                     break;
                 }
@@ -196,8 +212,15 @@ impl Ticker {
                 state.resolved = tick;
                 previous = None;
             }
+            debug_assert!(
+                pending.len() <= MAX_PENDING,
+                "the readings kept are bounded"
+            );
+            let held = pending
+                .front()
+                .map_or(Duration::ZERO, |(.., at)| at.elapsed());
             self.metrics
-                .feed_horizon(state.safe, reading.last - state.safe);
+                .feed_horizon(state.safe, reading.last - state.safe, held);
             self.sender.send_if_modified(|s| {
                 let changed = *s != state;
                 *s = state;

@@ -51,6 +51,7 @@ struct Inner {
     feed_lag_seconds: prometheus::Gauge,
     feed_horizon: IntGauge,
     feed_horizon_lag: IntGauge,
+    feed_horizon_age: prometheus::Gauge,
     feed_latency: Histogram,
 }
 
@@ -214,6 +215,13 @@ impl Metrics {
                     "Audit-log positions handed out above the horizon (in flight, or held back by a long transaction)",
                 ),
             ),
+            feed_horizon_age: register(
+                &r,
+                prometheus::Gauge::new(
+                    "stock_changes_horizon_age_seconds",
+                    "How long the oldest audit-log position above the horizon has waited for its transactions to end",
+                ),
+            ),
             feed_latency: histogram(
                 &r,
                 "stock_changes_publish_latency_seconds",
@@ -328,9 +336,12 @@ impl Metrics {
         self.0.feed_latency.observe(seconds);
     }
 
-    pub fn feed_horizon(&self, horizon: i64, above: i64) {
+    /// The horizon, how many positions were handed out above it, and how
+    /// long the oldest of them has been held back.
+    pub fn feed_horizon(&self, horizon: i64, above: i64, held: Duration) {
         self.0.feed_horizon.set(horizon);
         self.0.feed_horizon_lag.set(above);
+        self.0.feed_horizon_age.set(held.as_secs_f64());
     }
 
     pub fn render(&self) -> String {

@@ -347,3 +347,57 @@ async fn a_sigterm_answers_open_long_polls_at_once_and_the_service_exits_within_
         assert!(waited < Duration::from_secs(10), "held {waited:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_held_open_elsewhere_holds_the_feed_back_visibly_and_it_resumes_with_no_gap()
+{
+    let app = spawn_app_with(&[]).await;
+    let (_, page) = app.get("/api/v1/stock/changes").await;
+    let after = page["next_after"].as_i64().unwrap();
+    // A session of some other program takes a transaction id and keeps it.
+    let mut blocker = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+
+    // Writes go on for longer than the horizon keeps readings for (its
+    // ticks come every few milliseconds while it is held back).
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let started = Instant::now();
+    let mut written = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        stock_up(&app, w, p, 1).await;
+        written += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, page) = app
+        .get(&format!("/api/v1/stock/changes?after={after}&wait=0"))
+        .await;
+    assert_eq!(
+        page["items"],
+        json!([]),
+        "handed out past a running transaction"
+    );
+    let held = app.metric("stock_changes_horizon_age_seconds", &[]).await;
+    assert!(held >= 2.0, "held back for {held} s by the metric");
+
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    let (items, _) = follow(&app, after, written, "").await;
+    let quantities: Vec<i64> = items
+        .iter()
+        .map(|i| i["quantity"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        quantities,
+        (1..=written as i64).collect::<Vec<_>>(),
+        "no gap, in order"
+    );
+    eventually("the age to drop back", || async {
+        app.metric("stock_changes_horizon_age_seconds", &[]).await < 1.0
+    })
+    .await;
+}
