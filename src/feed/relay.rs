@@ -11,7 +11,13 @@
 //!   consumer to drop the second copy.
 //! - One relay publishes at a time: the one holding a session advisory
 //!   lock on a connection of its own. The others wait on standby. A relay
-//!   that dies drops its connection, and with it the lock, at once.
+//!   that dies drops its connection, and with it the lock, at once. One
+//!   that freezes (a stopped process, a hung host) keeps its connection,
+//!   so the leader also renews a lease every [`RENEW_EVERY`], and a
+//!   standby that finds it older than [`LEASE`] ends the leader's session
+//!   and takes the lock. PostgreSQL's keepalives on the lock connection
+//!   drop a leader whose host vanished without a word within about as
+//!   long.
 //! - The record key is the pair, so a pair's changes land in one
 //!   partition in the order the relay sent them, which is `seq` order.
 //!
@@ -51,6 +57,26 @@ const LAG_CAP: i64 = 100_000;
 /// The advisory lock class of relays: with the topic's hash as key, one
 /// relay per topic runs at a time.
 const RELAY_LOCKS: i32 = 0x5753_4346;
+
+/// How often the leader renews its lease.
+const RENEW_EVERY: Duration = Duration::from_secs(2);
+
+/// How old a lease may grow before a standby ends its holder's session.
+/// Several renewals long, so that a leader slowed by a busy machine keeps
+/// the lead; a round that blocks longer than this on a broker that does
+/// not answer loses it, and the standby publishes from the stored
+/// position, which at least once allows.
+const LEASE: Duration = Duration::from_secs(15);
+
+/// PostgreSQL's side of the lock connection: probes after 5 s of silence,
+/// every 2 s, 3 of them, and at most 10 s for unacknowledged data, so the
+/// server ends the session of a leader whose host vanished.
+const KEEPALIVES: [&str; 4] = [
+    "SET tcp_keepalives_idle = 5",
+    "SET tcp_keepalives_interval = 2",
+    "SET tcp_keepalives_count = 3",
+    "SET tcp_user_timeout = 10000",
+];
 
 /// The relay's state, for `/health/ready`.
 #[derive(Clone, Default)]
@@ -227,6 +253,9 @@ impl Relay {
                 turn.end().await;
                 return Ok(Led::Stopped);
             }
+            if turn.renewed.elapsed() >= RENEW_EVERY {
+                turn.renew().await?;
+            }
             let horizon = log.horizon();
             if horizon <= turn.position {
                 self.metrics.feed_lag(0, 0.0);
@@ -253,11 +282,18 @@ impl Relay {
             .await
             .context("Failed to ask for the relay's lock")?;
         if held {
-            Ok(Some(conn))
-        } else {
-            conn.close().await.ok();
-            Ok(None)
+            return Ok(Some(conn));
         }
+        // A leader whose lease expired is frozen: end its session, and
+        // the lock is free at the next try.
+        if position::end_expired(&mut conn, &self.topic, RELAY_LOCKS, LEASE)
+            .await
+            .context("Failed to check the relay leader's lease")?
+        {
+            tracing::warn!(topic = %self.topic, "ended the session of a relay leader whose lease expired");
+        }
+        conn.close().await.ok();
+        Ok(None)
     }
 
     /// Waits up to a second for the horizon to pass the position. If
@@ -331,6 +367,7 @@ struct Turn<'a> {
     stored: Instant,
     unstored: bool,
     counted: Instant,
+    renewed: Instant,
 }
 
 impl<'a> Turn<'a> {
@@ -342,10 +379,15 @@ impl<'a> Turn<'a> {
         // caller: losing its last store in a crash of PostgreSQL means some
         // changes go out again, which at least once allows. So its commits
         // need not wait for the disk.
-        sqlx::query("SET synchronous_commit = off")
-            .execute(&mut conn)
+        for setting in std::iter::once("SET synchronous_commit = off").chain(KEEPALIVES) {
+            sqlx::query(setting)
+                .execute(&mut conn)
+                .await
+                .context("Failed to set up the relay's connection")?;
+        }
+        position::renew(&mut conn, topic, true)
             .await
-            .context("Failed to set up the relay's connection")?;
+            .context("Failed to take the relay's lease")?;
         Ok(Turn {
             conn,
             topic,
@@ -353,7 +395,19 @@ impl<'a> Turn<'a> {
             stored: Instant::now(),
             unstored: false,
             counted: Instant::now() - Duration::from_secs(10),
+            renewed: Instant::now(),
         })
+    }
+
+    /// Renews the lease; an error if another relay has taken it, which
+    /// ends this turn.
+    async fn renew(&mut self) -> anyhow::Result<()> {
+        let held = position::renew(&mut self.conn, self.topic, false)
+            .await
+            .context("Failed to renew the relay's lease")?;
+        anyhow::ensure!(held, "another relay took the lease of {}", self.topic);
+        self.renewed = Instant::now();
+        Ok(())
     }
 
     async fn store(&mut self) -> anyhow::Result<()> {

@@ -392,3 +392,56 @@ async fn two_instances_publish_each_change_once() {
     states.sort();
     assert_eq!(states, ["ok", "standby"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_loses_the_lead_to_a_standby_within_half_a_minute_and_no_change_is_lost() {
+    let topic = changes_topic();
+    let settings = kafka_settings(1, &[("STOCK_CHANGES_TOPIC", &topic)]);
+    let pool = pool_of(&settings).await;
+    let leader = ServiceProcess::start(&settings).await;
+    let lease_holder = || async {
+        sqlx::query_scalar::<_, Option<i32>>("SELECT leader_pid FROM change_relay")
+            .fetch_optional(&*pool)
+            .await
+            .unwrap()
+            .flatten()
+    };
+    eventually("the first instance to lead", || async {
+        lease_holder().await.is_some()
+    })
+    .await;
+    let frozen_pid = lease_holder().await;
+    let standby = spawn_app_from(settings.clone()).await;
+    stock_up(&standby, Uuid::new_v4(), Uuid::new_v4(), 3).await;
+    eventually("the leader to publish", || async {
+        let position: i64 = sqlx::query_scalar("SELECT position FROM change_relay")
+            .fetch_one(&*pool)
+            .await
+            .unwrap();
+        position > 0
+    })
+    .await;
+
+    // The leader freezes: its process stops, its connections stay open.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &leader.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let frozen = Instant::now();
+    for _ in 0..10 {
+        stock_up(&standby, Uuid::new_v4(), Uuid::new_v4(), 2).await;
+    }
+    let applied = applied_count(&pool).await as usize;
+    let records = read_topic(&bootstrap(), &topic, 1, |r| {
+        changes_by_seq(r).len() >= applied
+    });
+    let took = frozen.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "the standby took over after {took:?}"
+    );
+    assert_ne!(lease_holder().await, frozen_pid, "the lease moved");
+    assert_topic_holds_every_change(&pool, &records).await;
+    drop(leader);
+}
