@@ -292,9 +292,8 @@ pub struct DurationView {
     params(MovementPath),
     responses(
         (status = 200, description = "Both halves are applied", body = DurationView),
-        (status = 400, description = "`invalid_uuid`", body = ErrorBody),
+        (status = 400, description = "`invalid_uuid`, or `movement_incomplete` while a half is missing (400, as the service this one replaces answers)", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`movement_incomplete` while a half is missing", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -312,7 +311,9 @@ pub async fn movement_duration(
                 arrival_time,
             }))
         }
-        _ => Err(AppError::Conflict {
+        // 400, not 409: the service this one replaces answers 400 here,
+        // and its clients check for that.
+        _ => Err(AppError::BadRequest {
             code: "movement_incomplete",
             detail: format!(
                 "movement {movement_id} has no {} yet, so it has no duration",

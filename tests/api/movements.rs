@@ -75,8 +75,10 @@ async fn an_arrival_before_its_departure_is_joined_when_the_departure_comes() {
     let (_, arrived) = app.get(&format!("/api/v1/movements/{m}")).await;
     assert_eq!(arrived["status"], "arrived");
     assert!(arrived["source_warehouse_id"].is_null());
-    let (status, _) = app.get(&format!("/api/v1/movements/{m}/duration")).await;
-    assert_eq!(status, StatusCode::CONFLICT, "no departure, no duration");
+    let (status, body) = app.get(&format!("/api/v1/movements/{m}/duration")).await;
+    // 400, as the service this one replaces answers: its clients check it.
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no departure, no duration");
+    assert_eq!(body["code"], "movement_incomplete");
 
     stock_up(&app, from, p, 10).await;
     let (status, _) = app

@@ -34,8 +34,10 @@ async fn run_schemathesis(app: &TestApp, extra: &[&str]) -> Result<(), String> {
         "{} is missing: run scripts/setup.sh",
         bin.display()
     );
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/schemathesis.toml");
     let mut command = Command::new(&bin);
     command
+        .args(["--config-file", config])
         .arg("run")
         .arg(format!("{}/openapi.json", app.address))
         .args(["--checks", "all"])
@@ -57,7 +59,8 @@ async fn run_schemathesis(app: &TestApp, extra: &[&str]) -> Result<(), String> {
         // parameters, good and bad, and its waiting.
         .args(["--exclude-path", "/api/v1/stock/changes"])
         .args(extra)
-        // Away from any schemathesis.toml of a developer's.
+        // Away from any schemathesis.toml of a developer's: only the
+        // suite's own (`--config-file`) applies.
         .current_dir(std::env::temp_dir())
         .env("NO_COLOR", "1");
     let output = tokio::task::spawn_blocking(move || command.output())
