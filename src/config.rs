@@ -137,6 +137,9 @@ pub struct KafkaSettings {
     /// Replicas of each partition of the topics the service creates. One
     /// suits a single test broker; production clusters want three.
     pub topic_replication_factor: i32,
+    /// How long a batch may keep failing before readiness reports the
+    /// consumer `stuck`.
+    pub stuck_after: Duration,
 }
 
 /// A variable with a value the service cannot use.
@@ -383,6 +386,14 @@ impl KafkaSettings {
             )?
             .get()
             .into(),
+            stuck_after: Duration::from_secs(
+                parse_or(
+                    get,
+                    "KAFKA_STUCK_AFTER_SECONDS",
+                    NonZeroU64::new(60).unwrap(),
+                )?
+                .get(),
+            ),
         };
         if kafka.topic == kafka.dlq_topic {
             return Err(error("KAFKA_DLQ_TOPIC", "must differ from KAFKA_TOPIC"));
@@ -514,6 +525,7 @@ mod tests {
             ("KAFKA_DLQ_TOPIC", "warehouse_movements"),
             ("KAFKA_TOPIC_PARTITIONS", "0"),
             ("KAFKA_TOPIC_REPLICATION_FACTOR", "0"),
+            ("KAFKA_STUCK_AFTER_SECONDS", "0"),
             ("DATABASE_POOL_SIZE", "0"),
             ("WEBHOOK_BATCH_MAX", "0"),
             ("REQUEST_TIMEOUT_MS", "0"),

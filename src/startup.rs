@@ -68,7 +68,10 @@ impl Application {
             .await
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
         let (kafka, kafka_status) = match settings.mode {
-            AppMode::Kafka => (Some(settings.kafka.clone()), KafkaStatus::enabled()),
+            AppMode::Kafka => (
+                Some(settings.kafka.clone()),
+                KafkaStatus::enabled(settings.kafka.stuck_after),
+            ),
             AppMode::WebhookOnly => (None, KafkaStatus::default()),
         };
         Ok(Application {

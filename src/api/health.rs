@@ -31,7 +31,9 @@ pub struct Components {
     pub db: &'static str,
     /// `ok` or `down`; lookups fall back to PostgreSQL while it is down.
     pub redis: &'static str,
-    /// `disabled` (webhook_only mode), `ok` or `down`.
+    /// `disabled` (webhook_only mode), `ok`, `down`, or `stuck`: a batch
+    /// has kept failing for `KAFKA_STUCK_AFTER_SECONDS` and its partition
+    /// stands still.
     pub kafka: &'static str,
     /// The stock-change relay: `disabled` (no topic), `ok` (this instance
     /// publishes), `standby` (another instance does) or `down` (publishing
@@ -73,14 +75,15 @@ pub async fn live_legacy() -> Json<Liveness> {
 )]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let components = check(&state).await;
-    let db_ok = components.db == "ok";
-    let status = if db_ok {
+    // A consumer whose batch keeps failing applies nothing: not ready.
+    let ready = components.db == "ok" && components.kafka != "stuck";
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = Readiness {
-        status: if db_ok { "ok" } else { "unavailable" },
+        status: if ready { "ok" } else { "unavailable" },
         components,
     };
     (status, Json(body))

@@ -25,7 +25,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics.dependency_up("db", components.db == "ok");
     metrics.dependency_up("redis", components.redis == "ok");
     if components.kafka != "disabled" {
-        metrics.dependency_up("kafka", components.kafka == "ok");
+        // A stuck consumer reaches the brokers; its own gauge says it is
+        // stuck (`kafka_batch_failing_seconds`).
+        metrics.dependency_up("kafka", components.kafka != "down");
+        metrics.kafka_batch_failing(state.kafka.failing_for());
     }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

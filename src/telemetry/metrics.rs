@@ -52,6 +52,7 @@ struct Inner {
     feed_horizon: IntGauge,
     feed_horizon_lag: IntGauge,
     feed_horizon_age: prometheus::Gauge,
+    kafka_batch_failing: prometheus::Gauge,
     feed_latency: Histogram,
 }
 
@@ -222,6 +223,13 @@ impl Metrics {
                     "How long the oldest audit-log position above the horizon has waited for its transactions to end",
                 ),
             ),
+            kafka_batch_failing: register(
+                &r,
+                prometheus::Gauge::new(
+                    "kafka_batch_failing_seconds",
+                    "How long the Kafka batch failing longest has kept failing (0 when none fails)",
+                ),
+            ),
             feed_latency: histogram(
                 &r,
                 "stock_changes_publish_latency_seconds",
@@ -305,6 +313,10 @@ impl Metrics {
         g.with_label_values(&["open"]).set(i64::from(size));
         g.with_label_values(&["idle"]).set(idle as i64);
         g.with_label_values(&["max"]).set(i64::from(max));
+    }
+
+    pub fn kafka_batch_failing(&self, failing: Duration) {
+        self.0.kafka_batch_failing.set(failing.as_secs_f64());
     }
 
     pub fn dependency_up(&self, dependency: &str, up: bool) {

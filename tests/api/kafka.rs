@@ -423,3 +423,51 @@ async fn two_instances_in_one_group_and_concurrent_webhook_posts_stay_exact() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_keeps_failing_makes_readiness_say_stuck_until_it_applies() {
+    let settings = kafka_settings(1, &[("KAFKA_STUCK_AFTER_SECONDS", "2")]);
+    let app = spawn_app_from(settings.clone()).await;
+    // The disk is full, as PostgreSQL tells it (53100), for this movement's
+    // entries: an error no retry cures until someone acts.
+    let event = Ev::new(Uuid::new_v4(), Uuid::new_v4(), 7);
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.movement_id = '{}' THEN
+                 RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER full_disk BEFORE INSERT ON event_log
+             FOR EACH ROW EXECUTE FUNCTION full_disk();",
+        event.movement
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let body = serde_json::to_vec(&event.arrival()).unwrap();
+    produce_raw(&settings, &[("k", &body)]).await;
+
+    eventually("readiness to say stuck", || async {
+        let (status, body) = app.get("/health/ready").await;
+        status == reqwest::StatusCode::SERVICE_UNAVAILABLE && body["components"]["kafka"] == "stuck"
+    })
+    .await;
+    let failing = app.metric("kafka_batch_failing_seconds", &[]).await;
+    assert!(failing >= 2.0, "failing for {failing} s by the metric");
+
+    // The operator frees the disk: the same batch applies, and all is well.
+    sqlx::raw_sql("DROP TRIGGER full_disk ON event_log; DROP FUNCTION full_disk();")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    eventually("the batch to apply", || async {
+        app.stock(event.warehouse, event.product).await == 7
+    })
+    .await;
+    let (status, body) = app.get("/health/ready").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    assert_eq!(body["components"]["kafka"], "ok");
+    assert_eq!(app.metric("kafka_batch_failing_seconds", &[]).await, 0.0);
+}

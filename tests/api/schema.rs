@@ -45,7 +45,7 @@ async fn run_schemathesis(app: &TestApp, extra: &[&str]) -> Result<(), String> {
         // explores further.
         .arg("--seed")
         .arg(std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "20261201".into()))
-        .args(["--max-examples", "60"])
+        .args(["--max-examples", "80"])
         // One worker: CPython 3.11 before 3.11.8 fails `ast.parse` with
         // "AST constructor recursion depth mismatch" when two threads parse
         // at once, which Hypothesis does when describing its strategies.

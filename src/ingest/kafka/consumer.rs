@@ -143,6 +143,7 @@ impl Pipeline {
                 ledger: ledger.clone(),
                 metrics: metrics.clone(),
                 progress,
+                status: status.clone(),
             }),
             partitions,
             health,

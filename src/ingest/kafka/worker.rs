@@ -10,6 +10,7 @@
 //! to store an offset for a partition that is no longer assigned, so
 //! nothing is committed for a revoked partition.
 
+use super::KafkaStatus;
 use super::context::{ConsumerEvents, LoggedConsumer};
 use super::dead_letter::{self, DeadLetter};
 use super::decode::decode;
@@ -36,6 +37,8 @@ pub(super) struct Shared {
     pub(super) ledger: Ledger,
     pub(super) metrics: Metrics,
     pub(super) progress: Progress,
+    /// Where a batch that keeps failing says so, for readiness.
+    pub(super) status: KafkaStatus,
 }
 
 /// When a worker ends.
@@ -152,6 +155,8 @@ async fn apply(
     stop: &CancellationToken,
 ) -> Option<Vec<Outcome>> {
     let mut backoff = Backoff::default();
+    // Ends with this call: when the batch commits, or is given up.
+    let mut streak = None;
     loop {
         match shared.ledger.apply(events).await {
             Ok(applied) => {
@@ -159,6 +164,7 @@ async fn apply(
                 return Some(applied.outcomes);
             }
             Err(e) => {
+                streak.get_or_insert_with(|| shared.status.failing());
                 tracing::error!(error = %e, batch = events.len(), "applying a Kafka batch failed; retrying");
                 if backoff.wait_or_stop(stop).await {
                     return None;
