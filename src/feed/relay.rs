@@ -100,6 +100,10 @@ pub enum RelayState {
     Publishing,
     /// Publishing failed; it is being retried.
     Down,
+    /// The database hands out positions at or below what was published
+    /// (a failover to a replica that lacked some of it): publishing stops
+    /// until an operator acts (README, "Failover").
+    Diverged,
 }
 
 impl RelayState {
@@ -109,6 +113,7 @@ impl RelayState {
             RelayState::Standby => "standby",
             RelayState::Publishing => "ok",
             RelayState::Down => "down",
+            RelayState::Diverged => "diverged",
         }
     }
 }
@@ -208,6 +213,11 @@ impl Relay {
                     backoff.reset();
                     Duration::from_secs(1)
                 }
+                Err(e) if e.is::<Diverged>() => {
+                    self.status.set(RelayState::Diverged);
+                    tracing::error!(error = format!("{e:#}"), "stock-change relay stopped");
+                    Duration::from_secs(5)
+                }
                 Err(e) => {
                     self.status.set(RelayState::Down);
                     self.metrics.feed_publish_error();
@@ -246,6 +256,7 @@ impl Relay {
         // Batches commit into the tail from now on; what committed before
         // (and anything it leaves out) is read from the log.
         let _tail = log.tail().open();
+        turn.check_sequence(&self.metrics).await?;
         tracing::info!(topic = %self.topic, position = turn.position, "publishing stock changes");
         self.status.advanced(turn.position);
         loop {
@@ -315,13 +326,9 @@ impl Relay {
             return Ok(());
         }
         if turn.unstored {
-            turn.store().await
-        } else {
-            turn.conn
-                .ping()
-                .await
-                .context("The relay's lock connection failed")
+            turn.store().await?;
         }
+        turn.check_sequence(&self.metrics).await
     }
 
     /// Publishes the next round up to `horizon`, and moves the position
@@ -399,6 +406,27 @@ impl<'a> Turn<'a> {
         })
     }
 
+    /// Refuses to go on if PostgreSQL hands out positions below the one
+    /// published: after a failover to an asynchronous replica that lacked
+    /// some published entries, new entries would take their numbers, and
+    /// consumers told to drop a `seq` they have seen would drop them. Also
+    /// checks that the lock connection is alive.
+    async fn check_sequence(&mut self, metrics: &Metrics) -> anyhow::Result<()> {
+        let handed_out = position::handed_out(&mut self.conn)
+            .await
+            .context("The relay's lock connection failed")?;
+        let behind = (self.position - handed_out).max(0);
+        metrics.feed_sequence_behind(behind);
+        if behind > 0 {
+            return Err(Diverged {
+                position: self.position,
+                handed_out,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// Renews the lease; an error if another relay has taken it, which
     /// ends this turn.
     async fn renew(&mut self) -> anyhow::Result<()> {
@@ -444,6 +472,18 @@ impl<'a> Turn<'a> {
 enum Led {
     Stopped,
     Standby,
+}
+
+/// PostgreSQL hands out positions below the published one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the database hands out audit-log positions up to {handed_out}, below the {position} \
+     already published: it lost entries (a failover to an asynchronous replica?); \
+     publishing stops until the sequence is moved past the position (README, \"Failover\")"
+)]
+struct Diverged {
+    position: i64,
+    handed_out: i64,
 }
 
 /// How far below the ingest's priority the relay runs, in nice steps: at

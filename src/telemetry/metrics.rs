@@ -53,6 +53,7 @@ struct Inner {
     feed_horizon_lag: IntGauge,
     feed_horizon_age: prometheus::Gauge,
     kafka_batch_failing: prometheus::Gauge,
+    feed_sequence_behind: IntGauge,
     feed_latency: Histogram,
 }
 
@@ -230,6 +231,13 @@ impl Metrics {
                     "How long the Kafka batch failing longest has kept failing (0 when none fails)",
                 ),
             ),
+            feed_sequence_behind: register(
+                &r,
+                IntGauge::new(
+                    "stock_changes_sequence_behind",
+                    "How far the audit-log sequence is below the position the relay published (above 0 only after the database lost entries)",
+                ),
+            ),
             feed_latency: histogram(
                 &r,
                 "stock_changes_publish_latency_seconds",
@@ -313,6 +321,10 @@ impl Metrics {
         g.with_label_values(&["open"]).set(i64::from(size));
         g.with_label_values(&["idle"]).set(idle as i64);
         g.with_label_values(&["max"]).set(i64::from(max));
+    }
+
+    pub fn feed_sequence_behind(&self, behind: i64) {
+        self.0.feed_sequence_behind.set(behind);
     }
 
     pub fn kafka_batch_failing(&self, failing: Duration) {
