@@ -39,7 +39,15 @@ pub struct Components {
     /// publishes), `standby` (another instance does) or `down` (publishing
     /// fails and is retried).
     pub stock_changes: &'static str,
+    /// Present while a transaction has held the feed's horizon back for
+    /// over [`HELD_BACK`]: which session, since when, for how long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stock_changes_held_back: Option<String>,
 }
+
+/// How long the horizon may wait before readiness names what holds it: a
+/// batch in flight holds it for milliseconds.
+const HELD_BACK: Duration = Duration::from_secs(5);
 
 /// The process is up and serving HTTP.
 #[utoipa::path(
@@ -99,7 +107,26 @@ pub async fn check(state: &AppState) -> Components {
         redis: if redis { "ok" } else { "down" },
         kafka: state.kafka.as_str(),
         stock_changes: state.relay.report().state.as_str(),
+        stock_changes_held_back: held_back(state).await,
     }
+}
+
+/// What holds the feed back, once it has for [`HELD_BACK`]: asked of
+/// PostgreSQL only then.
+async fn held_back(state: &AppState) -> Option<String> {
+    let held = state
+        .changes
+        .held_back()
+        .filter(|held| *held >= HELD_BACK)?;
+    let writer = tokio::time::timeout(CHECK_TIMEOUT, state.changes.oldest_writer()).await;
+    let since = held.as_secs();
+    Some(match writer {
+        Ok(Ok(Some((pid, began)))) => format!(
+            "held back for {since} s by pid {pid}, in a transaction since {}",
+            began.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        _ => format!("held back for {since} s by a transaction still running"),
+    })
 }
 
 /// The previous service's readiness path, kept for its probes.

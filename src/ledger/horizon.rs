@@ -69,6 +69,9 @@ pub struct State {
     pub safe: i64,
     /// The latest tick whose `L` is covered by `safe`.
     pub resolved: u64,
+    /// Since when the oldest reading above `safe` has waited for its
+    /// transactions; `None` while none waits.
+    pub held_since: Option<Instant>,
 }
 
 /// A handle to the horizon of one service; clones share it.
@@ -109,6 +112,12 @@ impl Horizon {
     /// The horizon as last established.
     pub fn current(&self) -> i64 {
         self.state.borrow().safe
+    }
+
+    /// How long the horizon has been held back by a transaction still
+    /// running, as of the last tick; `None` while nothing holds it.
+    pub fn held_back(&self) -> Option<Duration> {
+        self.state.borrow().held_since.map(|at| at.elapsed())
     }
 
     /// The horizon once it covers every entry committed before this call
@@ -216,9 +225,8 @@ impl Ticker {
                 pending.len() <= MAX_PENDING,
                 "the readings kept are bounded"
             );
-            let held = pending
-                .front()
-                .map_or(Duration::ZERO, |(.., at)| at.elapsed());
+            state.held_since = pending.front().map(|(.., at)| *at);
+            let held = state.held_since.map_or(Duration::ZERO, |at| at.elapsed());
             self.metrics
                 .feed_horizon(state.safe, reading.last - state.safe, held);
             self.sender.send_if_modified(|s| {

@@ -18,6 +18,7 @@ use super::change::AppliedRow;
 use super::horizon::Horizon;
 use super::tail::LogTail;
 use crate::domain::EventKind;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -67,6 +68,26 @@ impl ChangeLog {
     /// The horizon as last established.
     pub fn horizon(&self) -> i64 {
         self.horizon.current()
+    }
+
+    /// How long the horizon has been held back, if it is.
+    pub fn held_back(&self) -> Option<Duration> {
+        self.horizon.held_back()
+    }
+
+    /// The session of this database whose transaction holds an id the
+    /// longest: what holds the horizon back when it is held. Its process
+    /// id and when its transaction began.
+    pub async fn oldest_writer(&self) -> Result<Option<(i32, DateTime<Utc>)>, sqlx::Error> {
+        let row = sqlx::query!(
+            r#"SELECT pid AS "pid!", xact_start AS "xact_start!" FROM pg_stat_activity
+               WHERE datname = current_database() AND backend_xid IS NOT NULL
+                 AND xact_start IS NOT NULL
+               ORDER BY xact_start LIMIT 1"#
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.pid, r.xact_start)))
     }
 
     /// The horizon once it covers every entry committed before this call

@@ -363,6 +363,10 @@ async fn a_transaction_held_open_elsewhere_holds_the_feed_back_visibly_and_it_re
         .execute(&mut blocker)
         .await
         .unwrap();
+    let blocker_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut blocker)
+        .await
+        .unwrap();
 
     // Writes go on for longer than the horizon keeps readings for (its
     // ticks come every few milliseconds while it is held back).
@@ -384,6 +388,14 @@ async fn a_transaction_held_open_elsewhere_holds_the_feed_back_visibly_and_it_re
     );
     let held = app.metric("stock_changes_horizon_age_seconds", &[]).await;
     assert!(held >= 2.0, "held back for {held} s by the metric");
+    // Readiness names the session, once it has held the feed for a while.
+    eventually("readiness to name what holds the feed", || async {
+        let (_, body) = app.get("/health/ready").await;
+        body["components"]["stock_changes_held_back"]
+            .as_str()
+            .is_some_and(|held| held.contains(&format!("by pid {blocker_pid},")))
+    })
+    .await;
 
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
     let (items, _) = follow(&app, after, written, "").await;
@@ -400,4 +412,9 @@ async fn a_transaction_held_open_elsewhere_holds_the_feed_back_visibly_and_it_re
         app.metric("stock_changes_horizon_age_seconds", &[]).await < 1.0
     })
     .await;
+    let (_, body) = app.get("/health/ready").await;
+    assert!(
+        body["components"]["stock_changes_held_back"].is_null(),
+        "{body}"
+    );
 }
