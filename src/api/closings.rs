@@ -11,7 +11,7 @@ use super::error::{ApiJson, AppError, ErrorBody};
 use super::extract::MovementPath;
 use super::lookups::ServerErrors;
 use crate::domain::{
-    Closing, CorrectionReason, EventKind, MovementView, Outcome, ParseError, Quantity,
+    Closing, CorrectionReason, EventKind, Halves, MovementEvent, MovementView, Outcome, Quantity,
     RejectReason, read_closing,
 };
 use crate::ledger::reads::ClosingEntry;
@@ -180,7 +180,7 @@ async fn close(
     kind: EventKind,
     body: &Value,
 ) -> Result<Response, AppError> {
-    let closing = read(kind, body)?;
+    let closing = read_closing(kind, body).map_err(super::corrections::invalid)?;
     let not_found = || AppError::NotFound(format!("movement {movement_id} not found"));
     for _ in 0..ATTEMPTS {
         let movement = state
@@ -224,59 +224,18 @@ async fn close(
     ))
 }
 
-/// 422 `invalid_event` for every broken field of the request.
-fn read(kind: EventKind, body: &Value) -> Result<Closing, AppError> {
-    let mut errors = Vec::new();
-    let closing = match body {
-        Value::Object(fields) => read_closing(kind, fields, &mut errors),
-        _ => {
-            errors.push(crate::domain::FieldError {
-                field: "body".into(),
-                message: "must be a JSON object".into(),
-            });
-            None
-        }
+/// The closing's entries against `movement` as read.
+fn entries(closing: &Closing, movement: &MovementView) -> Vec<MovementEvent> {
+    let side = |warehouse: Option<Uuid>, quantity: Option<i32>| {
+        Some((warehouse?, Quantity::parse(i64::from(quantity?)).ok()?))
     };
-    match closing {
-        Some(closing) if errors.is_empty() => Ok(closing),
-        _ => Err(super::corrections::invalid(ParseError::Invalid(errors))),
-    }
-}
-
-/// The closing's entries against `movement` as read: a reversal's, one
-/// per applied half; a write-off's, one at the departure (none if it has
-/// not departed).
-fn entries(closing: &Closing, movement: &MovementView) -> Vec<crate::domain::MovementEvent> {
-    let now = Utc::now();
-    let halves = [
-        (
-            EventKind::Departure,
-            movement.source_warehouse_id,
-            movement.departure_quantity,
-        ),
-        (
-            EventKind::Arrival,
-            movement.destination_warehouse_id,
-            movement.arrival_quantity,
-        ),
-    ];
-    halves
-        .into_iter()
-        .filter(|(half, ..)| closing.kind == EventKind::Reversal || *half == EventKind::Departure)
-        .filter_map(|(half, warehouse, quantity)| {
-            let quantity = Quantity::parse(i64::from(quantity?)).ok()?;
-            let reverses = (closing.kind == EventKind::Reversal).then_some(half);
-            Some(closing.entry(
-                movement.movement_id,
-                reverses,
-                warehouse?,
-                movement.product_id,
-                quantity,
-                SOURCE,
-                now,
-            ))
-        })
-        .collect()
+    let halves = Halves {
+        movement_id: movement.movement_id,
+        product_id: movement.product_id,
+        departure: side(movement.source_warehouse_id, movement.departure_quantity),
+        arrival: side(movement.destination_warehouse_id, movement.arrival_quantity),
+    };
+    closing.entries(&halves, SOURCE, Utc::now())
 }
 
 /// 200 with the closing's entries and the movement as it now stands.

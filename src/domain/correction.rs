@@ -6,7 +6,7 @@
 
 use super::entry::{EventKind, Quantity};
 use super::event::{EventContent, MovementEvent};
-use super::fields::{FieldError, Fields, uuid, whole_number};
+use super::fields::{FieldError, Fields, ParseError, field_error, uuid, whole_number};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -110,45 +110,73 @@ pub struct Closing {
     pub details: CorrectionDetails,
 }
 
+/// A movement's applied halves, as a closing is asked against them: each
+/// half's warehouse and quantity.
+#[derive(Debug, Clone, Copy)]
+pub struct Halves {
+    pub movement_id: Uuid,
+    pub product_id: Uuid,
+    pub departure: Option<(Uuid, Quantity)>,
+    pub arrival: Option<(Uuid, Quantity)>,
+}
+
 impl Closing {
-    /// The entry of this closing at one pair: for a reversal, the entry
-    /// that reverses the half `reverses` (at that half's warehouse and
-    /// quantity); for a write-off, the one at the departure. Keyed by the
-    /// movement it closes, sent as its id by `source`, made `now`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn entry(
-        &self,
-        movement_id: Uuid,
-        reverses: Option<EventKind>,
-        warehouse_id: Uuid,
-        product_id: Uuid,
-        quantity: Quantity,
-        source: &str,
-        now: DateTime<Utc>,
-    ) -> MovementEvent {
-        MovementEvent {
-            message_id: self.id.to_string(),
-            source: source.to_owned(),
-            event_time: Some(now),
-            content: EventContent {
-                movement_id,
-                kind: self.kind,
-                warehouse_id,
-                product_id,
-                quantity,
-                occurred_at: now.trunc_subsecs(6),
-            },
-            attributes: Map::new(),
-            correction: Some(Box::new(CorrectionDetails {
-                reverses,
-                ..self.details.clone()
-            })),
-        }
+    /// The entries of this closing against `halves`, sent as its id by
+    /// `source`, made `now`: a reversal's, one per applied half, each at
+    /// that half's warehouse and quantity and naming the half it reverses;
+    /// a write-off's, one at the departure (none before it departed).
+    pub fn entries(&self, halves: &Halves, source: &str, now: DateTime<Utc>) -> Vec<MovementEvent> {
+        let reversal = self.kind == EventKind::Reversal;
+        let sides = [
+            (EventKind::Departure, halves.departure),
+            (EventKind::Arrival, halves.arrival.filter(|_| reversal)),
+        ];
+        sides
+            .into_iter()
+            .filter_map(|(half, side)| {
+                let (warehouse_id, quantity) = side?;
+                Some(MovementEvent {
+                    message_id: self.id.to_string(),
+                    source: source.to_owned(),
+                    event_time: Some(now),
+                    content: EventContent {
+                        movement_id: halves.movement_id,
+                        kind: self.kind,
+                        warehouse_id,
+                        product_id: halves.product_id,
+                        quantity,
+                        occurred_at: now.trunc_subsecs(6),
+                    },
+                    attributes: Map::new(),
+                    correction: Some(Box::new(CorrectionDetails {
+                        reverses: reversal.then_some(half),
+                        ..self.details.clone()
+                    })),
+                })
+            })
+            .collect()
     }
 }
 
-/// Reads a reversal or write-off request, naming every broken field.
-pub fn read_closing(
+/// Reads a reversal or write-off request (`kind`), reporting every broken
+/// field at once, as for an adjustment.
+pub fn read_closing(kind: EventKind, body: &Value) -> Result<Closing, ParseError> {
+    let mut errors = Vec::new();
+    let closing = match body {
+        Value::Object(fields) => closing_fields(kind, fields, &mut errors),
+        _ => {
+            errors.push(field_error("body", "must be a JSON object"));
+            None
+        }
+    };
+    match closing {
+        Some(closing) if errors.is_empty() => Ok(closing),
+        _ => Err(ParseError::Invalid(errors)),
+    }
+}
+
+/// The fields of a reversal or write-off request, naming every broken one.
+fn closing_fields(
     kind: EventKind,
     fields: &Map<String, Value>,
     errors: &mut Vec<FieldError>,

@@ -11,7 +11,7 @@ pub mod movement;
 pub mod rules;
 
 pub use binding::{DecodeCode, DecodeError, Transport};
-pub use correction::{Closing, CorrectionDetails, CorrectionReason, read_closing};
+pub use correction::{Closing, CorrectionDetails, CorrectionReason, Halves, read_closing};
 pub use entry::{EventKind, Quantity};
 pub use event::{ADJUSTMENT_TYPE, EVENT_TIME_MILLIS, EventContent, MovementEvent};
 pub use fields::{FieldError, ParseError};

@@ -161,21 +161,67 @@ struct Reading {
     running: HashSet<i64>,
 }
 
+/// The readings a tick has not resolved yet, oldest first.
+#[derive(Default)]
+struct Pending {
+    /// Each entry is (tick, L, the transactions running after L was read,
+    /// when L was read).
+    entries: VecDeque<(u64, i64, HashSet<i64>, Instant)>,
+    /// The previous tick's L (and when it was read), waiting for this
+    /// tick's snapshot.
+    previous: Option<(u64, i64, Instant)>,
+}
+
+impl Pending {
+    /// Whether nothing waits to be resolved above `safe`.
+    fn idle(&self, safe: i64) -> bool {
+        self.previous.is_none_or(|(_, last, _)| last <= safe) && self.entries.is_empty()
+    }
+
+    /// Takes this tick's reading: pairs the previous tick's `L` with this
+    /// tick's running set, and resolves what no running transaction holds.
+    fn record(&mut self, state: &mut State, tick: u64, read_at: Instant, reading: &Reading) {
+        if let Some((t, last, at)) = self.previous.take() {
+            if self.entries.len() >= MAX_PENDING {
+                self.entries.pop_back();
+            }
+            self.entries
+                .push_back((t, last, reading.running.clone(), at));
+        }
+        self.previous = Some((tick, reading.last, read_at));
+        // An entry resolves once none of its transactions still runs.
+        // Its transactions were running when a later entry's were read, or
+        // had ended, so the entries resolve in order.
+        while let Some((t, last, holders, _)) = self.entries.front() {
+            if *last > state.safe && !holders.is_disjoint(&reading.running) {
+                break;
+            }
+            state.safe = state.safe.max(*last);
+            state.resolved = *t;
+            self.entries.pop_front();
+        }
+        // A tick that found nothing new is resolved at once.
+        if reading.last <= state.safe && self.entries.is_empty() {
+            state.resolved = tick;
+            self.previous = None;
+        }
+        debug_assert!(
+            self.entries.len() <= MAX_PENDING,
+            "the readings kept are bounded"
+        );
+        state.held_since = self.entries.front().map(|(.., at)| *at);
+    }
+}
+
 impl Ticker {
     async fn run(self, stop: CancellationToken) {
         let mut state = State::default();
-        // Each entry is (tick, L, the transactions running after L was
-        // read, when L was read).
-        let mut pending: VecDeque<(u64, i64, HashSet<i64>, Instant)> = VecDeque::new();
-        // The previous tick's L (and when it was read), waiting for this
-        // tick's snapshot.
-        let mut previous: Option<(u64, i64, Instant)> = None;
+        let mut pending = Pending::default();
         let mut failing = false;
         loop {
-            let idle = previous.is_none_or(|(_, last, _)| last <= state.safe) && pending.is_empty();
             let pause = if failing {
                 Duration::from_secs(1)
-            } else if idle {
+            } else if pending.idle(state.safe) {
                 IDLE
             } else {
                 MIN_SPACING
@@ -198,34 +244,7 @@ impl Ticker {
                 }
             };
             failing = false;
-            if let Some((t, last, at)) = previous.take() {
-                if pending.len() >= MAX_PENDING {
-                    pending.pop_back();
-                }
-                pending.push_back((t, last, reading.running.clone(), at));
-            }
-            previous = Some((tick, reading.last, read_at));
-            // An entry resolves once none of its transactions still runs.
-            // Its transactions were running when a later entry's were
-            // read, or had ended, so the entries resolve in order.
-            while let Some((t, last, holders, _)) = pending.front() {
-                if *last > state.safe && !holders.is_disjoint(&reading.running) {
-                    break;
-                }
-                state.safe = state.safe.max(*last);
-                state.resolved = *t;
-                pending.pop_front();
-            }
-            // A tick that found nothing new is resolved at once.
-            if reading.last <= state.safe && pending.is_empty() {
-                state.resolved = tick;
-                previous = None;
-            }
-            debug_assert!(
-                pending.len() <= MAX_PENDING,
-                "the readings kept are bounded"
-            );
-            state.held_since = pending.front().map(|(.., at)| *at);
+            pending.record(&mut state, tick, read_at, &reading);
             let held = state.held_since.map_or(Duration::ZERO, |at| at.elapsed());
             self.metrics
                 .feed_horizon(state.safe, reading.last - state.safe, held);

@@ -5,7 +5,7 @@
 //! movement, history, the product's in-transit figure, the feed and
 //! `verify`.
 
-use crate::helpers::{Ev, TestApp, spawn_app, spawn_app_with, stock_up};
+use crate::helpers::{Ev, TestApp, pair_changes, spawn_app, spawn_app_with, stock_up};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -321,24 +321,7 @@ async fn reversals_and_write_offs_are_changes_in_the_feed() {
         reverse(&app, m, &reversal("correction")).await.0,
         StatusCode::OK
     );
-    let (status, page) = app
-        .get(&format!(
-            "/api/v1/stock/changes?warehouse_id={from}&product_id={p}"
-        ))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let seen: Vec<(Value, Value, Value)> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["event"].clone(),
-                c["delta"].clone(),
-                c["quantity"].clone(),
-            )
-        })
-        .collect();
+    let seen = pair_changes(&app, from, p).await;
     assert_eq!(
         seen,
         [

@@ -4,7 +4,7 @@
 
 use crate::broker::{kafka_settings, produce_raw, read_dead_letters};
 use crate::helpers::{
-    Ev, TestApp, eventually, spawn_app, spawn_app_from, spawn_app_with, stock_up,
+    Ev, TestApp, eventually, pair_changes, spawn_app, spawn_app_from, spawn_app_with, stock_up,
 };
 use rdkafka::Message;
 use rdkafka::message::Headers;
@@ -237,24 +237,7 @@ async fn corrections_are_changes_in_the_feed_and_verify_finds_the_ledger_consist
     stock_up(&app, w, p, 5).await;
     adjust(&app, &change(w, p, -2, "damaged")).await;
     adjust(&app, &count(w, p, 1)).await;
-    let (status, page) = app
-        .get(&format!(
-            "/api/v1/stock/changes?warehouse_id={w}&product_id={p}"
-        ))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{page}");
-    let seen: Vec<(Value, Value, Value)> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["event"].clone(),
-                c["delta"].clone(),
-                c["quantity"].clone(),
-            )
-        })
-        .collect();
+    let seen = pair_changes(&app, w, p).await;
     assert_eq!(
         seen,
         [

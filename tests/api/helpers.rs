@@ -518,3 +518,25 @@ pub async fn all_pages(app: &TestApp, path: &str, limit: usize) -> Vec<Value> {
         }
     }
 }
+
+/// The pair's changes on the HTTP feed, as (event, delta, quantity).
+pub async fn pair_changes(app: &TestApp, w: Uuid, p: Uuid) -> Vec<(Value, Value, Value)> {
+    let (status, page) = app
+        .get(&format!(
+            "/api/v1/stock/changes?warehouse_id={w}&product_id={p}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["event"].clone(),
+                c["delta"].clone(),
+                c["quantity"].clone(),
+            )
+        })
+        .collect()
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use uuid::Uuid;
 use warehouse_stock::domain::{
-    EventKind, MovementEvent, MovementStatus, Outcome, Quantity, read_closing,
+    EventKind, Halves, MovementEvent, MovementStatus, Outcome, Quantity, read_closing,
 };
 use warehouse_stock::ledger::{Ledger, reads};
 
@@ -331,27 +331,17 @@ impl Ids {
             false => (EventKind::WriteOff, "write_off_id"),
         };
         let body = json!({key: self.closings[c.id], "reason": REASONS[c.reason]});
-        let closing = read_closing(kind, body.as_object().unwrap(), &mut Vec::new()).unwrap();
-        let halves = [
-            (EventKind::Departure, departure),
-            (EventKind::Arrival, arrival),
-        ];
-        halves
-            .into_iter()
-            .filter(|(half, _)| c.reversal || *half == EventKind::Departure)
-            .filter_map(|(half, side)| {
-                let (w, q) = side?;
-                Some(closing.entry(
-                    self.movements[c.movement],
-                    c.reversal.then_some(half),
-                    self.warehouses[w],
-                    self.products[product],
-                    Quantity::parse(q).unwrap(),
-                    "proptest",
-                    Utc::now(),
-                ))
-            })
-            .collect()
+        let closing = read_closing(kind, &body).unwrap();
+        let side = |half: Option<(usize, i64)>| {
+            half.map(|(w, q)| (self.warehouses[w], Quantity::parse(q).unwrap()))
+        };
+        let halves = Halves {
+            movement_id: self.movements[c.movement],
+            product_id: self.products[product],
+            departure: side(departure),
+            arrival: side(arrival),
+        };
+        closing.entries(&halves, "proptest", Utc::now())
     }
 
     fn op(&self, op: Op) -> MovementEvent {

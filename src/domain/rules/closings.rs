@@ -255,7 +255,7 @@ fn close(state: &mut LedgerState, e: &MovementEvent, now: DateTime<Utc>) {
 #[cfg(test)]
 mod tests {
     use super::super::{LedgerState, Outcome, RejectReason, apply_batch};
-    use crate::domain::correction::{Closing, read_closing};
+    use crate::domain::correction::{Closing, Halves, read_closing};
     use crate::domain::entry::{EventKind, Quantity};
     use crate::domain::event::MovementEvent;
     use chrono::{TimeZone, Utc};
@@ -281,14 +281,24 @@ mod tests {
             EventKind::Reversal => "reversal_id",
             _ => "write_off_id",
         };
-        let body = json!({key: id(n), "reason": "correction"});
-        read_closing(kind, body.as_object().unwrap(), &mut Vec::new()).unwrap()
+        read_closing(kind, &json!({key: id(n), "reason": "correction"})).unwrap()
     }
 
+    /// The closing's entry for one half (the departure, unless `reverses`
+    /// names the arrival) at `warehouse`.
     fn entry(c: &Closing, reverses: Option<EventKind>, warehouse: u128, q: i64) -> MovementEvent {
         let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
-        let q = Quantity::parse(q).unwrap();
-        c.entry(id(1), reverses, id(warehouse), id(9), q, "test", now)
+        let side = Some((id(warehouse), Quantity::parse(q).unwrap()));
+        let arrival = reverses == Some(EventKind::Arrival);
+        let halves = Halves {
+            movement_id: id(1),
+            product_id: id(9),
+            departure: side.filter(|_| !arrival),
+            arrival: side.filter(|_| arrival),
+        };
+        let mut entries = c.entries(&halves, "test", now);
+        assert_eq!(entries.len(), 1, "one half named");
+        entries.remove(0)
     }
 
     fn labels(state: &mut LedgerState, events: &[MovementEvent]) -> Vec<String> {
