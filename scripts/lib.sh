@@ -46,6 +46,10 @@ install_packages() {
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   # schemathesis runs in a virtualenv of its own.
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
+  # The console's tests drive Debian's Chromium through its ChromeDriver;
+  # nothing downloads a browser at test time.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root apt-get update -qq

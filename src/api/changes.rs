@@ -8,6 +8,7 @@ use super::extract::{
 };
 use super::lookups::ServerErrors;
 use crate::ledger::log::{Change, ChangeFilter};
+use crate::ledger::reads::ActiveAlert;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -117,6 +118,45 @@ pub async fn changes(
         _ => after.max(horizon),
     };
     Ok(Json(ChangePage { items, next_after }))
+}
+
+/// `?limit=` of the active alerts.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertParams {
+    /// How many pairs to answer, 1 to 1000; 100 when absent.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// The pairs below their low-stock level now.
+#[derive(Serialize, ToSchema)]
+pub struct ActiveAlerts {
+    /// Depleted first, then the longest below first.
+    items: Vec<ActiveAlert>,
+}
+
+/// The pairs below the low-stock level in force for them now (`low`, or
+/// `depleted` at 0), with the change that took each there. Only pairs
+/// with a level (their own or their product's) are listed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/active",
+    tag = "changes",
+    params(AlertParams),
+    responses(
+        (status = 200, description = "The pairs below their level, read from PostgreSQL", body = ActiveAlerts),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        ServerErrors,
+    )
+)]
+pub async fn active_alerts(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<AlertParams>,
+) -> Result<Json<ActiveAlerts>, AppError> {
+    let limit = parse_limit(params.limit.as_deref())?;
+    let items = state.ledger.active_alerts(limit).await?;
+    Ok(Json(ActiveAlerts { items }))
 }
 
 /// `wait`: whole seconds, 0 to [`MAX_WAIT_SECONDS`].

@@ -121,8 +121,10 @@ impl AppError {
 pub const UNAVAILABLE_DETAIL: &str =
     "the service cannot reach its database or is stopping; retry shortly";
 
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
+impl AppError {
+    /// The status and body every caller is shown, the console's error page
+    /// included: the same code, and no database text.
+    pub fn into_answer(self) -> (StatusCode, ErrorBody) {
         let (status, code) = self.status_and_code();
         let body = match self {
             AppError::InvalidEvent { detail, errors } => ErrorBody {
@@ -155,6 +157,14 @@ impl IntoResponse for AppError {
                 errors: None,
             },
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.into_answer();
+        let code = body.code;
         let mut response = (status, Json(body)).into_response();
         match code {
             "unauthorized" => {

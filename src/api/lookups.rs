@@ -9,11 +9,13 @@ use super::extract::{
     ApiQuery, MovementPath, Page, PairPath, ProductPath, SeqPage, SeqPageParams, UuidPage,
     UuidPageParams, WarehousePath, next_cursor, parse_limit, parse_optional_uuid,
 };
-use crate::domain::{MovementStatus, MovementView};
+use crate::domain::{MovementStatus, MovementView, RejectReason};
 use crate::ledger::reads::{HistoryItem, MovementFilter, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
 use axum::extract::State;
-use chrono::{DateTime, Utc};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 use uuid::Uuid;
@@ -338,9 +340,9 @@ async fn find_movement(state: &AppState, movement_id: Uuid) -> Result<MovementVi
 /// Products in stock at a warehouse, by product_id.
 #[derive(Serialize, ToSchema)]
 pub struct StockPage {
-    items: Vec<StockItem>,
+    pub(super) items: Vec<StockItem>,
     /// Pass as `after` for the next page; absent on the last page.
-    next_after: Option<Uuid>,
+    pub(super) next_after: Option<Uuid>,
 }
 
 /// Rejected events, oldest first.
@@ -351,14 +353,18 @@ pub struct RejectionPage {
     next_after: Option<i64>,
 }
 
-/// The products in stock (quantity > 0) at a warehouse, a page at a time.
+/// The products in stock (quantity > 0) at a warehouse, a page at a time,
+/// now or as of a moment; as JSON, or as CSV for `Accept: text/csv`.
 #[utoipa::path(
     get,
     path = "/api/v1/warehouses/{warehouse_id}/products",
     tag = "stock",
-    params(WarehousePath, UuidPageParams),
+    params(WarehousePath, UuidPageParams, StockParams),
     responses(
-        (status = 200, description = "One page, read from PostgreSQL", body = StockPage),
+        (status = 200, description = "One page, read from PostgreSQL. As CSV, a header row \
+            `warehouse_id,product_id,quantity` and a row per product; a `Link` header \
+            (`rel=\"next\"`) names the next page",
+            content((StockPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
         ServerErrors,
     )
@@ -367,13 +373,112 @@ pub async fn warehouse_stock(
     State(state): State<AppState>,
     WarehousePath { warehouse_id }: WarehousePath,
     Page { limit, after }: UuidPage,
-) -> Result<Json<StockPage>, AppError> {
-    let items = state
-        .ledger
-        .warehouse_stock(warehouse_id, after, limit)
-        .await?;
+    ApiQuery(params): ApiQuery<StockParams>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let as_of = params
+        .as_of
+        .as_deref()
+        .map(|s| parse_time("as_of", s))
+        .transpose()?;
+    let page = stock_page(&state, warehouse_id, as_of, after, limit).await?;
+    if !wants_csv(&headers) {
+        return Ok(Json(page).into_response());
+    }
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        stock_csv(warehouse_id, &page.items),
+    )
+        .into_response();
+    if let Some(next) = page.next_after {
+        let mut link =
+            format!("</api/v1/warehouses/{warehouse_id}/products?limit={limit}&after={next}");
+        if let Some(t) = as_of {
+            link.push_str(&format!(
+                "&as_of={}",
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            ));
+        }
+        link.push_str(">; rel=\"next\"");
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+/// One page of a warehouse's stock list, now or as of a moment: what the
+/// API and the console's page both show.
+pub(super) async fn stock_page(
+    state: &AppState,
+    warehouse_id: Uuid,
+    as_of: Option<DateTime<Utc>>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<StockPage, AppError> {
+    let items = match as_of {
+        Some(t) => {
+            state
+                .ledger
+                .warehouse_stock_as_of(warehouse_id, t, after, limit)
+                .await?
+        }
+        None => {
+            state
+                .ledger
+                .warehouse_stock(warehouse_id, after, limit)
+                .await?
+        }
+    };
     let next_after = next_cursor(&items, limit, |i| i.product_id);
-    Ok(Json(StockPage { items, next_after }))
+    Ok(StockPage { items, next_after })
+}
+
+/// Whether the caller asked for CSV.
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().starts_with("text/csv")))
+}
+
+/// A stock list as CSV: a header row, then a row per product. Every field
+/// is a UUID or a number, so nothing needs quoting.
+pub(super) fn stock_csv(warehouse_id: Uuid, items: &[StockItem]) -> String {
+    let mut out = String::from("warehouse_id,product_id,quantity\r\n");
+    for item in items {
+        out.push_str(&format!(
+            "{warehouse_id},{},{}\r\n",
+            item.product_id, item.quantity
+        ));
+    }
+    out
+}
+
+/// `?reason=` of the rejections.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RejectionParams {
+    /// Only the rejections with this reason.
+    #[param(value_type = Option<RejectReason>)]
+    reason: Option<String>,
+}
+
+/// A rejection reason by its name.
+pub(super) fn parse_reason(raw: Option<&str>) -> Result<Option<RejectReason>, AppError> {
+    let Some(raw) = raw else { return Ok(None) };
+    RejectReason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == raw)
+        .map(Some)
+        .ok_or_else(|| {
+            let known: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+            AppError::bad_request(
+                "invalid_query",
+                format!("reason must be one of {}, got {raw:?}", known.join(", ")),
+            )
+        })
 }
 
 /// Rejected events from the audit log, with their reasons, oldest first.
@@ -381,7 +486,7 @@ pub async fn warehouse_stock(
     get,
     path = "/api/v1/rejections",
     tag = "audit",
-    params(SeqPageParams),
+    params(SeqPageParams, RejectionParams),
     responses(
         (status = 200, description = "One page, read from PostgreSQL", body = RejectionPage),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
@@ -391,8 +496,10 @@ pub async fn warehouse_stock(
 pub async fn rejections(
     State(state): State<AppState>,
     Page { limit, after }: SeqPage,
+    ApiQuery(params): ApiQuery<RejectionParams>,
 ) -> Result<Json<RejectionPage>, AppError> {
-    let items = state.ledger.rejections(after, limit).await?;
+    let reason = parse_reason(params.reason.as_deref())?;
+    let items = state.ledger.rejections(reason, after, limit).await?;
     let next_after = next_cursor(&items, limit, |r| r.seq);
     Ok(Json(RejectionPage { items, next_after }))
 }
@@ -564,7 +671,7 @@ pub async fn stock_lookup(
 }
 
 /// An RFC 3339 timestamp.
-fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
+pub(super) fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {

@@ -3,6 +3,7 @@
 
 mod changes;
 mod closings;
+mod console;
 mod corrections;
 mod docs;
 mod error;
@@ -13,6 +14,7 @@ mod lookups;
 mod ops;
 mod webhook;
 
+pub use console::PATH as CONSOLE_PATH;
 pub use docs::{ApiDoc, DOCS_PATH, REDOC_PATH, SPEC_PATH};
 pub use error::{AppError, UNAVAILABLE_DETAIL};
 
@@ -199,6 +201,12 @@ fn table() -> Vec<Route> {
         route(Method::GET, changes::PATH, Poll, get(changes::changes)),
         route(
             Method::GET,
+            "/api/v1/alerts/active",
+            Read,
+            get(changes::active_alerts),
+        ),
+        route(
+            Method::GET,
             "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
             Read,
             get(changes::pair_threshold),
@@ -291,7 +299,10 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         };
         router = router.route(path, handler);
     }
+    let read_limit = from_fn_with_state(guard.limit(Bound::Reads), guard::limit_concurrency);
     router
+        .merge(console::pages().layer(read_limit))
+        .merge(console::assets())
         .merge(docs::swagger_ui())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -5,10 +5,10 @@
 
 use super::Ledger;
 use super::reads::{
-    self, ClosingEntry, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures, Rejection,
-    StockFigure, StockItem,
+    self, ActiveAlert, ClosingEntry, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures,
+    Rejection, StockFigure, StockItem,
 };
-use crate::domain::{EventKind, MovementView};
+use crate::domain::{EventKind, MovementView, RejectReason};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -108,6 +108,17 @@ impl Ledger {
         reads::history(&self.pool, warehouse_id, product_id, after, limit).await
     }
 
+    /// A pair's history before `before`, newest first, from PostgreSQL.
+    pub async fn recent_history(
+        &self,
+        warehouse_id: Uuid,
+        product_id: Uuid,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<HistoryItem>, sqlx::Error> {
+        reads::recent_history(&self.pool, warehouse_id, product_id, before, limit).await
+    }
+
     /// A product across warehouses, one page of warehouses at a time.
     pub async fn product_stock(
         &self,
@@ -125,6 +136,31 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<StockItem>, sqlx::Error> {
         reads::warehouse_stock(&self.pool, warehouse_id, after, limit).await
+    }
+
+    /// A warehouse's stock list as it stood at `as_of`, from PostgreSQL.
+    pub async fn warehouse_stock_as_of(
+        &self,
+        warehouse_id: Uuid,
+        as_of: DateTime<Utc>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<StockItem>, sqlx::Error> {
+        reads::warehouse_stock_as_of(&self.pool, warehouse_id, as_of, after, limit).await
+    }
+
+    /// The pairs below their low-stock level now, from PostgreSQL.
+    pub async fn active_alerts(&self, limit: i64) -> Result<Vec<ActiveAlert>, sqlx::Error> {
+        reads::active_alerts(&self.pool, limit).await
+    }
+
+    /// Rejections since `since`, up to `cap`.
+    pub async fn rejections_since(
+        &self,
+        since: DateTime<Utc>,
+        cap: i64,
+    ) -> Result<i64, sqlx::Error> {
+        reads::rejections_since(&self.pool, since, cap).await
     }
 
     /// The applied reversal or write-off (`kind`) of a movement, an entry
@@ -153,10 +189,11 @@ impl Ledger {
 
     pub async fn rejections(
         &self,
+        reason: Option<RejectReason>,
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Rejection>, sqlx::Error> {
-        reads::rejections(&self.pool, after, limit).await
+        reads::rejections(&self.pool, reason, after, limit).await
     }
 
     /// Whether PostgreSQL answers a trivial query.

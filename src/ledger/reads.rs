@@ -4,7 +4,7 @@
 
 use crate::domain::{
     CorrectionDetails, Differs, EventKind, MovementClosing, MovementState, MovementStatus,
-    MovementView, Side,
+    MovementView, RejectReason, Side,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -380,6 +380,36 @@ pub async fn history(
     .await
 }
 
+/// A pair's applied entries before audit position `before` (the newest
+/// when `None`), newest first: the most recent stretch of its history.
+pub async fn recent_history(
+    pool: &PgPool,
+    warehouse_id: Uuid,
+    product_id: Uuid,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<HistoryItem>, sqlx::Error> {
+    sqlx::query_as!(
+        HistoryItem,
+        r#"SELECT seq, message_id, source, movement_id, event AS "event: EventKind", quantity,
+                  coalesce(delta, CASE WHEN event = 'arrival' THEN quantity::int8
+                                       ELSE -quantity::int8 END) AS "delta!",
+                  stock_after AS "stock_after!", occurred_at, received_at AS applied_at,
+                  correction->>'reason' AS reason, correction->>'note' AS note,
+                  correction->>'reference' AS reference
+           FROM event_log
+           WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied' AND seq < $3
+           ORDER BY seq DESC
+           LIMIT $4"#,
+        warehouse_id,
+        product_id,
+        before.unwrap_or(i64::MAX),
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// A product across warehouses: the total, what is on the road, and one
 /// page of the warehouses holding it.
 #[derive(Debug, Clone)]
@@ -409,15 +439,11 @@ pub async fn product_stock(
     limit: i64,
 ) -> Result<ProductFigures, sqlx::Error> {
     let row = sqlx::query!(
-        // Every stock row above 0 has an applied entry, so the
-        // warehouses that ever had one hold all of the product; they
-        // come from the audit log's product index, not a stock index
-        // every write would pay for.
+        // The holders come from the stock table's product index
+        // (migration 16): a row per warehouse that ever had the product,
+        // however long its history.
         r#"WITH holders AS MATERIALIZED (
-                 SELECT s.warehouse_id, s.quantity
-                 FROM (SELECT DISTINCT warehouse_id FROM event_log
-                       WHERE product_id = $1 AND outcome = 'applied') AS h
-                 JOIN stock s ON s.warehouse_id = h.warehouse_id AND s.product_id = $1)
+                 SELECT warehouse_id, quantity FROM stock WHERE product_id = $1)
              SELECT
                 (SELECT coalesce(sum(quantity), 0)::int8 FROM holders) AS "total!",
                 (SELECT coalesce(sum(d.quantity), 0)::int8
@@ -474,6 +500,123 @@ pub async fn warehouse_stock(
         limit,
     )
     .fetch_all(pool)
+    .await
+}
+
+/// Products in stock at a warehouse as they stood at `as_of` on the
+/// ledger's clock, ordered by product_id, after `after`: each pair's last
+/// applied entry at or before it, found along the product index from the
+/// warehouse's stock rows (every pair that ever had an entry has one).
+pub async fn warehouse_stock_as_of(
+    pool: &PgPool,
+    warehouse_id: Uuid,
+    as_of: DateTime<Utc>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<StockItem>, sqlx::Error> {
+    sqlx::query_as!(
+        StockItem,
+        r#"SELECT s.product_id, l.stock_after AS "quantity!"
+           FROM stock s
+           CROSS JOIN LATERAL (
+               SELECT stock_after FROM event_log
+               WHERE product_id = s.product_id AND warehouse_id = s.warehouse_id
+                 AND outcome = 'applied' AND received_at <= $2
+               ORDER BY seq DESC
+               LIMIT 1) AS l
+           WHERE s.warehouse_id = $1 AND ($3::uuid IS NULL OR s.product_id > $3)
+             AND l.stock_after > 0
+           ORDER BY s.product_id
+           LIMIT $4"#,
+        warehouse_id,
+        as_of,
+        after,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// A pair below the low-stock level in force for it now.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ActiveAlert {
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    /// `depleted` at 0, `low` otherwise.
+    #[schema(example = "low")]
+    pub level: String,
+    /// The stock now.
+    pub quantity: i64,
+    /// The level in force: the pair's own, else its product's.
+    pub threshold: i64,
+    /// `pair` or `product`: where the level comes from.
+    #[schema(example = "pair")]
+    pub threshold_from: String,
+    /// The change that took the pair below the mark it is under now (the
+    /// level, or 1 when depleted), and when the ledger applied it;
+    /// `null` for a pair that has had no change.
+    pub crossed_seq: Option<i64>,
+    pub crossed_at: Option<DateTime<Utc>>,
+}
+
+/// The pairs below their level now, depleted first, then by how long they
+/// have been below. The work is bounded by the levels set (an admin's
+/// doing) and the holders of the products that have a default level.
+pub async fn active_alerts(pool: &PgPool, limit: i64) -> Result<Vec<ActiveAlert>, sqlx::Error> {
+    sqlx::query_as!(
+        ActiveAlert,
+        r#"WITH levels AS (
+               SELECT warehouse_id, product_id, low, 'pair' AS src FROM stock_thresholds
+               UNION ALL
+               SELECT s.warehouse_id, pt.product_id, pt.low, 'product'
+               FROM product_thresholds pt
+               JOIN stock s ON s.product_id = pt.product_id
+               WHERE NOT EXISTS (SELECT 1 FROM stock_thresholds st
+                                 WHERE st.product_id = s.product_id
+                                   AND st.warehouse_id = s.warehouse_id))
+           SELECT l.warehouse_id AS "warehouse_id!", l.product_id AS "product_id!",
+                  CASE WHEN s.quantity = 0 THEN 'depleted' ELSE 'low' END AS "level!",
+                  s.quantity, l.low AS "threshold!", l.src AS "threshold_from!",
+                  c.seq AS "crossed_seq?", c.received_at AS "crossed_at?"
+           FROM levels l
+           JOIN stock s ON s.warehouse_id = l.warehouse_id AND s.product_id = l.product_id
+           LEFT JOIN LATERAL (
+               SELECT e.seq, e.received_at FROM event_log e
+               WHERE e.product_id = l.product_id AND e.warehouse_id = l.warehouse_id
+                 AND e.outcome = 'applied'
+                 AND e.seq > coalesce((
+                     SELECT max(a.seq) FROM event_log a
+                     WHERE a.product_id = l.product_id AND a.warehouse_id = l.warehouse_id
+                       AND a.outcome = 'applied'
+                       AND a.stock_after >= CASE WHEN s.quantity = 0 THEN 1 ELSE l.low END), 0)
+               ORDER BY e.seq
+               LIMIT 1) AS c ON true
+           WHERE s.quantity < l.low OR s.quantity = 0 AND l.low > 0
+           ORDER BY s.quantity = 0 DESC, c.seq NULLS FIRST, l.product_id, l.warehouse_id
+           LIMIT $1"#,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// How many events were rejected since `since`, counting back from the
+/// newest along the rejections index and stopping at `cap`.
+pub async fn rejections_since(
+    pool: &PgPool,
+    since: DateTime<Utc>,
+    cap: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM (
+               SELECT 1 FROM event_log
+               WHERE outcome = 'rejected' AND received_at > $1
+               ORDER BY seq DESC
+               LIMIT $2) AS r"#,
+        since,
+        cap,
+    )
+    .fetch_one(pool)
     .await
 }
 
@@ -557,6 +700,7 @@ impl From<RejectionRow> for Rejection {
 /// Rejected events, oldest first, after audit position `after`.
 pub async fn rejections(
     pool: &PgPool,
+    reason: Option<RejectReason>,
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Rejection>, sqlx::Error> {
@@ -578,10 +722,12 @@ pub async fn rejections(
              LIMIT 1
          ) d ON true
          WHERE r.outcome = 'rejected' AND r.seq > $1
+           AND ($3::text IS NULL OR r.reason = $3)
          ORDER BY r.seq
          LIMIT $2"#,
         after.unwrap_or(0),
         limit,
+        reason.map(RejectReason::as_str),
     )
     .fetch_all(pool)
     .await?;

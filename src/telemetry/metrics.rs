@@ -2,6 +2,7 @@
 //! state), so instances in one process, tests included, count separately.
 
 use crate::domain::Outcome;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -27,6 +28,16 @@ impl Source {
 
 #[derive(Clone)]
 pub struct Metrics(Arc<Inner>);
+
+/// The lags the metrics hold, read back.
+#[derive(Debug, Clone, Copy)]
+pub struct Lags {
+    /// Records the consumer has yet to read, over its partitions.
+    pub consumer: i64,
+    /// Changes committed and not yet published, and the age of the oldest.
+    pub relay_changes: i64,
+    pub relay_seconds: f64,
+}
 
 struct Inner {
     registry: Registry,
@@ -366,6 +377,24 @@ impl Metrics {
         self.0.feed_horizon.set(horizon);
         self.0.feed_horizon_lag.set(above);
         self.0.feed_horizon_age.set(held.as_secs_f64());
+    }
+
+    /// What the console's health strip shows: the consumer's lag over
+    /// every partition, and the relay's lag in changes and seconds.
+    pub fn lags(&self) -> Lags {
+        let consumer = self
+            .0
+            .kafka_lag
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_gauge().get_value() as i64)
+            .sum();
+        Lags {
+            consumer,
+            relay_changes: self.0.feed_lag_changes.get(),
+            relay_seconds: self.0.feed_lag_seconds.get(),
+        }
     }
 
     pub fn render(&self) -> String {

@@ -219,3 +219,71 @@ async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
     );
     assert_eq!(low.1["id"], format!("stock-low-{}", seqs[2]));
 }
+
+#[tokio::test]
+async fn active_alerts_list_the_pairs_below_their_level_with_the_change_that_took_them_there() {
+    let token = "an-admin-token-for-tests";
+    let app = spawn_app_with(&[("ADMIN_TOKEN", token)]).await;
+    let (w1, w2, w3, p) = (
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+        Uuid::new_v4(),
+    );
+    for w in [w1, w2, w3] {
+        stock_up(&app, w, p, 10).await;
+    }
+    // w1 below its own level, w2 at 0 under the product's, w3 above it.
+    let set = |path: String, low: i64| {
+        let client = app.client.clone();
+        async move {
+            let answer = client
+                .put(path)
+                .bearer_auth(token)
+                .json(&json!({ "low": low }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
+    };
+    set(
+        format!(
+            "{}/api/v1/warehouses/{w1}/products/{p}/threshold",
+            app.address
+        ),
+        8,
+    )
+    .await;
+    set(format!("{}/api/v1/products/{p}/threshold", app.address), 5).await;
+    post_all(&app, w1, p, &[("departure", 3)]).await;
+    post_all(&app, w2, p, &[("departure", 10)]).await;
+    post_all(&app, w3, p, &[("departure", 4)]).await;
+
+    let (status, body) = app.get("/api/v1/alerts/active").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{body}");
+    let (depleted, low) = (&items[0], &items[1]);
+    assert_eq!(depleted["warehouse_id"], w2.to_string());
+    assert_eq!(depleted["level"], "depleted");
+    assert_eq!(depleted["threshold"], 5);
+    assert_eq!(depleted["threshold_from"], "product");
+    assert_eq!(low["warehouse_id"], w1.to_string());
+    assert_eq!(low["level"], "low");
+    assert_eq!(
+        (low["quantity"].clone(), low["threshold"].clone()),
+        (json!(7), json!(8))
+    );
+    assert_eq!(low["threshold_from"], "pair");
+    // The crossing is the departure, the pair's second change.
+    let (_, history) = app
+        .get(&format!("/api/v1/warehouses/{w1}/products/{p}/history"))
+        .await;
+    assert_eq!(low["crossed_seq"], history["items"][1]["seq"], "{history}");
+    assert_eq!(low["crossed_at"], history["items"][1]["applied_at"]);
+
+    let (status, body) = app.get("/api/v1/alerts/active?limit=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "invalid_query");
+}

@@ -384,3 +384,20 @@ async fn verify_names_a_reversal_that_does_not_undo_the_half_it_names() {
         "{found:?}"
     );
 }
+
+#[tokio::test]
+async fn rejections_can_be_filtered_by_reason() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let (_, refused) = app.post(&Ev::new(w, p, 5).departure()).await;
+    assert_eq!(refused["code"], "insufficient_stock", "{refused}");
+    let (_, all) = app
+        .get("/api/v1/rejections?reason=insufficient_stock")
+        .await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 1, "{all}");
+    let (_, none) = app.get("/api/v1/rejections?reason=stale_quantity").await;
+    assert_eq!(none["items"], serde_json::json!([]));
+    let (status, bad) = app.get("/api/v1/rejections?reason=bored").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["code"], "invalid_query");
+}

@@ -4,11 +4,13 @@
 mod alerts;
 mod binary;
 mod broker;
+mod browser;
 mod cache;
 mod changes;
 mod cli;
 mod closings;
 mod concurrency;
+mod console;
 mod corpus;
 mod corrections;
 mod deploy;

@@ -255,3 +255,81 @@ async fn paging_under_concurrent_writes_never_repeats_an_item_nor_skips_one_that
     let written = writer.await.unwrap();
     assert!(written > 0, "the pages were read while writes went on");
 }
+
+#[tokio::test]
+async fn a_warehouse_list_as_of_a_moment_shows_the_stock_it_held_then() {
+    let app = spawn_app().await;
+    let w = Uuid::new_v4();
+    let (p1, p2) = (Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, w, p1, 5).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let then = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stock_up(&app, w, p2, 7).await;
+    app.post_ok(&Ev::new(w, p1, 5).departure()).await;
+
+    let at = then.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (status, past) = app
+        .get(&format!("/api/v1/warehouses/{w}/products?as_of={at}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{past}");
+    assert_eq!(
+        past["items"],
+        serde_json::json!([{ "product_id": p1, "quantity": 5 }])
+    );
+    let (_, now) = app.get(&format!("/api/v1/warehouses/{w}/products")).await;
+    assert_eq!(
+        now["items"],
+        serde_json::json!([{ "product_id": p2, "quantity": 7 }])
+    );
+
+    let (status, bad) = app
+        .get(&format!("/api/v1/warehouses/{w}/products?as_of=yesterday"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["code"], "invalid_query");
+}
+
+#[tokio::test]
+async fn a_warehouse_list_answers_csv_when_asked_with_a_link_to_the_next_page() {
+    let app = spawn_app().await;
+    let w = Uuid::new_v4();
+    let mut products = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    products.sort();
+    for (i, p) in products.iter().enumerate() {
+        stock_up(&app, w, *p, i as i64 + 1).await;
+    }
+    let answer = app
+        .client
+        .get(format!(
+            "{}/api/v1/warehouses/{w}/products?limit=2",
+            app.address
+        ))
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let link = answer.headers()["link"].to_str().unwrap().to_string();
+    assert_eq!(
+        link,
+        format!(
+            "</api/v1/warehouses/{w}/products?limit=2&after={}>; rel=\"next\"",
+            products[1]
+        )
+    );
+    let csv = answer.text().await.unwrap();
+    assert_eq!(
+        csv,
+        format!(
+            "warehouse_id,product_id,quantity\r\n{w},{},1\r\n{w},{},2\r\n",
+            products[0], products[1]
+        )
+    );
+}

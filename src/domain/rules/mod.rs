@@ -20,8 +20,9 @@ use uuid::Uuid;
 
 /// Why an event was refused. Stored in the audit log (its `reason` text, which
 /// the derive reads and writes) and returned to callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
+#[schema(rename_all = "snake_case")]
 pub enum RejectReason {
     /// A departure asked for more than the warehouse holds.
     InsufficientStock,
@@ -48,6 +49,19 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in the order the console lists them.
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::InsufficientStock,
+        RejectReason::ConflictingDuplicate,
+        RejectReason::MovementMismatch,
+        RejectReason::StockOverflow,
+        RejectReason::StaleQuantity,
+        RejectReason::MovementReversed,
+        RejectReason::MovementNotInTransit,
+        RejectReason::MovementNotFound,
+        RejectReason::MovementChanged,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::InsufficientStock => "insufficient_stock",

@@ -1,0 +1,13 @@
+-- no-transaction
+-- A product's holders, from the stock table itself: one row per pair, so
+-- a product's page costs in proportion to the warehouses that ever held
+-- it, where it walked the product's whole history before (the distinct
+-- warehouses of its applied entries). The key leaves `quantity` out, so
+-- an update of a figure stays a heap-only update; only a pair's first
+-- row adds an entry here. Built CONCURRENTLY: ingest goes on while it
+-- reads the table.
+--
+-- If this build fails (the service stopped mid-way, say), PostgreSQL
+-- leaves an INVALID index of this name: drop it before starting again
+-- (`DROP INDEX CONCURRENTLY stock_by_product;`).
+CREATE INDEX CONCURRENTLY stock_by_product ON stock (product_id, warehouse_id);
