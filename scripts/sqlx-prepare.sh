@@ -17,8 +17,12 @@ export PGOPTIONS="-c client_min_messages=warning"
 psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
 psql "$server/postgres" -qc "CREATE DATABASE $db"
 trap 'psql "$server/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
+# Each migration in a transaction of its own, as sqlx runs them, but for
+# those marked `-- no-transaction`.
 for migration in migrations/*.sql; do
-  psql "$server/$db" -q -v ON_ERROR_STOP=1 -f "$migration" >/dev/null
+  single=(--single-transaction)
+  if head -n 1 "$migration" | grep -q '^-- no-transaction'; then single=(); fi
+  psql "$server/$db" -q -v ON_ERROR_STOP=1 "${single[@]}" -f "$migration" >/dev/null
 done
 
 out="$PWD/.sqlx"

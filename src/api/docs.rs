@@ -72,7 +72,7 @@ pub const REDOC_PATH: &str = "/redoc";
         webhook::contract::AdjustmentMessage, webhook::contract::WebhookMessage,
         webhook::contract::EventTime, lookups::StockView, HistoryItem, lookups::ProductStock,
         WarehouseQuantity, crate::ledger::log::Change, changes::ChangePage, changes::ThresholdBody,
-        changes::ActiveAlerts, crate::ledger::reads::ActiveAlert,
+        changes::ActiveAlerts, crate::ledger::reads::ActiveAlert, crate::domain::RejectReason,
         changes::PairThreshold, changes::ProductThreshold, corrections::AdjustmentRequest,
         corrections::CountRequest, corrections::ChangeRequest, corrections::AdjustmentApplied,
         corrections::AdjustmentRejected, crate::domain::CorrectionReason,

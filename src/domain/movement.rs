@@ -116,6 +116,14 @@ impl MovementState {
             && self.write_off.is_none()
     }
 
+    /// Its product and departure while it is on the road.
+    pub fn on_the_road(&self) -> Option<(Uuid, Side)> {
+        match self.status() {
+            MovementStatus::InTransit => Some((self.product_id?, self.departure?)),
+            _ => None,
+        }
+    }
+
     /// The status its view shows.
     pub fn status(&self) -> MovementStatus {
         match (self.departure, self.arrival) {

@@ -1,7 +1,8 @@
 //! Recomputing stock from the audit log and comparing it with the stock
 //! table and with the figures the log records after each entry, and
-//! checking that the halves of every movement agree and that what closed
-//! a movement early undid exactly what it names:
+//! checking that the halves of every movement agree, that what closed a
+//! movement early undid exactly what it names, and that the table of
+//! movements on the road holds exactly those:
 //! `warehouse-stock verify`, and the last step of every reliability test.
 //!
 //! Each check is one statement that answers its disagreements as readable
@@ -16,7 +17,44 @@ pub async fn verify(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Erro
     diff.extend(movements(pool, limit).await?);
     diff.extend(history(pool, limit).await?);
     diff.extend(closings(pool, limit).await?);
+    diff.extend(open_movements(pool, limit).await?);
     Ok(diff)
+}
+
+/// The table of movements on the road against the audit log: every
+/// applied departure with no applied arrival, reversal or write-off has
+/// its row, as the departure says, and no other movement has one.
+async fn open_movements(pool: &PgPool, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"WITH derived AS (
+             SELECT d.movement_id, d.product_id, d.warehouse_id, d.quantity,
+                    d.occurred_at AS departed_at
+             FROM event_log d
+             WHERE d.event = 'departure' AND d.outcome = 'applied'
+               AND NOT EXISTS (
+                   SELECT 1 FROM event_log c
+                   WHERE c.movement_id = d.movement_id
+                     AND c.event IN ('arrival', 'reversal', 'write_off')
+                     AND c.outcome = 'applied'
+                     AND c.reason IS DISTINCT FROM 'conflicting_duplicate'))
+         SELECT format('movement %s: the audit log has it on the road as %s, open_movements as %s',
+                       coalesce(d.movement_id, o.movement_id),
+                       CASE WHEN d.movement_id IS NULL THEN 'not'
+                            ELSE format('%s of %s from %s at %s', d.quantity, d.product_id,
+                                        d.warehouse_id, d.departed_at) END,
+                       CASE WHEN o.movement_id IS NULL THEN 'not'
+                            ELSE format('%s of %s from %s at %s', o.quantity, o.product_id,
+                                        o.warehouse_id, o.departed_at) END) AS "line!"
+         FROM derived d
+         FULL JOIN open_movements o ON o.movement_id = d.movement_id
+         WHERE (d.movement_id, d.product_id, d.warehouse_id, d.quantity, d.departed_at)
+               IS DISTINCT FROM (o.movement_id, o.product_id, o.warehouse_id, o.quantity, o.departed_at)
+         ORDER BY coalesce(d.movement_id, o.movement_id)
+         LIMIT $1"#,
+        limit,
+    )
+    .fetch_all(pool)
+    .await
 }
 
 /// The stock table against the sum of each pair's applied entries.

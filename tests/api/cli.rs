@@ -52,6 +52,7 @@ async fn migrate_creates_the_database_and_its_tables() {
         [
             "change_relay",
             "event_log",
+            "open_movements",
             "product_thresholds",
             "stock",
             "stock_thresholds"
@@ -136,6 +137,14 @@ async fn verify_passes_on_a_consistent_ledger_and_names_what_was_tampered_with()
         "{report}"
     );
     assert!(report.contains(&format!("movement {m}")), "{report}");
+    // The forged arrival closed the movement behind the ledger's back: its
+    // row of the movements on the road is now wrong too.
+    assert!(
+        report.contains(&format!(
+            "movement {m}: the audit log has it on the road as not, open_movements as 4 of {p} from {w}"
+        )),
+        "{report}"
+    );
     assert!(
         report.contains(&format!(
             "history {w}/{p}: entry {departure} is marked as the pair's first change, and is not"

@@ -507,3 +507,58 @@ async fn sixteen_writers_on_six_hot_pairs_never_see_an_error_and_lose_no_update(
     // one order, so there are none.
     assert_eq!(deadlocks, 0.0, "batches deadlocked");
 }
+
+/// The movements `open_movements` holds, by movement_id.
+async fn on_the_road(pool: &PgPool) -> Vec<(Uuid, i32)> {
+    sqlx::query_as("SELECT movement_id, quantity FROM open_movements ORDER BY movement_id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_movements_on_the_road_are_exactly_the_departed_and_unclosed_ones_batch_by_batch() {
+    let app = spawn_app().await;
+    let ledger = app.ledger(&redis_url()).await;
+    let (w1, w2, p) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut m: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+    m.sort();
+    ledger
+        .apply(&[parse(&Ev::new(w1, p, 100).arrival())])
+        .await
+        .unwrap();
+    // One batch: m0 departs; m1 departs and arrives; m2 arrives first.
+    ledger
+        .apply(&[
+            parse(&Ev::new(w1, p, 5).movement(m[0]).departure()),
+            parse(&Ev::new(w1, p, 6).movement(m[1]).departure()),
+            parse(&Ev::new(w2, p, 6).movement(m[1]).arrival()),
+            parse(&Ev::new(w2, p, 7).movement(m[2]).arrival()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(on_the_road(&app.pool).await, [(m[0], 5)]);
+    // m2's departure completes it; m3 arrives at w1, so its departure
+    // from w1 is refused and it never goes on the road.
+    ledger
+        .apply(&[
+            parse(&Ev::new(w1, p, 7).movement(m[2]).departure()),
+            parse(&Ev::new(w1, p, 8).movement(m[3]).arrival()),
+        ])
+        .await
+        .unwrap();
+    ledger
+        .apply(&[parse(&Ev::new(w1, p, 9).movement(m[3]).departure())])
+        .await
+        .unwrap();
+    assert_eq!(on_the_road(&app.pool).await, [(m[0], 5)]);
+    ledger
+        .apply(&[parse(&Ev::new(w2, p, 5).movement(m[0]).arrival())])
+        .await
+        .unwrap();
+    assert_eq!(on_the_road(&app.pool).await, []);
+    let diff = warehouse_stock::ledger::verify::verify(&app.pool, 10)
+        .await
+        .unwrap();
+    assert!(diff.is_empty(), "{diff:?}");
+}

@@ -23,6 +23,9 @@ pub(super) struct WritePlan<'a> {
     /// batch of movements binds and writes nothing more than it did before
     /// corrections existed.
     corrections: Option<CorrectionColumns>,
+    /// The movements whose status the batch changed: those left on the
+    /// road, and those that left it.
+    open: OpenColumns,
 }
 
 /// Declares the columns one part of the write statement fills from arrays:
@@ -137,6 +140,60 @@ columns! {
     claims: "text" => "claims",
 }
 
+/// The movements a batch leaves in transit (rows of `open_movements`),
+/// and those it closes.
+#[derive(Default)]
+struct OpenColumns {
+    movements: Vec<Uuid>,
+    products: Vec<Uuid>,
+    warehouses: Vec<Uuid>,
+    quantities: Vec<i32>,
+    departed: Vec<DateTime<Utc>>,
+    /// Movements no longer in transit: their rows go.
+    closed: Vec<Uuid>,
+}
+
+columns! {
+    OPEN_COLUMNS for OpenColumns, bound by bind_open:
+    movements: "uuid" => "movement_id",
+    products: "uuid" => "product_id",
+    warehouses: "uuid" => "warehouse_id",
+    quantities: "int4" => "quantity",
+    departed: "timestamptz" => "departed_at",
+    closed: "uuid" => "closed",
+}
+
+impl OpenColumns {
+    /// Every movement an applied half, reversal or write-off of the batch
+    /// touched, by the status the batch left it in: a departure leaves its
+    /// movement in transit (unless the batch also closed it), and anything
+    /// else applied to a movement takes it off the road.
+    fn new(entries: &[LogEntry<'_>], decided: &LedgerState) -> Self {
+        let mut columns = OpenColumns::default();
+        let touched: BTreeSet<Uuid> = entries
+            .iter()
+            .filter(|e| matches!(e.outcome, Outcome::Applied { .. }))
+            .filter(|e| {
+                !e.event.content.kind.is_correction() || e.event.content.kind.closes_movement()
+            })
+            .map(|e| e.event.content.movement_id)
+            .collect();
+        for id in touched {
+            match decided.movements.get(&id).and_then(|m| m.on_the_road()) {
+                Some((product, departure)) => {
+                    columns.movements.push(id);
+                    columns.products.push(product);
+                    columns.warehouses.push(departure.warehouse_id);
+                    columns.quantities.push(departure.quantity);
+                    columns.departed.push(departure.at);
+                }
+                None => columns.closed.push(id),
+            }
+        }
+        columns
+    }
+}
+
 /// The write statement, generated once from [`STOCK_COLUMNS`] and
 /// [`LOG_COLUMNS`] (and, for batches that hold a correction, once more with
 /// [`CORRECTION_COLUMNS`]). Each part returns the rows it wrote; a part that wrote
@@ -185,9 +242,6 @@ fn write_statement(extra: &[Column]) -> String {
             .collect();
         list.join(", ")
     };
-    let stock_params = params(&STOCK_COLUMNS.iter().collect::<Vec<_>>());
-    let log_params = params(&log);
-    let received_at = format!("${}::timestamptz", next + 1);
     let names = |columns: &[&Column], prefix: &str| -> String {
         let list: Vec<String> = columns
             .iter()
@@ -195,6 +249,14 @@ fn write_statement(extra: &[Column]) -> String {
             .collect();
         list.join(", ")
     };
+    let stock_params = params(&STOCK_COLUMNS.iter().collect::<Vec<_>>());
+    let log_params = params(&log);
+    let open: Vec<&Column> = OPEN_COLUMNS.iter().collect();
+    let (opened, closed) = open.split_at(open.len() - 1);
+    let opened_params = params(opened);
+    let closed_param = params(closed);
+    let opened_columns = names(opened, "");
+    let received_at = format!("${}::timestamptz", next + 1);
     let stock_columns = names(&STOCK_COLUMNS.iter().collect::<Vec<_>>(), "");
     let log_columns = names(&log, "");
     // The first parameter of each part gives its row count.
@@ -227,10 +289,19 @@ fn write_statement(extra: &[Column]) -> String {
         INSERT INTO event_log ({log_columns}, received_at)
         SELECT {log_values}, {received_at}
         FROM unnest({log_params}) AS u({log_columns})
+        RETURNING 1),
+    opened AS (
+        INSERT INTO open_movements ({opened_columns})
+        SELECT * FROM unnest({opened_params})
+        ON CONFLICT (movement_id) DO NOTHING
+        RETURNING 1),
+    closed AS (
+        DELETE FROM open_movements WHERE movement_id = ANY({closed_param})
         RETURNING 1)
     SELECT CASE WHEN (SELECT count(*) FROM stock_written WHERE expected_quantity IS NULL)
                      = {stock_rows}
                  AND (SELECT count(*) FROM logged) = {log_rows}
+                 AND (SELECT count(*) FROM opened) + (SELECT count(*) FROM closed) >= 0
                 THEN 0 ELSE ledger_conflict() END AS checked,
            (SELECT seq FROM seqs) AS taken"
     )
@@ -344,6 +415,7 @@ impl<'a> WritePlan<'a> {
             stock: StockColumns::new(checked, &decided.stock, read),
             log: LogColumns::from_entries(&entries, now),
             corrections: extra.then(|| CorrectionColumns::from_entries(&entries)),
+            open: OpenColumns::new(&entries, decided),
         }
     }
 
@@ -366,7 +438,8 @@ impl<'a> WritePlan<'a> {
             Some(corrections) => bind_corrections(query, corrections),
             None => query,
         };
-        let row = query.bind(self.log.received_at).fetch_one(conn).await?;
+        let query = bind_open(query, &self.open).bind(self.log.received_at);
+        let row = query.fetch_one(conn).await?;
         // No entries, no numbers: `array_agg` of nothing is null.
         let taken: Option<Vec<i64>> = row.try_get("taken")?;
         Ok(taken.unwrap_or_default())
