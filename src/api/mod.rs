@@ -307,6 +307,7 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(docs::docs_policy))
         .layer(from_fn_with_state(guard, guard::time_limit))
         .layer(from_fn_with_state(state.clone(), ops::count_request))
         .layer(

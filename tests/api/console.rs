@@ -472,3 +472,40 @@ async fn the_csv_download_holds_exactly_the_rows_the_warehouse_page_shows() {
     assert_eq!(lines.remove(0), "warehouse_id,product_id,quantity");
     assert_eq!(lines, expected);
 }
+
+#[tokio::test]
+async fn the_api_description_pages_render_under_their_policy_with_no_error() {
+    let app = console_app().await;
+    let browser = Browser::start().await;
+    for (page, ready) in [
+        (
+            "/redoc",
+            "return document.querySelector('h1')?.textContent.startsWith('warehouse-stock') === true",
+        ),
+        (
+            "/docs/",
+            "return document.querySelector('.swagger-ui .info .title')?.textContent.startsWith('warehouse-stock') === true",
+        ),
+    ] {
+        let answer = app
+            .client
+            .get(format!("{}{page}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let policy = answer.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(policy.contains("script-src 'self';"), "{page}: {policy}");
+        browser.goto(&format!("{}{page}", app.address)).await;
+        browser
+            .until(&format!("{page} to render the description"), ready)
+            .await;
+        let license = browser
+            .eval("return document.body.innerText.includes('License:')")
+            .await;
+        assert_eq!(license, json!(false), "{page} shows an empty licence");
+        assert_clean(&browser, &app, page).await;
+    }
+}
