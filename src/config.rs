@@ -40,6 +40,10 @@ pub struct Settings {
     pub port: u16,
     pub database: PgConnectOptions,
     pub database_pool_size: NonZeroU32,
+    /// The lookups' own pool (`DATABASE_READ_POOL_SIZE`), apart from the
+    /// ledger's, so that readers can never hold the connections writes
+    /// need; its statements stop after `REQUEST_TIMEOUT_MS`.
+    pub database_read_pool_size: NonZeroU32,
     /// How long `serve` and `migrate` keep trying to reach PostgreSQL at
     /// start, so the service can start before its database does.
     pub startup_timeout: Duration,
@@ -201,6 +205,11 @@ impl Settings {
             port: parse_or(&get, "APP_PORT", 8000u16)?,
             database,
             database_pool_size: parse_or(&get, "DATABASE_POOL_SIZE", NonZeroU32::new(16).unwrap())?,
+            database_read_pool_size: parse_or(
+                &get,
+                "DATABASE_READ_POOL_SIZE",
+                NonZeroU32::new(8).unwrap(),
+            )?,
             startup_timeout: Duration::from_secs(parse_or(&get, "STARTUP_TIMEOUT_SECONDS", 60u64)?),
             cache: CacheSettings::from_lookup(&get, &database_name)?,
             webhook_batch_max: parse_or(
@@ -221,7 +230,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={}/{}/{} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={}/{} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={}/{}/{} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -230,6 +239,7 @@ impl Settings {
             db.get_port(),
             db.get_database().unwrap_or(""),
             self.database_pool_size,
+            self.database_read_pool_size,
             mask_url_password(&self.cache.url),
             self.cache.ttl_seconds,
             self.cache.prefix,

@@ -41,7 +41,8 @@ impl Application {
         let pool = connect_database(settings).await?;
         let metrics = Metrics::new();
         let cache = Cache::new(&settings.cache, metrics.clone())?;
-        let ledger = Ledger::new(pool.clone(), cache.clone(), metrics.clone());
+        let ledger = Ledger::new(pool.clone(), cache.clone(), metrics.clone())
+            .with_reads(read_pool(settings));
         let stop = CancellationToken::new();
         let mut tasks = Tasks::default();
         let (changes, horizon) = ledger.open_change_log(stop.clone());
@@ -179,6 +180,21 @@ fn pool_options(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(5))
+}
+
+/// The lookups' pool: its own connections, so readers never hold the ones
+/// the ledger writes with, and a statement that runs past the request's
+/// time limit is stopped by PostgreSQL itself rather than left running
+/// after its request has been answered. It connects on first use: the
+/// ledger's pool has already checked that PostgreSQL answers.
+pub fn read_pool(settings: &Settings) -> PgPool {
+    let timeout = format!("{}", settings.http.request_timeout.as_millis().max(1));
+    pool_options(settings.database_read_pool_size.get()).connect_lazy_with(
+        settings
+            .database
+            .clone()
+            .options([("statement_timeout", timeout)]),
+    )
 }
 
 async fn try_connect_database(settings: &Settings) -> anyhow::Result<PgPool> {

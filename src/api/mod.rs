@@ -29,7 +29,7 @@ use crate::telemetry::Metrics;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, Response};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use guard::{Bound, Guard};
 use std::time::Duration;
@@ -257,12 +257,17 @@ fn table() -> Vec<Route> {
         ),
         route(Method::GET, "/metrics", Operations, get(ops::metrics)),
         route(Method::GET, SPEC_PATH, Operations, get(docs::openapi_json)),
-        route(Method::GET, REDOC_PATH, Operations, get(docs::redoc_page)),
+        route(
+            Method::GET,
+            REDOC_PATH,
+            Operations,
+            get(docs::redoc_page).layer(from_fn(docs::docs_policy)),
+        ),
         route(
             Method::GET,
             "/redoc/redoc.standalone.js",
             Operations,
-            get(docs::redoc_script),
+            get(docs::redoc_script).layer(from_fn(docs::docs_policy)),
         ),
     ]
 }
@@ -303,11 +308,10 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
     router
         .merge(console::pages().layer(read_limit))
         .merge(console::assets())
-        .merge(docs::swagger_ui())
+        .merge(Router::from(docs::swagger_ui()).layer(from_fn(docs::docs_policy)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(docs::docs_policy))
         .layer(from_fn_with_state(guard, guard::time_limit))
         .layer(from_fn_with_state(state.clone(), ops::count_request))
         .layer(

@@ -24,7 +24,7 @@ impl Ledger {
         let (figure, _) = self
             .cache
             .read_through(&key, || async {
-                reads::stock(&self.pool, warehouse_id, product_id)
+                reads::stock(&self.reads, warehouse_id, product_id)
                     .await
                     .map(Some)
             })
@@ -53,7 +53,7 @@ impl Ledger {
         self.cache
             .read_many(&keys, changed, |missed| async move {
                 let wanted: Vec<(Uuid, Uuid)> = missed.iter().map(|&i| pairs[i]).collect();
-                let found = reads::stock_figures(&self.pool, &wanted).await?;
+                let found = reads::stock_figures(&self.reads, &wanted).await?;
                 Ok(wanted
                     .iter()
                     .map(|pair| {
@@ -75,7 +75,7 @@ impl Ledger {
         product_id: Uuid,
         as_of: DateTime<Utc>,
     ) -> Result<StockFigure, sqlx::Error> {
-        reads::stock_as_of(&self.pool, warehouse_id, product_id, as_of).await
+        reads::stock_as_of(&self.reads, warehouse_id, product_id, as_of).await
     }
 
     /// A movement, through the cache; `None` while no half is applied.
@@ -83,7 +83,7 @@ impl Ledger {
         let key = self.cache.movement_key(movement_id);
         let (view, _) = self
             .cache
-            .read_through(&key, || reads::movement(&self.pool, movement_id))
+            .read_through(&key, || reads::movement(&self.reads, movement_id))
             .await?;
         Ok(view)
     }
@@ -95,7 +95,7 @@ impl Ledger {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<MovementView>, sqlx::Error> {
-        reads::movements(&self.pool, filter, after, limit).await
+        reads::movements(&self.reads, filter, after, limit).await
     }
 
     pub async fn history(
@@ -105,7 +105,7 @@ impl Ledger {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<HistoryItem>, sqlx::Error> {
-        reads::history(&self.pool, warehouse_id, product_id, after, limit).await
+        reads::history(&self.reads, warehouse_id, product_id, after, limit).await
     }
 
     /// A pair's history before `before`, newest first, from PostgreSQL.
@@ -116,7 +116,7 @@ impl Ledger {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<HistoryItem>, sqlx::Error> {
-        reads::recent_history(&self.pool, warehouse_id, product_id, before, limit).await
+        reads::recent_history(&self.reads, warehouse_id, product_id, before, limit).await
     }
 
     /// A product across warehouses, one page of warehouses at a time.
@@ -126,7 +126,7 @@ impl Ledger {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<ProductFigures, sqlx::Error> {
-        reads::product_stock(&self.pool, product_id, after, limit).await
+        reads::product_stock(&self.reads, product_id, after, limit).await
     }
 
     pub async fn warehouse_stock(
@@ -135,7 +135,7 @@ impl Ledger {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<StockItem>, sqlx::Error> {
-        reads::warehouse_stock(&self.pool, warehouse_id, after, limit).await
+        reads::warehouse_stock(&self.reads, warehouse_id, after, limit).await
     }
 
     /// A warehouse's stock list as it stood at `as_of`, from PostgreSQL.
@@ -146,12 +146,12 @@ impl Ledger {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<StockItem>, sqlx::Error> {
-        reads::warehouse_stock_as_of(&self.pool, warehouse_id, as_of, after, limit).await
+        reads::warehouse_stock_as_of(&self.reads, warehouse_id, as_of, after, limit).await
     }
 
     /// The pairs below their low-stock level now, from PostgreSQL.
     pub async fn active_alerts(&self, limit: i64) -> Result<Vec<ActiveAlert>, sqlx::Error> {
-        reads::active_alerts(&self.pool, limit).await
+        reads::active_alerts(&self.reads, limit).await
     }
 
     /// Rejections since `since`, up to `cap`.
@@ -160,7 +160,7 @@ impl Ledger {
         since: DateTime<Utc>,
         cap: i64,
     ) -> Result<i64, sqlx::Error> {
-        reads::rejections_since(&self.pool, since, cap).await
+        reads::rejections_since(&self.reads, since, cap).await
     }
 
     /// The applied reversal or write-off (`kind`) of a movement, an entry
@@ -170,7 +170,7 @@ impl Ledger {
         movement_id: Uuid,
         kind: EventKind,
     ) -> Result<Vec<ClosingEntry>, sqlx::Error> {
-        reads::closing(&self.pool, movement_id, kind).await
+        reads::closing(&self.reads, movement_id, kind).await
     }
 
     /// A movement as PostgreSQL holds it now, past the cache: what a
@@ -179,12 +179,12 @@ impl Ledger {
         &self,
         movement_id: Uuid,
     ) -> Result<Option<MovementView>, sqlx::Error> {
-        reads::movement(&self.pool, movement_id).await
+        reads::movement(&self.reads, movement_id).await
     }
 
     /// The applied correction of `id`, from PostgreSQL.
     pub async fn correction(&self, id: Uuid) -> Result<Option<CorrectionEntry>, sqlx::Error> {
-        reads::correction(&self.pool, id).await
+        reads::correction(&self.reads, id).await
     }
 
     pub async fn rejections(
@@ -193,7 +193,7 @@ impl Ledger {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Rejection>, sqlx::Error> {
-        reads::rejections(&self.pool, reason, after, limit).await
+        reads::rejections(&self.reads, reason, after, limit).await
     }
 
     /// Whether PostgreSQL answers a trivial query.

@@ -70,6 +70,9 @@ fn max_attempts(events: &[MovementEvent]) -> u32 {
 #[derive(Clone)]
 pub struct Ledger {
     pool: PgPool,
+    /// The lookups' pool: the ledger's own unless [`Ledger::with_reads`]
+    /// gives it one apart.
+    reads: PgPool,
     cache: Cache,
     metrics: Metrics,
     /// Shared by every clone: the Kafka workers and the webhook.
@@ -83,6 +86,7 @@ pub struct Ledger {
 impl Ledger {
     pub fn new(pool: PgPool, cache: Cache, metrics: Metrics) -> Self {
         Ledger {
+            reads: pool.clone(),
             pool,
             cache,
             metrics,
@@ -90,6 +94,13 @@ impl Ledger {
             committed: Arc::default(),
             tail: LogTail::default(),
         }
+    }
+
+    /// Reads the lookups through `reads` instead of the pool it writes
+    /// with.
+    pub fn with_reads(mut self, reads: PgPool) -> Self {
+        self.reads = reads;
+        self
     }
 
     /// Starts keeping the change log's horizon until `stop` is cancelled,

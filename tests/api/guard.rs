@@ -207,3 +207,38 @@ async fn long_polls_up_to_their_bound_leave_writes_and_lookups_their_places() {
         "the polls were held"
     );
 }
+
+#[tokio::test]
+async fn a_lookup_that_outlives_its_request_is_stopped_by_the_database_not_left_running() {
+    let app = spawn_app_with(&[("REQUEST_TIMEOUT_MS", "500")]).await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    crate::helpers::stock_up(&app, w, p, 3).await;
+    // Another session holds the stock table, so a read of it waits.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE stock IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let (status, body) = app.get(&format!("/api/v1/warehouses/{w}/products")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "timeout");
+    // Its statement ends with the request: nothing of the service's is
+    // left waiting for the lock, though the lock is still held.
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+    crate::helpers::eventually("the lookup's statement to stop", || async {
+        waiting().await == 0
+    })
+    .await;
+    holder.rollback().await.unwrap();
+    let (status, _) = app.get(&format!("/api/v1/warehouses/{w}/products")).await;
+    assert_eq!(status, StatusCode::OK);
+}
