@@ -229,6 +229,15 @@ static WRITE_STATEMENT: LazyLock<String> = LazyLock::new(|| write_statement(&[])
 static WRITE_STATEMENT_CORRECTING: LazyLock<String> =
     LazyLock::new(|| write_statement(CORRECTION_COLUMNS));
 
+/// `columns`' names, each after `prefix`, as a list.
+fn column_names(columns: &[&Column], prefix: &str) -> String {
+    let list: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{prefix}{}", c.name))
+        .collect();
+    list.join(", ")
+}
+
 fn write_statement(extra: &[Column]) -> String {
     let log: Vec<&Column> = LOG_COLUMNS.iter().chain(extra).collect();
     let mut next = 0;
@@ -242,23 +251,16 @@ fn write_statement(extra: &[Column]) -> String {
             .collect();
         list.join(", ")
     };
-    let names = |columns: &[&Column], prefix: &str| -> String {
-        let list: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{prefix}{}", c.name))
-            .collect();
-        list.join(", ")
-    };
     let stock_params = params(&STOCK_COLUMNS.iter().collect::<Vec<_>>());
     let log_params = params(&log);
     let open: Vec<&Column> = OPEN_COLUMNS.iter().collect();
     let (opened, closed) = open.split_at(open.len() - 1);
     let opened_params = params(opened);
     let closed_param = params(closed);
-    let opened_columns = names(opened, "");
+    let opened_columns = column_names(opened, "");
     let received_at = format!("${}::timestamptz", next + 1);
-    let stock_columns = names(&STOCK_COLUMNS.iter().collect::<Vec<_>>(), "");
-    let log_columns = names(&log, "");
+    let stock_columns = column_names(&STOCK_COLUMNS.iter().collect::<Vec<_>>(), "");
+    let log_columns = column_names(&log, "");
     // The first parameter of each part gives its row count.
     let stock_rows = format!("cardinality($1::{}[])", STOCK_COLUMNS[0].ty);
     let log_rows = format!(
@@ -266,7 +268,7 @@ fn write_statement(extra: &[Column]) -> String {
         STOCK_COLUMNS.len() + 1,
         LOG_COLUMNS[0].ty
     );
-    let log_values = names(&log, "u.").replacen("u.seq", "(SELECT seq FROM seqs)[u.seq]", 1);
+    let log_values = column_names(&log, "u.").replacen("u.seq", "(SELECT seq FROM seqs)[u.seq]", 1);
     debug_assert_eq!(
         LOG_COLUMNS[0].name, "seq",
         "the first log column is the place"
