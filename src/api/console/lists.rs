@@ -2,10 +2,10 @@
 //! write-off and reversal buttons) and one movement, the rejections, the
 //! live change feed, and the alerts with their levels.
 
-use super::Page;
 use super::layout::{
     self, delta, maybe_time, movement_link, pair_link, product_link, th, time, warehouse_link,
 };
+use super::{Page, ROWS, given};
 use crate::api::AppState;
 use crate::api::error::AppError;
 use crate::api::extract::{ApiQuery, MovementPath, next_cursor, parse_optional_uuid};
@@ -21,7 +21,6 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
 
-const PAGE: i64 = 100;
 /// How far back the feed page looks for its first rows: a bounded read
 /// however the log has grown, whatever the filter.
 const FEED_WINDOW: i64 = 1000;
@@ -29,10 +28,6 @@ const FEED_WINDOW: i64 = 1000;
 const FEED_ROWS: usize = 25;
 /// The most alerts the alerts page lists.
 const ALERTS: i64 = 1000;
-
-fn given(raw: &Option<String>) -> Option<&str> {
-    raw.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
 
 /// `?status=&warehouse_id=&product_id=&departed_before=&after=`.
 #[derive(Deserialize)]
@@ -91,8 +86,8 @@ pub async fn movements(
     let ApiQuery(q) = query?;
     let filter = q.filter()?;
     let after = parse_optional_uuid("after", given(&q.after))?;
-    let mut items = state.ledger.movements(filter, after, PAGE).await?;
-    let next = next_cursor(&items, PAGE, |m| m.movement_id);
+    let mut items = state.ledger.movements(filter, after, ROWS).await?;
+    let next = next_cursor(&items, ROWS, |m| m.movement_id);
     // The API pages by movement_id; within a page, the oldest departure
     // comes first, which is what a controller looks for.
     items.sort_by_key(|m| (m.departure_time.is_none(), m.departure_time));
@@ -274,8 +269,8 @@ pub async fn rejections(
             })
         })
         .transpose()?;
-    let items = state.ledger.rejections(reason, after, PAGE).await?;
-    let next = next_cursor(&items, PAGE, |r| r.seq);
+    let items = state.ledger.rejections(reason, after, ROWS).await?;
+    let next = next_cursor(&items, ROWS, |r| r.seq);
     let reason_query = reason.map_or(String::new(), |r| format!("reason={}&", r.as_str()));
     Ok(layout::page(
         "Rejections",

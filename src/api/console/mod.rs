@@ -136,6 +136,14 @@ impl IntoResponse for PageError {
 /// A rendered page.
 pub type Page = Result<Html<String>, PageError>;
 
+/// Rows on a page of a list.
+const ROWS: i64 = 100;
+
+/// An optional query value: to a form, absent and empty are the same.
+fn given(raw: &Option<String>) -> Option<&str> {
+    raw.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// Answers `NOT_FOUND` pages for paths under `/console` that name nothing.
 pub async fn not_found() -> PageError {
     PageError(AppError::NotFound("no such console page".into()))

@@ -7,7 +7,7 @@ use super::layout::{
     self, delta, movement_link, note_and_reference, pair_link, product_link, th, time,
     warehouse_link,
 };
-use super::{Page, PageError};
+use super::{Page, PageError, ROWS, given};
 use crate::api::AppState;
 use crate::api::error::AppError;
 use crate::api::extract::{ApiQuery, PairPath, ProductPath, WarehousePath, parse_uuid};
@@ -22,19 +22,12 @@ use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
 
-/// Rows on a page of a list.
-const PAGE: i64 = 100;
 /// The most history a pair's page shows and charts at once.
 const HISTORY: i64 = 200;
 /// Where counting the last hour's rejections stops.
 const REJECTIONS_CAP: i64 = 1000;
 /// The most alerts the overview counts.
 const ALERTS_CAP: i64 = 1000;
-
-/// An optional query value: absent and empty are the same to a form.
-fn given(raw: &Option<String>) -> Option<&str> {
-    raw.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
 
 /// The overview: health, the pairs low now, the last hour's rejections
 /// and a search.
@@ -156,7 +149,7 @@ pub async fn warehouse(
 ) -> Page {
     let WarehousePath { warehouse_id: w } = ids?;
     let (as_of, after) = query?.0.parse()?;
-    let page = stock_page(&state, w, as_of, after, PAGE).await?;
+    let page = stock_page(&state, w, as_of, after, ROWS).await?;
     let shown = ListQuery::encode(as_of, after);
     let iso = as_of.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
     Ok(layout::page(
@@ -206,7 +199,7 @@ pub async fn warehouse_csv(
 ) -> Result<Response, PageError> {
     let WarehousePath { warehouse_id: w } = ids?;
     let (as_of, after) = query?.0.parse()?;
-    let page = stock_page(&state, w, as_of, after, PAGE).await?;
+    let page = stock_page(&state, w, as_of, after, ROWS).await?;
     let name = format!("attachment; filename=\"stock-{w}.csv\"");
     Ok((
         [
@@ -367,8 +360,8 @@ pub async fn product(
 ) -> Page {
     let ProductPath { product_id: p } = ids?;
     let (_, after) = query?.0.parse()?;
-    let figures = state.ledger.product_stock(p, after, PAGE).await?;
-    let next = crate::api::extract::next_cursor(&figures.items, PAGE, |i| i.warehouse_id);
+    let figures = state.ledger.product_stock(p, after, ROWS).await?;
+    let next = crate::api::extract::next_cursor(&figures.items, ROWS, |i| i.warehouse_id);
     Ok(layout::page(
         &format!("Product {p}"),
         html! {
