@@ -118,9 +118,10 @@ impl MovementState {
 
     /// Its product and departure while it is on the road.
     pub fn on_the_road(&self) -> Option<(Uuid, Side)> {
-        match self.status() {
-            MovementStatus::InTransit => Some((self.product_id?, self.departure?)),
-            _ => None,
+        if self.in_transit() {
+            Some((self.product_id?, self.departure?))
+        } else {
+            None
         }
     }
 
