@@ -44,6 +44,12 @@ pub struct Settings {
     /// ledger's, so that readers can never hold the connections writes
     /// need; its statements stop after `REQUEST_TIMEOUT_MS`.
     pub database_read_pool_size: NonZeroU32,
+    /// The most audit entries one lookup examines (`READ_SCAN_LIMIT`): a
+    /// filtered page or feed read that finds too few matches within it
+    /// answers what it found and where to go on, and a past figure that
+    /// lies further back is refused. Unauthenticated callers pay with
+    /// requests, never with one unbounded scan.
+    pub read_scan_limit: NonZeroU32,
     /// How long `serve` and `migrate` keep trying to reach PostgreSQL at
     /// start, so the service can start before its database does.
     pub startup_timeout: Duration,
@@ -210,6 +216,7 @@ impl Settings {
                 "DATABASE_READ_POOL_SIZE",
                 NonZeroU32::new(8).unwrap(),
             )?,
+            read_scan_limit: parse_or(&get, "READ_SCAN_LIMIT", NonZeroU32::new(100_000).unwrap())?,
             startup_timeout: Duration::from_secs(parse_or(&get, "STARTUP_TIMEOUT_SECONDS", 60u64)?),
             cache: CacheSettings::from_lookup(&get, &database_name)?,
             webhook_batch_max: parse_or(
@@ -230,7 +237,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={}/{} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={}/{}/{} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={}/{} read_scan={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={}/{}/{} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -240,6 +247,7 @@ impl Settings {
             db.get_database().unwrap_or(""),
             self.database_pool_size,
             self.database_read_pool_size,
+            self.read_scan_limit,
             mask_url_password(&self.cache.url),
             self.cache.ttl_seconds,
             self.cache.prefix,

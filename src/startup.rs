@@ -41,8 +41,9 @@ impl Application {
         let pool = connect_database(settings).await?;
         let metrics = Metrics::new();
         let cache = Cache::new(&settings.cache, metrics.clone())?;
+        let reads = read_pool(settings);
         let ledger = Ledger::new(pool.clone(), cache.clone(), metrics.clone())
-            .with_reads(read_pool(settings));
+            .with_reads(reads.clone(), settings.read_scan_limit.get());
         let stop = CancellationToken::new();
         let mut tasks = Tasks::default();
         let (changes, horizon) = ledger.open_change_log(stop.clone());
@@ -81,7 +82,9 @@ impl Application {
                 ledger,
                 commits,
                 kafka: kafka_status,
-                changes,
+                // The feed's pages are lookups too: through the lookups'
+                // pool, so long polls never hold the connections writes need.
+                changes: changes.through(reads),
                 levels: Levels::new(pool),
                 relay: relay_status,
                 metrics,

@@ -60,7 +60,10 @@ pub struct ChangeParams {
 pub struct ChangePage {
     items: Vec<Change>,
     /// Pass as `after` next time: every change up to it that this filter
-    /// selects has been answered, now or before.
+    /// selects has been answered, now or before. A read filtered by one
+    /// warehouse or one product walks at most `READ_SCAN_LIMIT` positions
+    /// of the log, so it may answer nothing new with a `next_after` that
+    /// moved on: ask again from there at once.
     next_after: i64,
 }
 
@@ -99,10 +102,15 @@ pub async fn changes(
     // Where the next read starts: everything up to the horizon read so far
     // held nothing this reader wants, so a wake reads only what is new.
     let mut read_from = after;
-    let items = loop {
-        let items = log.changes(read_from, horizon, filter, limit).await?;
-        if !items.is_empty() || tokio::time::Instant::now() >= until {
-            break items;
+    let read = loop {
+        let read = log.changes(read_from, horizon, filter, limit).await?;
+        // A read that stopped short of the horizon (its walk is bounded)
+        // answers at once: the reader goes on from where it stopped.
+        if !read.changes.is_empty()
+            || read.reached < horizon
+            || tokio::time::Instant::now() >= until
+        {
+            break read;
         }
         // Nothing this reader wants up to the horizon: wait for it to move.
         read_from = horizon.max(read_from);
@@ -110,13 +118,14 @@ pub async fn changes(
         if horizon <= read_from {
             // The wait ran out, or the service is stopping (the horizon no
             // longer moves): answer what there is, which is nothing new.
-            break items;
+            break read;
         }
     };
-    let next_after = match items.last() {
-        Some(last) if items.len() as i64 == limit => last.seq,
-        _ => after.max(horizon),
+    let next_after = match read.changes.last() {
+        Some(last) if read.changes.len() as i64 == limit => last.seq,
+        _ => after.max(read.reached),
     };
+    let items = read.changes;
     Ok(Json(ChangePage { items, next_after }))
 }
 

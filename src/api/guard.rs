@@ -32,12 +32,44 @@ pub struct Guard {
 
 /// One bound on requests served at once.
 #[derive(Clone)]
-pub struct Limit(Arc<Semaphore>);
+pub struct Limit {
+    places: Arc<Semaphore>,
+    /// How many places there are: the most one request may take.
+    size: u32,
+}
 
 impl Limit {
     fn new(permits: std::num::NonZeroUsize) -> Self {
-        Limit(Arc::new(Semaphore::new(permits.get())))
+        let size = u32::try_from(permits.get()).unwrap_or(Semaphore::MAX_PERMITS as u32);
+        Limit {
+            places: Arc::new(Semaphore::new(size as usize)),
+            size,
+        }
     }
+}
+
+/// The body bytes of a bulk lookup that count as one more request: about
+/// 85 pairs. A lookup of 1,000 pairs takes the places of a dozen single
+/// lookups, so a caller sending big lookups reaches the bound as soon as
+/// one sending small ones does for the same work.
+const LOOKUP_BYTES_PER_PLACE: u64 = 8 * 1024;
+
+/// How many places `request` takes: one, and for a bulk lookup one more
+/// per [`LOOKUP_BYTES_PER_PLACE`] of its declared body (as many as the
+/// largest body when it declares none). Never more than the bound has.
+fn weight(request: &Request, size: u32) -> u32 {
+    if request.uri().path() != super::lookups::LOOKUP_PATH {
+        return 1;
+    }
+    let bytes = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(super::LOOKUP_BODY_LIMIT as u64)
+        .min(super::LOOKUP_BODY_LIMIT as u64);
+    let extra = u32::try_from(bytes / LOOKUP_BYTES_PER_PLACE).unwrap_or(u32::MAX);
+    extra.saturating_add(1).min(size)
 }
 
 /// Which bound a route counts against.
@@ -127,13 +159,14 @@ fn check_bearer(token: &BearerToken, request: &Request) -> Result<(), AppError> 
 
 /// Sheds load instead of queueing it: past the bound, a request is answered
 /// at once with 503 `overloaded`, so latency stays bounded for the rest and
-/// callers back off on `Retry-After`.
+/// callers back off on `Retry-After`. A bulk lookup counts by its size.
 pub async fn limit_concurrency(
     State(limit): State<Limit>,
     request: Request,
     next: Next,
 ) -> Response {
-    match limit.0.clone().try_acquire_owned() {
+    let places = weight(&request, limit.size);
+    match limit.places.clone().try_acquire_many_owned(places) {
         Ok(_permit) => next.run(request).await,
         Err(_) => AppError::Overloaded.into_response(),
     }

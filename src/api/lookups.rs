@@ -23,6 +23,10 @@ use uuid::Uuid;
 /// The most pairs one bulk lookup may ask for.
 pub const MAX_LOOKUP: usize = 1000;
 
+/// The bulk lookup's route, which counts against the read bound by its
+/// size.
+pub const LOOKUP_PATH: &str = "/api/v1/stock/lookup";
+
 /// The stock of one product at one warehouse.
 #[derive(Serialize, ToSchema)]
 pub struct StockView {
@@ -69,7 +73,9 @@ enum StockAnswers {
     /// Current stock; read through the cache
     #[response(status = 200)]
     Found(StockView),
-    /// `invalid_uuid`: an id is not a UUID
+    /// `invalid_uuid` (an id is not a UUID), `invalid_query`, or
+    /// `as_of_too_far_back` (the pair changed more often since `as_of`
+    /// than one read walks back, `READ_SCAN_LIMIT`)
     #[response(status = 400)]
     BadId(ErrorBody),
     /// `unavailable`, `overloaded` or `timeout`
@@ -102,12 +108,11 @@ pub async fn stock(
         .map(|s| parse_time("as_of", s))
         .transpose()?;
     let figure = match as_of {
-        Some(t) => {
-            state
-                .ledger
-                .stock_as_of(warehouse_id, product_id, t)
-                .await?
-        }
+        Some(t) => state
+            .ledger
+            .stock_as_of(warehouse_id, product_id, t)
+            .await?
+            .ok_or_else(too_far_back)?,
         None => state.ledger.stock(warehouse_id, product_id).await?,
     };
     Ok(Json(StockView {
@@ -223,7 +228,10 @@ pub struct MovementParams {
 #[derive(Serialize, ToSchema)]
 pub struct MovementPage {
     items: Vec<MovementView>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// Pass as `after` for the next page; absent on the last page. A page
+    /// walks a bounded stretch of the log (`READ_SCAN_LIMIT` entries), so
+    /// under a filter it may hold fewer than `limit` movements, or none,
+    /// and still have a next one.
     next_after: Option<Uuid>,
 }
 
@@ -272,9 +280,12 @@ pub async fn movements(
     };
     let limit = parse_limit(params.limit.as_deref())?;
     let after = uuid("after", &params.after)?;
-    let items = state.ledger.movements(filter, after, limit).await?;
-    let next_after = next_cursor(&items, limit, |m| m.movement_id);
-    Ok(Json(MovementPage { items, next_after }))
+    let page = state.ledger.movements(filter, after, limit).await?;
+    let next_after = next_cursor(&page.items, limit, |m| m.movement_id).or(page.resume_after);
+    Ok(Json(MovementPage {
+        items: page.items,
+        next_after,
+    }))
 }
 
 /// How long a completed movement took.
@@ -365,7 +376,9 @@ pub struct RejectionPage {
             `warehouse_id,product_id,quantity` and a row per product; a `Link` header \
             (`rel=\"next\"`) names the next page",
             content((StockPage = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "`invalid_uuid` or `invalid_query`", body = ErrorBody),
+        (status = 400, description = "`invalid_uuid`, `invalid_query`, or `as_of_too_far_back` \
+            (a pair of the page changed more often since `as_of` than a page walks back: \
+            `READ_SCAN_LIMIT` divided by `limit`)", body = ErrorBody),
         ServerErrors,
     )
 )]
@@ -417,12 +430,11 @@ pub(super) async fn stock_page(
     limit: i64,
 ) -> Result<StockPage, AppError> {
     let items = match as_of {
-        Some(t) => {
-            state
-                .ledger
-                .warehouse_stock_as_of(warehouse_id, t, after, limit)
-                .await?
-        }
+        Some(t) => state
+            .ledger
+            .warehouse_stock_as_of(warehouse_id, t, after, limit)
+            .await?
+            .ok_or_else(too_far_back)?,
         None => {
             state
                 .ledger
@@ -668,6 +680,16 @@ pub async fn stock_lookup(
         })
         .collect();
     Ok(Json(LookupAnswer { items }))
+}
+
+/// What an `as_of` answers when a pair changed more often since that
+/// moment than one read may walk back (`READ_SCAN_LIMIT`).
+fn too_far_back() -> AppError {
+    AppError::bad_request(
+        "as_of_too_far_back",
+        "a pair changed more often since as_of than one read walks back; \
+         ask a later as_of, a smaller limit, or page the pair's history",
+    )
 }
 
 /// An RFC 3339 timestamp.

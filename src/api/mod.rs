@@ -157,7 +157,7 @@ fn table() -> Vec<Route> {
         // 1,000 pairs take about 90 KiB of JSON, over the webhook's limit.
         route(
             Method::POST,
-            "/api/v1/stock/lookup",
+            lookups::LOOKUP_PATH,
             Read,
             post(lookups::stock_lookup).layer(DefaultBodyLimit::max(LOOKUP_BODY_LIMIT)),
         ),

@@ -40,14 +40,28 @@ pub struct ChangeLog {
     pool: PgPool,
     horizon: Horizon,
     tail: LogTail,
+    /// The most positions of the log one filtered read walks.
+    scan: i64,
+}
+
+/// What one read of the change record found.
+#[derive(Debug)]
+pub struct ChangeRead {
+    /// The changes it selected, in `seq` order.
+    pub changes: Vec<Change>,
+    /// Every change up to here that the filter selects is among
+    /// `changes` or was before `after`, unless `changes` is full.
+    pub reached: i64,
 }
 
 impl ChangeLog {
-    pub(super) fn new(pool: PgPool, horizon: Horizon, tail: LogTail) -> Self {
+    pub(super) fn new(pool: PgPool, horizon: Horizon, tail: LogTail, scan: i64) -> Self {
+        assert!(scan > 0, "a read must be able to walk the log");
         ChangeLog {
             pool,
             horizon,
             tail,
+            scan,
         }
     }
 
@@ -104,44 +118,56 @@ impl ChangeLog {
     }
 
     /// Up to `limit` changes with `after < seq <= horizon`, in `seq` order.
+    ///
+    /// A pair's changes are read along its index, to the horizon. Any
+    /// other read walks the log's order, and at most `READ_SCAN_LIMIT`
+    /// positions of it: a filter that selects little (one warehouse among
+    /// many, a run of rejections) costs a caller more requests, each
+    /// bounded, rather than one that walks the whole log.
     pub async fn changes(
         &self,
         after: i64,
         horizon: i64,
         filter: ChangeFilter,
         limit: i64,
-    ) -> Result<Vec<Change>, sqlx::Error> {
+    ) -> Result<ChangeRead, sqlx::Error> {
         if horizon <= after {
-            return Ok(Vec::new());
+            return Ok(ChangeRead {
+                changes: Vec::new(),
+                reached: after,
+            });
         }
-        // Two statements, so that each gets a plan for its index: a
-        // product's changes walk `event_log_product_history`, the rest the
-        // log's order.
-        let rows =
-            match filter.product_id {
-                Some(product) => sqlx::query_as!(
+        let (rows, reached) = match (filter.warehouse_id, filter.product_id) {
+            (Some(warehouse), Some(product)) => {
+                let rows = sqlx::query_as!(
                     AppliedRow,
                     r#"SELECT seq, warehouse_id, product_id, event AS "event: EventKind", quantity,
                               delta, stock_after AS "stock_after!", movement_id, message_id, received_at,
                               opens_pair
                        FROM event_log
-                       WHERE product_id = $1 AND ($2::uuid IS NULL OR warehouse_id = $2)
+                       WHERE product_id = $1 AND warehouse_id = $2
                          AND outcome = 'applied' AND seq > $3 AND seq <= $4
                        ORDER BY seq LIMIT $5"#,
                     product,
-                    filter.warehouse_id,
+                    warehouse,
                     after,
                     horizon,
                     limit,
                 )
                 .fetch_all(&self.pool)
-                .await?,
-                None => {
-                    self.rows(after, horizon, filter.warehouse_id, limit)
-                        .await?
-                }
-            };
-        Ok(rows.into_iter().map(|r| r.into_logged().change).collect())
+                .await?;
+                (rows, horizon)
+            }
+            _ => {
+                let upto = horizon.min(after.saturating_add(self.scan));
+                let rows = self.rows(after, upto, filter, limit).await?;
+                (rows, upto)
+            }
+        };
+        Ok(ChangeRead {
+            changes: rows.into_iter().map(|r| r.into_logged().change).collect(),
+            reached,
+        })
     }
 
     /// Up to `limit` changes with `after < seq <= horizon`, with their
@@ -155,17 +181,21 @@ impl ChangeLog {
         if horizon <= after {
             return Ok(Vec::new());
         }
-        let rows = self.rows(after, horizon, None, limit).await?;
+        let rows = self
+            .rows(after, horizon, ChangeFilter::default(), limit)
+            .await?;
         Ok(rows.into_iter().map(AppliedRow::into_logged).collect())
     }
 
-    /// The applied rows with `after < seq <= horizon`, of one warehouse or
-    /// of all, along the log's order.
+    /// The applied rows with `after < seq <= horizon` that `filter`
+    /// selects, along the log's order. (A filter written `$n IS NULL OR`
+    /// is no index condition, so the walk is the `seq` range's, whatever
+    /// the plan.)
     async fn rows(
         &self,
         after: i64,
         horizon: i64,
-        warehouse_id: Option<Uuid>,
+        filter: ChangeFilter,
         limit: i64,
     ) -> Result<Vec<AppliedRow>, sqlx::Error> {
         sqlx::query_as!(
@@ -176,10 +206,12 @@ impl ChangeLog {
                FROM event_log
                WHERE seq > $1 AND seq <= $2 AND outcome = 'applied'
                  AND ($3::uuid IS NULL OR warehouse_id = $3)
-               ORDER BY seq LIMIT $4"#,
+                 AND ($4::uuid IS NULL OR product_id = $4)
+               ORDER BY seq LIMIT $5"#,
             after,
             horizon,
-            warehouse_id,
+            filter.warehouse_id,
+            filter.product_id,
             limit,
         )
         .fetch_all(&self.pool)

@@ -5,8 +5,8 @@
 
 use super::Ledger;
 use super::reads::{
-    self, ActiveAlert, ClosingEntry, CorrectionEntry, HistoryItem, MovementFilter, ProductFigures,
-    Rejection, StockFigure, StockItem,
+    self, ActiveAlert, ClosingEntry, CorrectionEntry, HistoryItem, MovementFilter, MovementsPage,
+    ProductFigures, Rejection, StockFigure, StockItem,
 };
 use crate::domain::{EventKind, MovementView, RejectReason};
 use chrono::{DateTime, Utc};
@@ -69,13 +69,14 @@ impl Ledger {
 
     /// The quantity of a pair as of a moment of the ledger's clock; not
     /// cached (a past figure never changes, but few are asked twice).
+    /// `None` when the moment lies further back than one read may walk.
     pub async fn stock_as_of(
         &self,
         warehouse_id: Uuid,
         product_id: Uuid,
         as_of: DateTime<Utc>,
-    ) -> Result<StockFigure, sqlx::Error> {
-        reads::stock_as_of(&self.reads, warehouse_id, product_id, as_of).await
+    ) -> Result<Option<StockFigure>, sqlx::Error> {
+        reads::stock_as_of(&self.reads, warehouse_id, product_id, as_of, self.read_scan).await
     }
 
     /// A movement, through the cache; `None` while no half is applied.
@@ -94,8 +95,8 @@ impl Ledger {
         filter: MovementFilter,
         after: Option<Uuid>,
         limit: i64,
-    ) -> Result<Vec<MovementView>, sqlx::Error> {
-        reads::movements(&self.reads, filter, after, limit).await
+    ) -> Result<MovementsPage, sqlx::Error> {
+        reads::movements(&self.reads, filter, after, limit, self.read_scan).await
     }
 
     pub async fn history(
@@ -138,15 +139,17 @@ impl Ledger {
         reads::warehouse_stock(&self.reads, warehouse_id, after, limit).await
     }
 
-    /// A warehouse's stock list as it stood at `as_of`, from PostgreSQL.
+    /// A warehouse's stock list as it stood at `as_of`, from PostgreSQL;
+    /// `None` when a pair's moment lies further back than a read may walk.
     pub async fn warehouse_stock_as_of(
         &self,
         warehouse_id: Uuid,
         as_of: DateTime<Utc>,
         after: Option<Uuid>,
         limit: i64,
-    ) -> Result<Vec<StockItem>, sqlx::Error> {
-        reads::warehouse_stock_as_of(&self.reads, warehouse_id, as_of, after, limit).await
+    ) -> Result<Option<Vec<StockItem>>, sqlx::Error> {
+        let scan = self.read_scan;
+        reads::warehouse_stock_as_of(&self.reads, warehouse_id, as_of, after, limit, scan).await
     }
 
     /// The pairs below their low-stock level now, from PostgreSQL.

@@ -48,6 +48,9 @@ use uuid::Uuid;
 /// conflict in a row means the rows are contended and locking is cheaper.
 const OPTIMISTIC_ATTEMPTS: u32 = 2;
 
+/// `READ_SCAN_LIMIT`'s default, for a ledger built without settings.
+const DEFAULT_READ_SCAN: i64 = 100_000;
+
 /// How many attempts a batch may take before its error reaches the caller.
 ///
 /// Batches cannot deadlock each other (see [`apply`]), so what makes an
@@ -73,6 +76,8 @@ pub struct Ledger {
     /// The lookups' pool: the ledger's own unless [`Ledger::with_reads`]
     /// gives it one apart.
     reads: PgPool,
+    /// The most audit entries one lookup examines (`READ_SCAN_LIMIT`).
+    read_scan: i64,
     cache: Cache,
     metrics: Metrics,
     /// Shared by every clone: the Kafka workers and the webhook.
@@ -87,6 +92,7 @@ impl Ledger {
     pub fn new(pool: PgPool, cache: Cache, metrics: Metrics) -> Self {
         Ledger {
             reads: pool.clone(),
+            read_scan: DEFAULT_READ_SCAN,
             pool,
             cache,
             metrics,
@@ -96,10 +102,12 @@ impl Ledger {
         }
     }
 
-    /// Reads the lookups through `reads` instead of the pool it writes
-    /// with.
-    pub fn with_reads(mut self, reads: PgPool) -> Self {
+    /// Reads the lookups (and the feed's pages) through `reads` instead of
+    /// the pool it writes with, examining at most `scan` audit entries per
+    /// read.
+    pub fn with_reads(mut self, reads: PgPool, scan: u32) -> Self {
         self.reads = reads;
+        self.read_scan = i64::from(scan);
         self
     }
 
@@ -116,7 +124,12 @@ impl Ledger {
             self.metrics.clone(),
             stop,
         );
-        let log = ChangeLog::new(self.pool.clone(), horizon, self.tail.clone());
+        let log = ChangeLog::new(
+            self.pool.clone(),
+            horizon,
+            self.tail.clone(),
+            self.read_scan,
+        );
         (log, task)
     }
 

@@ -194,17 +194,51 @@ impl HalvesRow {
     }
 }
 
+/// One page of movements.
+#[derive(Debug)]
+pub struct MovementsPage {
+    pub items: Vec<MovementView>,
+    /// Where the walk stopped when it stopped at its bound with fewer than
+    /// `limit` movements: the next page starts after it.
+    pub resume_after: Option<Uuid>,
+}
+
 /// Movement views matching `filter`, by movement_id, after `after`. Keyed
 /// by movement_id, a page walk under concurrent writes never repeats a
 /// movement and never skips one that matched throughout.
+///
+/// A page walks at most `scan` entries of the deciding index: a filter
+/// that matches few movements costs its caller more pages (each with
+/// `resume_after`), never one walk of the whole log.
 pub async fn movements(
     pool: &PgPool,
     filter: MovementFilter,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<MovementView>, sqlx::Error> {
+    scan: i64,
+) -> Result<MovementsPage, sqlx::Error> {
     if filter.status != Some(MovementStatus::InTransit) {
-        return movement_views(pool, filter, after, None, limit).await;
+        let window = sqlx::query!(
+            r#"WITH w AS (
+                   SELECT movement_id FROM event_log
+                   WHERE reason IS DISTINCT FROM 'conflicting_duplicate'
+                     AND ($1::uuid IS NULL OR movement_id > $1)
+                   ORDER BY movement_id
+                   LIMIT $2)
+               SELECT (SELECT movement_id FROM w ORDER BY movement_id DESC LIMIT 1) AS last,
+                      (SELECT count(*) FROM w) AS "n!""#,
+            after,
+            scan,
+        )
+        .fetch_one(pool)
+        .await?;
+        // A window that ran out before `scan` entries reached the log's end.
+        let until = window.last.filter(|_| window.n >= scan);
+        let items = movement_views(pool, filter, after, until, None, limit).await?;
+        return Ok(MovementsPage {
+            items,
+            resume_after: until,
+        });
     }
     // The movements on the road are few and have a table of their own
     // (migration 17): a page costs the same however long the log is.
@@ -224,16 +258,21 @@ pub async fn movements(
     )
     .fetch_all(pool)
     .await?;
-    movement_views(pool, filter, None, Some(&ids), limit).await
+    let items = movement_views(pool, filter, None, None, Some(&ids), limit).await?;
+    Ok(MovementsPage {
+        items,
+        resume_after: None,
+    })
 }
 
-/// The views of the movements matching `filter` after `after`, or of
-/// exactly `ids` where given: the movements' entries grouped along the
-/// deciding index.
+/// The views of the movements matching `filter` after `after` (and up to
+/// `until`), or of exactly `ids` where given: the movements' entries
+/// grouped along the deciding index.
 async fn movement_views(
     pool: &PgPool,
     filter: MovementFilter,
     after: Option<Uuid>,
+    until: Option<Uuid>,
     ids: Option<&[Uuid]>,
     limit: i64,
 ) -> Result<Vec<MovementView>, sqlx::Error> {
@@ -269,6 +308,7 @@ async fn movement_views(
                AND ($1::uuid IS NULL OR movement_id > $1)
                AND ($2::uuid IS NULL OR product_id = $2)
                AND ($7::uuid[] IS NULL OR movement_id = ANY($7))
+               AND ($8::uuid IS NULL OR movement_id <= $8)
              GROUP BY movement_id
          ) AS m
          WHERE ($3::uuid IS NULL OR m.departure_warehouse = $3 OR m.arrival_warehouse = $3)
@@ -289,6 +329,7 @@ async fn movement_views(
         status,
         limit,
         ids,
+        until,
     )
     .fetch_all(pool)
     .await?;
@@ -326,29 +367,58 @@ pub async fn stock_many(
 /// the last applied entry (in the ledger's order) applied at or before it.
 /// Along one pair's entries that clock does not go backwards (see
 /// `apply::applied_at`), so this is the figure the pair had at that moment.
+///
+/// The walk back from the newest entry stops after `scan` entries:
+/// `None` when the moment lies further back than that.
 pub async fn stock_as_of(
     pool: &PgPool,
     warehouse_id: Uuid,
     product_id: Uuid,
     as_of: DateTime<Utc>,
-) -> Result<StockFigure, sqlx::Error> {
+    scan: i64,
+) -> Result<Option<StockFigure>, sqlx::Error> {
     // An applied entry always has its `stock_after` (the audit log's CHECK).
+    // The outer LIMIT pulls the walk only as far as the first match.
     let last = sqlx::query!(
-        r#"SELECT seq, stock_after AS "stock_after!" FROM event_log
-           WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied'
-             AND received_at <= $3
+        r#"SELECT seq AS "seq!", stock_after AS "stock_after!" FROM (
+               SELECT seq, stock_after, received_at FROM event_log
+               WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied'
+               ORDER BY seq DESC
+               LIMIT $4) AS walk
+           WHERE received_at <= $3
            ORDER BY seq DESC
            LIMIT 1"#,
         warehouse_id,
         product_id,
         as_of,
+        scan,
     )
     .fetch_optional(pool)
     .await?;
-    Ok(StockFigure {
-        quantity: last.as_ref().map_or(0, |l| l.stock_after),
-        last_seq: last.map(|l| l.seq),
-    })
+    if let Some(l) = last {
+        return Ok(Some(StockFigure {
+            quantity: l.stock_after,
+            last_seq: Some(l.seq),
+        }));
+    }
+    // No entry at or before `as_of` within the walk: the pair did not exist
+    // yet, unless the walk stopped at its bound.
+    let walked = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM (
+               SELECT 1 FROM event_log
+               WHERE warehouse_id = $1 AND product_id = $2 AND outcome = 'applied'
+               ORDER BY seq DESC
+               LIMIT $3) AS walk"#,
+        warehouse_id,
+        product_id,
+        scan,
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((walked < scan).then_some(StockFigure {
+        quantity: 0,
+        last_seq: None,
+    }))
 }
 
 /// One applied entry of a pair's history.
@@ -532,38 +602,68 @@ pub async fn warehouse_stock(
     .await
 }
 
-/// Products in stock at a warehouse as they stood at `as_of` on the
-/// ledger's clock, ordered by product_id, after `after`: each pair's last
-/// applied entry at or before it, found along the product index from the
+/// A warehouse's stock list as it stood at `as_of` on the ledger's
+/// clock, ordered by product_id, after `after`: each pair's last applied
+/// entry at or before it, found along the product index from the
 /// warehouse's stock rows (every pair that ever had an entry has one).
+///
+/// Each pair's walk back stops after `scan / limit` entries, so a page
+/// walks at most `scan`: `None` when a pair of the page lies further back
+/// than that.
 pub async fn warehouse_stock_as_of(
     pool: &PgPool,
     warehouse_id: Uuid,
     as_of: DateTime<Utc>,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<StockItem>, sqlx::Error> {
-    sqlx::query_as!(
-        StockItem,
-        r#"SELECT s.product_id, l.stock_after AS "quantity!"
-           FROM stock s
-           CROSS JOIN LATERAL (
-               SELECT stock_after FROM event_log
-               WHERE product_id = s.product_id AND warehouse_id = s.warehouse_id
-                 AND outcome = 'applied' AND received_at <= $2
-               ORDER BY seq DESC
-               LIMIT 1) AS l
-           WHERE s.warehouse_id = $1 AND ($3::uuid IS NULL OR s.product_id > $3)
-             AND l.stock_after > 0
-           ORDER BY s.product_id
+    scan: i64,
+) -> Result<Option<Vec<StockItem>>, sqlx::Error> {
+    let per_pair = (scan / limit.max(1)).max(1);
+    // `walked` is worked out only for a pair with no entry within its
+    // walk: it tells a pair that did not exist yet (left out) from one
+    // whose moment lies beyond the walk.
+    let rows = sqlx::query!(
+        r#"SELECT product_id AS "product_id!", quantity, walked FROM (
+               SELECT s.product_id, l.stock_after AS quantity,
+                      CASE WHEN l.stock_after IS NULL THEN (
+                          SELECT count(*) FROM (
+                              SELECT 1 FROM event_log
+                              WHERE product_id = s.product_id
+                                AND warehouse_id = s.warehouse_id AND outcome = 'applied'
+                              ORDER BY seq DESC
+                              LIMIT $5) AS walk) END AS walked
+               FROM stock s
+               LEFT JOIN LATERAL (
+                   SELECT stock_after FROM (
+                       SELECT seq, stock_after, received_at FROM event_log
+                       WHERE product_id = s.product_id AND warehouse_id = s.warehouse_id
+                         AND outcome = 'applied'
+                       ORDER BY seq DESC
+                       LIMIT $5) AS walk
+                   WHERE received_at <= $2
+                   ORDER BY seq DESC
+                   LIMIT 1) AS l ON true
+               WHERE s.warehouse_id = $1 AND ($3::uuid IS NULL OR s.product_id > $3)) AS p
+           WHERE quantity > 0 OR walked >= $5
+           ORDER BY product_id
            LIMIT $4"#,
         warehouse_id,
         as_of,
         after,
         limit,
+        per_pair,
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            r.quantity.map(|quantity| StockItem {
+                product_id: r.product_id,
+                quantity,
+            })
+        })
+        .collect())
 }
 
 /// A pair below the low-stock level in force for it now.

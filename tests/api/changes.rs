@@ -418,3 +418,72 @@ async fn a_transaction_held_open_elsewhere_holds_the_feed_back_visibly_and_it_re
         "{body}"
     );
 }
+
+/// Follows the feed under `filter` from the start, returning every change
+/// and each answer's `(after, next_after, items)`.
+async fn follow_filtered(
+    app: &TestApp,
+    filter: &str,
+    wait: u64,
+) -> (Vec<Value>, Vec<(i64, i64, usize)>) {
+    let (mut after, mut changes, mut answers) = (0, Vec::new(), Vec::new());
+    loop {
+        let (status, page) = app
+            .get(&format!(
+                "/api/v1/stock/changes?{filter}&after={after}&wait={wait}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap().clone();
+        let next = page["next_after"].as_i64().unwrap();
+        answers.push((after, next, items.len()));
+        let last = items.is_empty() && next == after;
+        changes.extend(items);
+        if last {
+            return (changes, answers);
+        }
+        after = next;
+    }
+}
+
+#[tokio::test]
+async fn a_feed_filtered_by_one_warehouse_or_product_walks_a_bounded_stretch_per_answer() {
+    let app = spawn_app_with(&[("READ_SCAN_LIMIT", "5")]).await;
+    let (busy, quiet, p) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for _ in 0..12 {
+        app.post_ok(&Ev::new(busy, Uuid::new_v4(), 1).arrival())
+            .await;
+    }
+    app.post_ok(&Ev::new(quiet, p, 4).arrival()).await;
+
+    for filter in [format!("warehouse_id={quiet}"), format!("product_id={p}")] {
+        let started = Instant::now();
+        let (changes, answers) = follow_filtered(&app, &filter, 0).await;
+        assert_eq!(changes.len(), 1, "{filter}: {changes:?}");
+        assert_eq!(changes[0]["warehouse_id"], quiet.to_string());
+        assert_eq!(changes[0]["quantity"], 4);
+        // Each answer walked at most 5 positions past its `after`, so the
+        // quiet warehouse's one change took several answers to reach.
+        assert!(answers.len() >= 3, "{filter}: {answers:?}");
+        for &(after, next, items) in &answers {
+            assert!(next - after <= 5, "{filter}: {answers:?}");
+            assert!(items <= 1);
+        }
+        // An answer that stopped short of the horizon does not wait.
+        let (status, page) = app
+            .get(&format!("/api/v1/stock/changes?{filter}&after=0&wait=20"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["next_after"], 5, "{page}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{filter}");
+    }
+    // A pair is followed along its own index, to the horizon at once.
+    let (status, page) = app
+        .get(&format!(
+            "/api/v1/stock/changes?warehouse_id={quiet}&product_id={p}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["next_after"], 13, "{page}");
+}

@@ -3,7 +3,7 @@
 
 use crate::helpers::{Ev, spawn_app_with};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -241,4 +241,54 @@ async fn a_lookup_that_outlives_its_request_is_stopped_by_the_database_not_left_
     holder.rollback().await.unwrap();
     let (status, _) = app.get(&format!("/api/v1/warehouses/{w}/products")).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_lookup_takes_places_by_its_size_so_big_lookups_reach_the_bound_first() {
+    let app = spawn_app_with(&[("MAX_CONCURRENT_REQUESTS", "16")]).await;
+    let lookup = |pairs: usize| {
+        let items: Vec<Value> = (0..pairs)
+            .map(|_| json!({ "warehouse_id": Uuid::new_v4(), "product_id": Uuid::new_v4() }))
+            .collect();
+        app.client
+            .post(format!("{}/api/v1/stock/lookup", app.address))
+            .json(&json!({ "items": items }))
+            .send()
+    };
+    // Another session holds the stock table, so lookups of pairs not
+    // cached wait, each holding its places.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE stock IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+    let one = tokio::spawn(lookup(1));
+    // 1,000 pairs are about 95 KB: twelve places.
+    let big = tokio::spawn(lookup(1000));
+    crate::helpers::eventually("both lookups to wait", || async { waiting().await == 2 }).await;
+
+    // Thirteen of sixteen places are taken: a single read still fits, a
+    // second big lookup does not.
+    let movement = format!("/api/v1/movements/{}", Uuid::new_v4());
+    let (status, body) = app.get(&movement).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let refused = lookup(1000).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "overloaded");
+
+    holder.rollback().await.unwrap();
+    assert_eq!(one.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(big.await.unwrap().unwrap().status(), StatusCode::OK);
+    // Once they are answered, their places are free again.
+    assert_eq!(lookup(1000).await.unwrap().status(), StatusCode::OK);
 }

@@ -1,4 +1,4 @@
-use crate::helpers::{Ev, all_pages, spawn_app, stock_up};
+use crate::helpers::{Ev, all_pages, spawn_app, spawn_app_with, stock_up};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -307,4 +307,51 @@ async fn movements_are_listed_by_status_warehouse_product_and_age_in_pages_to_th
             "{query}: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_filtered_movement_list_walks_a_bounded_stretch_per_page_and_still_reaches_the_end() {
+    let app = spawn_app_with(&[("READ_SCAN_LIMIT", "3")]).await;
+    let (busy, quiet) = (Uuid::new_v4(), Uuid::new_v4());
+    for _ in 0..8 {
+        app.post_ok(&Ev::new(busy, Uuid::new_v4(), 1).arrival())
+            .await;
+    }
+    let mut wanted = vec![Uuid::new_v4(), Uuid::new_v4()];
+    for m in &wanted {
+        app.post_ok(&Ev::new(quiet, Uuid::new_v4(), 2).movement(*m).arrival())
+            .await;
+    }
+    wanted.sort();
+
+    let mut found = Vec::new();
+    let mut pages = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = app
+            .get(&format!(
+                "/api/v1/movements?warehouse_id={quiet}&limit=100{after}"
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let items = page["items"].as_array().unwrap();
+        pages.push(items.len());
+        found.extend(
+            items
+                .iter()
+                .map(|m| m["movement_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_after"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    let wanted: Vec<String> = wanted.iter().map(Uuid::to_string).collect();
+    assert_eq!(found, wanted);
+    // Ten movements walked three entries a page: at least four pages, some
+    // short of their limit but with a next one.
+    assert!(pages.len() >= 4, "{pages:?}");
+    // Unfiltered, the same walk lists all ten, in order, to the end.
+    let everything = all_pages(&app, "/api/v1/movements", 100).await;
+    assert_eq!(everything.len(), 10);
 }

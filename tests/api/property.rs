@@ -489,17 +489,19 @@ async fn check(app: &TestApp, ledger: &Ledger, steps: Vec<Op>, cuts: Vec<usize>)
     // moment answers the last batch whose moment is at or before it.
     for (w, &warehouse) in ids.warehouses.iter().enumerate() {
         for (p, &product) in ids.products.iter().enumerate() {
-            let then = reads::stock_as_of(&app.pool, warehouse, product, before)
+            let then = reads::stock_as_of(&app.pool, warehouse, product, before, i64::MAX)
                 .await
                 .unwrap()
+                .expect("an unbounded walk reaches every moment")
                 .quantity;
             assert_eq!(then, 0, "nothing before the first batch");
             for (t, _) in &moments {
                 let (_, stock) = moments.iter().rev().find(|(u, _)| u <= t).unwrap();
                 let want = stock.get(&(w, p)).copied().unwrap_or(0);
-                let then = reads::stock_as_of(&app.pool, warehouse, product, *t)
+                let then = reads::stock_as_of(&app.pool, warehouse, product, *t, i64::MAX)
                     .await
                     .unwrap()
+                    .expect("an unbounded walk reaches every moment")
                     .quantity;
                 assert_eq!(then, want, "pair ({w}, {p}) as of {t}");
             }

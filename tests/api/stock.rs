@@ -1,4 +1,4 @@
-use crate::helpers::{Ev, TestApp, all_pages, spawn_app, stock_up};
+use crate::helpers::{Ev, TestApp, all_pages, spawn_app, spawn_app_with, stock_up};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
@@ -332,4 +332,77 @@ async fn a_warehouse_list_answers_csv_when_asked_with_a_link_to_the_next_page() 
             products[0], products[1]
         )
     );
+}
+
+#[tokio::test]
+async fn a_moment_further_back_than_a_read_walks_is_refused_with_a_clear_400() {
+    let app = spawn_app_with(&[("READ_SCAN_LIMIT", "4")]).await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    app.post_ok(&Ev::new(w, p, 10).arrival()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let early = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    for _ in 0..5 {
+        app.post_ok(&Ev::new(w, p, 1).arrival()).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let late = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    app.post_ok(&Ev::new(w, p, 1).arrival()).await;
+
+    // Five changes after `early`: past the walk of 4.
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/warehouses/{w}/products/{p}?as_of={early}"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "as_of_too_far_back");
+    // A page of one pair walks as far as a single lookup.
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/warehouses/{w}/products?as_of={early}&limit=1"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "as_of_too_far_back");
+
+    // A page of four pairs walks one entry per pair: too short for it.
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/warehouses/{w}/products?as_of={late}&limit=4"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // One change after `late`: within it, on both routes.
+    let (status, body) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}?as_of={late}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quantity"], 15);
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/warehouses/{w}/products?as_of={late}&limit=1"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["items"],
+        serde_json::json!([{ "product_id": p, "quantity": 15 }])
+    );
+    // A pair that did not exist yet is 0, however short the walk.
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/warehouses/{w}/products/{p}?as_of=2000-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let fresh = Uuid::new_v4();
+    app.post_ok(&Ev::new(w, fresh, 3).arrival()).await;
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/warehouses/{w}/products/{fresh}?as_of=2000-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quantity"], 0);
 }

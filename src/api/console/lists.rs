@@ -86,8 +86,9 @@ pub async fn movements(
     let ApiQuery(q) = query?;
     let filter = q.filter()?;
     let after = parse_optional_uuid("after", given(&q.after))?;
-    let mut items = state.ledger.movements(filter, after, ROWS).await?;
-    let next = next_cursor(&items, ROWS, |m| m.movement_id);
+    let page = state.ledger.movements(filter, after, ROWS).await?;
+    let next = next_cursor(&page.items, ROWS, |m| m.movement_id).or(page.resume_after);
+    let mut items = page.items;
     // The API pages by movement_id; within a page, the oldest departure
     // comes first, which is what a controller looks for.
     items.sort_by_key(|m| (m.departure_time.is_none(), m.departure_time));
@@ -329,7 +330,8 @@ pub async fn changes(
     let recent = state
         .changes
         .changes(from, horizon, filter, FEED_WINDOW)
-        .await?;
+        .await?
+        .changes;
     Ok(layout::page(
         "Live changes",
         html! {
