@@ -66,6 +66,12 @@ pub enum AppError {
     Unavailable(String),
     #[error("the server is handling as many requests as it allows; retry shortly")]
     Overloaded,
+    /// An `as_of` moment that later commits could still change.
+    #[error(
+        "as_of is not final yet: a transaction that began before it is still running; \
+         retry shortly"
+    )]
+    NotFinal,
     #[error("the request took longer than the limit of {0:?}")]
     Timeout(std::time::Duration),
     /// A statement ran past its time limit and PostgreSQL stopped it.
@@ -115,6 +121,7 @@ impl AppError {
             AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            AppError::NotFinal => (StatusCode::SERVICE_UNAVAILABLE, "as_of_not_final"),
             AppError::Timeout(_) | AppError::QueryTimeout => {
                 (StatusCode::SERVICE_UNAVAILABLE, "timeout")
             }
@@ -180,7 +187,7 @@ impl IntoResponse for AppError {
                     axum::http::HeaderValue::from_static("Bearer"),
                 );
             }
-            "overloaded" | "unavailable" => {
+            "overloaded" | "unavailable" | "as_of_not_final" => {
                 response.headers_mut().insert(
                     axum::http::header::RETRY_AFTER,
                     axum::http::HeaderValue::from_static("1"),

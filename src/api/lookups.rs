@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 use uuid::Uuid;
 
@@ -48,7 +49,9 @@ pub struct StockView {
 #[into_params(parameter_in = Query)]
 pub struct StockParams {
     /// An RFC 3339 moment: answer the stock as it stood then, on the
-    /// ledger's clock (when it applied each event). Not cached.
+    /// ledger's clock (when it applied each event). Answered once final
+    /// (503 `as_of_not_final` if not within 2 s; 400 `as_of_in_future`
+    /// past that). Not cached.
     #[param(value_type = Option<String>, format = DateTime, example = "2025-02-18T12:00:00Z")]
     as_of: Option<String>,
 }
@@ -73,12 +76,14 @@ enum StockAnswers {
     /// Current stock; read through the cache
     #[response(status = 200)]
     Found(StockView),
-    /// `invalid_uuid` (an id is not a UUID), `invalid_query`, or
-    /// `as_of_too_far_back` (the pair changed more often since `as_of`
-    /// than one read walks back, `READ_SCAN_LIMIT`)
+    /// `invalid_uuid` (an id is not a UUID), `invalid_query`,
+    /// `as_of_in_future`, or `as_of_too_far_back` (the pair changed more
+    /// often since `as_of` than one read walks back, `READ_SCAN_LIMIT`)
     #[response(status = 400)]
     BadId(ErrorBody),
-    /// `unavailable`, `overloaded` or `timeout`
+    /// `unavailable`, `overloaded`, `timeout`, or `as_of_not_final` (no
+    /// answer yet for a moment that a batch still running could be
+    /// applied at or before)
     #[response(status = 503)]
     Unavailable(ErrorBody),
     /// `internal`
@@ -108,11 +113,14 @@ pub async fn stock(
         .map(|s| parse_time("as_of", s))
         .transpose()?;
     let figure = match as_of {
-        Some(t) => state
-            .ledger
-            .stock_as_of(warehouse_id, product_id, t)
-            .await?
-            .ok_or_else(too_far_back)?,
+        Some(t) => {
+            settled(&state, t).await?;
+            state
+                .ledger
+                .stock_as_of(warehouse_id, product_id, t)
+                .await?
+                .ok_or_else(too_far_back)?
+        }
         None => state.ledger.stock(warehouse_id, product_id).await?,
     };
     Ok(Json(StockView {
@@ -376,7 +384,7 @@ pub struct RejectionPage {
             `warehouse_id,product_id,quantity` and a row per product; a `Link` header \
             (`rel=\"next\"`) names the next page",
             content((StockPage = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "`invalid_uuid`, `invalid_query`, or `as_of_too_far_back` \
+        (status = 400, description = "`invalid_uuid`, `invalid_query`, `as_of_in_future`, or `as_of_too_far_back` \
             (a pair of the page changed more often since `as_of` than a page walks back: \
             `READ_SCAN_LIMIT` divided by `limit`)", body = ErrorBody),
         ServerErrors,
@@ -430,11 +438,14 @@ pub(super) async fn stock_page(
     limit: i64,
 ) -> Result<StockPage, AppError> {
     let items = match as_of {
-        Some(t) => state
-            .ledger
-            .warehouse_stock_as_of(warehouse_id, t, after, limit)
-            .await?
-            .ok_or_else(too_far_back)?,
+        Some(t) => {
+            settled(state, t).await?;
+            state
+                .ledger
+                .warehouse_stock_as_of(warehouse_id, t, after, limit)
+                .await?
+                .ok_or_else(too_far_back)?
+        }
         None => {
             state
                 .ledger
@@ -680,6 +691,31 @@ pub async fn stock_lookup(
         })
         .collect();
     Ok(Json(LookupAnswer { items }))
+}
+
+/// How long an `as_of` read waits for its moment to become final: a
+/// moment just past is final within a tick or two of the horizon.
+const SETTLE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Waits until no later commit can be applied at or before `t`, so that
+/// the answer about to be read never changes afterwards; 503
+/// `as_of_not_final` if that takes longer than [`SETTLE_WITHIN`], and 400
+/// `as_of_in_future` at once for a moment further ahead than that.
+async fn settled(state: &AppState, t: DateTime<Utc>) -> Result<(), AppError> {
+    if t > Utc::now() + SETTLE_WITHIN {
+        return Err(AppError::bad_request(
+            "as_of_in_future",
+            format!(
+                "as_of is in the future: {}",
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            ),
+        ));
+    }
+    if state.changes.settles(t, SETTLE_WITHIN).await {
+        Ok(())
+    } else {
+        Err(AppError::NotFinal)
+    }
 }
 
 /// What an `as_of` answers when a pair changed more often since that

@@ -36,8 +36,20 @@
 //! `stock_changes_horizon_lag` shows how far, and
 //! `stock_changes_horizon_age_seconds` for how long; the ticker's memory
 //! stays bounded meanwhile ([`MAX_PENDING`]).
+//!
+//! ## When a moment is final
+//!
+//! The same readings tell when "the stock as of t" can no longer change.
+//! A batch stamps its entries with the database's clock once it holds its
+//! transaction id (`apply::PENDING`). A tick reads the clock, then the
+//! running transactions: a transaction that gets its id after that read
+//! stamps a later time, and one that had it is in the set. Once none of
+//! the set still runs, every commit still to come is stamped after the
+//! tick's time, and every moment before it is final ([`State::settled`]).
+//! A long transaction holds this back just as it holds the feed.
 
 use crate::telemetry::Metrics;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -63,7 +75,7 @@ const IDLE: Duration = Duration::from_millis(100);
 const MAX_PENDING: usize = 256;
 
 /// What a tick has established.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct State {
     /// Every entry with `seq <= safe` that will ever commit is visible.
     pub safe: i64,
@@ -72,6 +84,20 @@ pub struct State {
     /// Since when the oldest reading above `safe` has waited for its
     /// transactions; `None` while none waits.
     pub held_since: Option<Instant>,
+    /// Every entry that will ever commit after this moment of the
+    /// database's clock is stamped after it: moments before it are final.
+    pub settled: DateTime<Utc>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            safe: 0,
+            resolved: 0,
+            held_since: None,
+            settled: DateTime::<Utc>::MIN_UTC,
+        }
+    }
 }
 
 /// A handle to the horizon of one service; clones share it.
@@ -134,6 +160,15 @@ impl Horizon {
         }
     }
 
+    /// Whether the moment `t` is final (see [`State::settled`]), waiting
+    /// up to `within` for it to become so.
+    pub async fn settles(&self, t: DateTime<Utc>, within: Duration) -> bool {
+        self.wake.notify_one();
+        let mut state = self.state.clone();
+        let settled = state.wait_for(|s| s.settled > t);
+        matches!(tokio::time::timeout(within, settled).await, Ok(Ok(_)))
+    }
+
     /// Waits until the horizon passes `seq`, or `until` passes. Returns the
     /// horizon then.
     pub async fn passes(&self, seq: i64, until: tokio::time::Instant) -> i64 {
@@ -154,11 +189,37 @@ struct Ticker {
     metrics: Metrics,
 }
 
-/// One tick's reading: `L`, and the transactions of this database that
-/// hold an id.
+/// One tick's reading: the database's clock, `L`, and the transactions
+/// of this database that hold an id (read after the clock).
 struct Reading {
+    at: DateTime<Utc>,
     last: i64,
     running: HashSet<i64>,
+}
+
+/// The reading whose time becomes final once its transactions end: one at
+/// a time, so memory stays bounded however long they live.
+#[derive(Default)]
+struct Settling {
+    waiting: Option<(DateTime<Utc>, HashSet<i64>)>,
+}
+
+impl Settling {
+    fn record(&mut self, state: &mut State, reading: &Reading) {
+        if let Some((at, holders)) = &self.waiting
+            && holders.is_disjoint(&reading.running)
+        {
+            state.settled = state.settled.max(*at);
+            self.waiting = None;
+        }
+        if self.waiting.is_none() {
+            if reading.running.is_empty() {
+                state.settled = state.settled.max(reading.at);
+            } else {
+                self.waiting = Some((reading.at, reading.running.clone()));
+            }
+        }
+    }
 }
 
 /// The readings a tick has not resolved yet, oldest first.
@@ -217,6 +278,7 @@ impl Ticker {
     async fn run(self, stop: CancellationToken) {
         let mut state = State::default();
         let mut pending = Pending::default();
+        let mut settling = Settling::default();
         let mut failing = false;
         loop {
             let pause = if failing {
@@ -245,6 +307,7 @@ impl Ticker {
             };
             failing = false;
             pending.record(&mut state, tick, read_at, &reading);
+            settling.record(&mut state, &reading);
             let held = state.held_since.map_or(Duration::ZERO, |at| at.elapsed());
             self.metrics
                 .feed_horizon(state.safe, reading.last - state.safe, held);
@@ -262,17 +325,77 @@ async fn read(pool: &PgPool) -> Result<Reading, sqlx::Error> {
     // Sequences are not transactional: the read sees the number last
     // handed out. `backend_xid` is set while a transaction holds an id and
     // cleared once its end is visible to new snapshots.
+    // The clock is read first: the running set's subquery refers to it,
+    // so it cannot be read before it.
     let row = sqlx::query!(
-        r#"SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END
+        r#"SELECT c.at AS "at!",
+                  (SELECT CASE WHEN is_called THEN last_value ELSE 0 END
                    FROM event_log_seq_seq) AS "last!",
                   ARRAY(SELECT backend_xid::text::int8 FROM pg_stat_activity
-                        WHERE datname = current_database() AND backend_xid IS NOT NULL)
-                      AS "running!""#
+                        WHERE datname = current_database() AND backend_xid IS NOT NULL
+                          AND c.at IS NOT NULL)
+                      AS "running!"
+           FROM (SELECT clock_timestamp() AS at OFFSET 0) AS c"#
     )
     .fetch_one(pool)
     .await?;
     Ok(Reading {
+        at: row.at,
         last: row.last,
         running: row.running.into_iter().collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn reading(second: i64, running: &[i64]) -> Reading {
+        Reading {
+            at: Utc.timestamp_opt(second, 0).unwrap(),
+            last: 0,
+            running: running.iter().copied().collect(),
+        }
+    }
+
+    fn settled(state: &State) -> i64 {
+        state.settled.timestamp()
+    }
+
+    #[test]
+    fn a_reading_with_nothing_running_is_final_at_once() {
+        let (mut state, mut settling) = (State::default(), Settling::default());
+        settling.record(&mut state, &reading(10, &[]));
+        assert_eq!(settled(&state), 10);
+    }
+
+    #[test]
+    fn a_reading_becomes_final_only_once_every_transaction_it_saw_has_ended() {
+        let (mut state, mut settling) = (State::default(), Settling::default());
+        settling.record(&mut state, &reading(10, &[1, 2]));
+        assert_eq!(state.settled, DateTime::<Utc>::MIN_UTC);
+        // 2 still runs: what it may stamp could be before 10.
+        settling.record(&mut state, &reading(11, &[2, 3]));
+        assert_eq!(state.settled, DateTime::<Utc>::MIN_UTC);
+        // Both ended: 10 is final; 12's own set (3) now waits in its place.
+        settling.record(&mut state, &reading(12, &[3]));
+        assert_eq!(settled(&state), 10);
+        settling.record(&mut state, &reading(13, &[4]));
+        assert_eq!(settled(&state), 12);
+        settling.record(&mut state, &reading(14, &[]));
+        assert_eq!(settled(&state), 14);
+    }
+
+    #[test]
+    fn a_long_transaction_holds_the_final_moment_with_one_reading_kept() {
+        let (mut state, mut settling) = (State::default(), Settling::default());
+        settling.record(&mut state, &reading(10, &[]));
+        for second in 11..1000 {
+            settling.record(&mut state, &reading(second, &[7, second]));
+        }
+        assert_eq!(settled(&state), 10, "held while 7 runs");
+        settling.record(&mut state, &reading(1000, &[1000]));
+        assert_eq!(settled(&state), 11);
+    }
 }

@@ -111,6 +111,13 @@ impl ChangeLog {
         self.horizon.fresh(within).await
     }
 
+    /// Whether the moment `t` of the ledger's clock is final: no entry
+    /// committed from now on is applied at or before it. Waits up to
+    /// `within` for it to become so.
+    pub async fn settles(&self, t: DateTime<Utc>, within: Duration) -> bool {
+        self.horizon.settles(t, within).await
+    }
+
     /// Waits until the horizon passes `seq`, or `until` passes. Returns
     /// the horizon then.
     pub async fn horizon_passes(&self, seq: i64, until: tokio::time::Instant) -> i64 {

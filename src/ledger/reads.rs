@@ -366,7 +366,7 @@ pub async fn stock_many(
 /// The stock of a pair as it stood at `as_of` on the ledger's clock: after
 /// the last applied entry (in the ledger's order) applied at or before it.
 /// Along one pair's entries that clock does not go backwards (see
-/// `apply::applied_at`), so this is the figure the pair had at that moment.
+/// `apply::PENDING`), so this is the figure the pair had at that moment.
 ///
 /// The walk back from the newest entry stops after `scan` entries:
 /// `None` when the moment lies further back than that.
@@ -442,7 +442,7 @@ pub struct HistoryItem {
     pub stock_after: i64,
     /// The event's `data.timestamp`; a correction's request time.
     pub occurred_at: DateTime<Utc>,
-    /// When the ledger applied it (its own clock).
+    /// When the ledger applied it (its own clock: PostgreSQL's).
     pub applied_at: DateTime<Utc>,
     /// A correction's reason: `cycle_count`, `damaged`, `lost`, `found`,
     /// `correction` or `other`.

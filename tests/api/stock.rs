@@ -406,3 +406,73 @@ async fn a_moment_further_back_than_a_read_walks_is_refused_with_a_clear_400() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["quantity"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_as_of_answer_never_changes_even_for_a_write_that_waited_on_a_lock() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, w, p, 5).await;
+    // Another session holds the pair's stock row, so the next write waits.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM stock WHERE warehouse_id = $1 AND product_id = $2 FOR UPDATE")
+        .bind(w)
+        .bind(p)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let departure = Ev::new(w, p, 3).departure();
+    let writer = {
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/api/v1/kafka/webhook", app.address),
+        );
+        tokio::spawn(async move { client.post(url).json(&departure).send().await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let moment = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let path = format!("/api/v1/warehouses/{w}/products/{p}?as_of={moment}");
+
+    // The write that waits could still commit before this moment: no
+    // answer yet, rather than one that would change.
+    let (status, body) = app.get(&path).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "as_of_not_final");
+
+    holder.rollback().await.unwrap();
+    let answer = writer.await.unwrap().unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    // It was applied after it got the row, so after the moment asked.
+    let (status, body) = app.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["quantity"], 5);
+    let (_, now) = app
+        .get(&format!("/api/v1/warehouses/{w}/products/{p}"))
+        .await;
+    assert_eq!(now["quantity"], 2);
+    let history = all_pages(
+        &app,
+        &format!("/api/v1/warehouses/{w}/products/{p}/history"),
+        100,
+    )
+    .await;
+    let applied = history.last().unwrap()["applied_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(applied).unwrap()
+            > chrono::DateTime::parse_from_rfc3339(&moment).unwrap(),
+        "{applied} after {moment}"
+    );
+}
+
+#[tokio::test]
+async fn a_moment_in_the_future_is_refused_at_once_with_a_clear_400() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    for path in [
+        format!("/api/v1/warehouses/{w}/products/{p}?as_of=2999-01-01T00:00:00Z"),
+        format!("/api/v1/warehouses/{w}/products?as_of=2999-01-01T00:00:00Z"),
+    ] {
+        let (status, body) = app.get(&path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "as_of_in_future");
+    }
+}

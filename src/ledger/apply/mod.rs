@@ -86,7 +86,7 @@ use super::tail::Logged;
 use crate::domain::{
     EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent, apply_batch,
 };
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use plan::WritePlan;
 use read::{
     lock_movements, lock_stock, movements_from, opened_movements, read_basis, read_history,
@@ -272,14 +272,33 @@ fn counted_from(events: &[MovementEvent]) -> BTreeSet<(i64, Uuid, Uuid)> {
         .collect()
 }
 
-/// The batch's `applied_at` (the audit log's `received_at`): one value for
-/// the whole batch, since it commits as one, taken once the batch has read
-/// what it decides on. That makes it later than the `applied_at` of every
-/// batch whose effects it read, so along the entries of one pair the
-/// ledger's clock never goes backwards (on one instance's clock), and
-/// "the stock as of t" has one answer.
-fn applied_at() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
+/// What the rules are given as the batch's time. The batch's `applied_at`
+/// (the audit log's `received_at`) is stamped by the write statement
+/// itself, from the database's clock once the batch holds its transaction
+/// id and its stock rows ([`plan::Executed::at`]), and put in the outcomes
+/// where this stands. So:
+///
+/// - along the entries of one pair the clock never goes backwards: a batch
+///   writing a pair stamps after the batch before it committed, whichever
+///   instance ran either, and "the stock as of t" has one answer;
+/// - no batch commits later with a time at or before a moment the horizon
+///   has declared final (see `horizon`), so an `as_of` answer, once given,
+///   never changes.
+///
+/// The rules only carry the time into the outcomes; none compares it.
+const PENDING: DateTime<Utc> = DateTime::<Utc>::MIN_UTC;
+
+/// The outcomes with the batch's stamped time where the rules left
+/// [`PENDING`]: a duplicate of an event earlier in the same batch.
+fn stamped(mut outcomes: Vec<Outcome>, at: DateTime<Utc>) -> Vec<Outcome> {
+    for outcome in &mut outcomes {
+        if let Outcome::Duplicate { processed_at, .. } = outcome
+            && *processed_at == PENDING
+        {
+            *processed_at = at;
+        }
+    }
+    outcomes
 }
 
 /// Runs the rules over what was read and writes their effects, checking
@@ -291,7 +310,6 @@ async fn decide_and_write(
     read: Read,
     changes: bool,
 ) -> Result<Written, sqlx::Error> {
-    let now = applied_at();
     let opened = opened_movements(&read.history);
     let mut state = LedgerState {
         stock: read.stock.clone(),
@@ -300,7 +318,7 @@ async fn decide_and_write(
         basis: read.basis,
         claims: HashMap::new(),
     };
-    let outcomes = apply_batch(&mut state, events, now);
+    let outcomes = apply_batch(&mut state, events, PENDING);
     let plan = WritePlan::new(
         &read.stock,
         &read.recalled,
@@ -308,24 +326,23 @@ async fn decide_and_write(
         opened,
         events,
         &outcomes,
-        now,
     );
-    let taken = plan.execute(conn).await?;
+    let written = plan.execute(conn).await?;
     // Numbers without their changes would read as entries that are not
     // changes, so the tail gets both or nothing (and then the relay reads
     // the batch from the log). There is a number per entry, always.
-    let logged = if changes && taken.len() == plan.log.positions.len() {
+    let logged = if changes && written.taken.len() == plan.log.positions.len() {
         Logged {
-            changes: plan.changes(&taken),
-            taken,
+            changes: plan.changes(&written),
+            taken: written.taken,
         }
     } else {
         Logged::default()
     };
     Ok(Written {
-        outcomes,
+        outcomes: stamped(outcomes, written.at),
         stock: state.stock,
         logged,
-        at: now,
+        at: written.at,
     })
 }

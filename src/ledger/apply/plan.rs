@@ -96,8 +96,6 @@ pub(super) struct LogColumns<'a> {
     /// The pair's stock right after an applied entry; `None` for a
     /// rejected one.
     stock_afters: Vec<Option<i64>>,
-    /// One value for the whole batch, bound after the arrays.
-    received_at: DateTime<Utc>,
 }
 
 columns! {
@@ -258,7 +256,6 @@ fn write_statement(extra: &[Column]) -> String {
     let opened_params = params(opened);
     let closed_param = params(closed);
     let opened_columns = column_names(opened, "");
-    let received_at = format!("${}::timestamptz", next + 1);
     let stock_columns = column_names(&STOCK_COLUMNS.iter().collect::<Vec<_>>(), "");
     let log_columns = column_names(&log, "");
     // The first parameter of each part gives its row count.
@@ -287,9 +284,12 @@ fn write_statement(extra: &[Column]) -> String {
               FROM generate_series(1, {log_rows})
               WHERE (SELECT count(*) FROM stock_written) >= 0
                 AND pg_current_xact_id() IS NOT NULL) AS n),
+    stamp AS MATERIALIZED (
+        SELECT clock_timestamp() AS at
+        WHERE coalesce(cardinality((SELECT seq FROM seqs)), 0) >= 0),
     logged AS (
         INSERT INTO event_log ({log_columns}, received_at)
-        SELECT {log_values}, {received_at}
+        SELECT {log_values}, (SELECT at FROM stamp)
         FROM unnest({log_params}) AS u({log_columns})
         RETURNING 1),
     opened AS (
@@ -305,7 +305,8 @@ fn write_statement(extra: &[Column]) -> String {
                  AND (SELECT count(*) FROM logged) = {log_rows}
                  AND (SELECT count(*) FROM opened) + (SELECT count(*) FROM closed) >= 0
                 THEN 0 ELSE ledger_conflict() END AS checked,
-           (SELECT seq FROM seqs) AS taken"
+           (SELECT seq FROM seqs) AS taken,
+           (SELECT at FROM stamp) AS stamped"
     )
 }
 
@@ -358,7 +359,6 @@ impl<'a> WritePlan<'a> {
         mut opened: HashSet<Uuid>,
         events: &'a [MovementEvent],
         outcomes: &[Outcome],
-        now: DateTime<Utc>,
     ) -> Self {
         debug_assert_eq!(events.len(), outcomes.len(), "one outcome per event");
         // A correction's delta is its stock after minus the pair's stock
@@ -415,7 +415,7 @@ impl<'a> WritePlan<'a> {
         let extra = running.is_some() || entries.iter().any(|e| e.claim.is_some());
         WritePlan {
             stock: StockColumns::new(checked, &decided.stock, read),
-            log: LogColumns::from_entries(&entries, now),
+            log: LogColumns::from_entries(&entries),
             corrections: extra.then(|| CorrectionColumns::from_entries(&entries)),
             open: OpenColumns::new(&entries, decided),
         }
@@ -423,14 +423,14 @@ impl<'a> WritePlan<'a> {
 
     /// The applied entries as the changes they are (see
     /// [`LogColumns::changes`]).
-    pub(super) fn changes(&self, taken: &[i64]) -> Vec<LoggedChange> {
-        self.log.changes(taken, self.corrections.as_ref())
+    pub(super) fn changes(&self, written: &Executed) -> Vec<LoggedChange> {
+        self.log.changes(written, self.corrections.as_ref())
     }
 
     /// Writes everything in one statement (see [`WRITE_STATEMENT`]), and
-    /// returns the numbers its entries took, ascending (the entry at place
-    /// `i` took the `i`-th).
-    pub(super) async fn execute(&self, conn: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Error> {
+    /// returns the numbers its entries took and the time it stamped them
+    /// with.
+    pub(super) async fn execute(&self, conn: impl PgExecutor<'_>) -> Result<Executed, sqlx::Error> {
         let statement = match self.corrections {
             Some(_) => WRITE_STATEMENT_CORRECTING.as_str(),
             None => WRITE_STATEMENT.as_str(),
@@ -440,12 +440,27 @@ impl<'a> WritePlan<'a> {
             Some(corrections) => bind_corrections(query, corrections),
             None => query,
         };
-        let query = bind_open(query, &self.open).bind(self.log.received_at);
+        let query = bind_open(query, &self.open);
         let row = query.fetch_one(conn).await?;
         // No entries, no numbers: `array_agg` of nothing is null.
         let taken: Option<Vec<i64>> = row.try_get("taken")?;
-        Ok(taken.unwrap_or_default())
+        Ok(Executed {
+            taken: taken.unwrap_or_default(),
+            at: row.try_get("stamped")?,
+        })
     }
+}
+
+/// What the write statement gave back.
+pub(super) struct Executed {
+    /// The numbers its entries took, ascending: the entry at place `i`
+    /// took the `i`-th.
+    pub taken: Vec<i64>,
+    /// The batch's `applied_at` (the log's `received_at`): the database's
+    /// clock once the batch held its transaction id and its rows, which is
+    /// what lets the horizon tell when no later commit can be stamped at
+    /// or before a moment (see `horizon`).
+    pub at: DateTime<Utc>,
 }
 
 /// One audit entry the batch writes.
@@ -517,11 +532,8 @@ impl CorrectionColumns {
 }
 
 impl<'a> LogColumns<'a> {
-    fn from_entries(entries: &[LogEntry<'a>], received_at: DateTime<Utc>) -> Self {
-        let mut columns = LogColumns {
-            received_at,
-            ..LogColumns::default()
-        };
+    fn from_entries(entries: &[LogEntry<'a>]) -> Self {
+        let mut columns = LogColumns::default();
         for entry in entries {
             columns.push(entry);
         }
@@ -562,7 +574,12 @@ impl<'a> LogColumns<'a> {
     /// The applied entries (those with a stock after) as the changes they
     /// are, in `seq` order, given the number each place took: the rows as
     /// the log now holds them.
-    fn changes(&self, taken: &[i64], corrections: Option<&CorrectionColumns>) -> Vec<LoggedChange> {
+    fn changes(
+        &self,
+        written: &Executed,
+        corrections: Option<&CorrectionColumns>,
+    ) -> Vec<LoggedChange> {
+        let taken = &written.taken;
         let mut changes: Vec<LoggedChange> = (0..self.positions.len())
             .filter_map(|i| {
                 let stock_after = self.stock_afters[i]?;
@@ -578,7 +595,7 @@ impl<'a> LogColumns<'a> {
                     stock_after,
                     movement_id: self.movement_ids[i],
                     message_id: self.message_ids[i].to_owned(),
-                    received_at: self.received_at,
+                    received_at: written.at,
                     opens_pair: self.opens_pairs[i],
                 };
                 Some(row.into_logged())
