@@ -16,7 +16,7 @@ pub const CHUNK: i64 = 5_000;
 #[derive(Debug, Clone)]
 pub struct RelayedChange {
     pub change: Change,
-    /// The pair's low-stock level when the relay read it.
+    /// The pair's low-stock level in force when the change was numbered.
     pub level: Option<i64>,
     /// Whether the pair had no change before this one.
     pub first_change: bool,
@@ -74,16 +74,16 @@ async fn complete(
         return Ok(Vec::new());
     }
     let first = log.first_changes(&changes).await?;
-    let pairs = changes
+    let numbered = changes
         .iter()
-        .map(|t| (t.change.warehouse_id, t.change.product_id));
-    let levels = levels.in_force(pairs).await?;
+        .map(|t| (t.change.seq, t.change.warehouse_id, t.change.product_id));
+    let levels = levels.in_force_at(numbered).await?;
     Ok(changes
         .into_iter()
         .map(|t| {
             let c = t.change;
             RelayedChange {
-                level: levels.get(&(c.warehouse_id, c.product_id)).copied(),
+                level: levels.get(&c.seq).copied(),
                 first_change: first.contains(&c.seq),
                 change: c,
             }

@@ -287,3 +287,62 @@ async fn active_alerts_list_the_pairs_below_their_level_with_the_change_that_too
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "invalid_query");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_is_compared_against_the_level_in_force_when_it_was_made_not_when_published() {
+    let token = "an-admin-token-for-tests";
+    let topic = changes_topic();
+    let app = spawn_app_with(&[
+        ("STOCK_CHANGES_TOPIC", &topic),
+        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap()),
+        ("KAFKA_TOPIC_PARTITIONS", "1"),
+        ("ADMIN_TOKEN", token),
+    ])
+    .await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let set_level = |low: i64| {
+        app.client
+            .put(format!(
+                "{}/api/v1/warehouses/{w}/products/{p}/threshold",
+                app.address
+            ))
+            .bearer_auth(token)
+            .json(&json!({ "low": low }))
+            .send()
+    };
+    assert_eq!(set_level(5).await.unwrap().status(), StatusCode::OK);
+    stock_up(&app, w, p, 10).await;
+    // A transaction of another session holds the feed back, so nothing
+    // made from here on is published before the level changes.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    post_all(&app, w, p, &[("departure", 7)]).await; // 10 -> 3: below 5
+    assert_eq!(set_level(2).await.unwrap().status(), StatusCode::OK);
+    post_all(&app, w, p, &[("departure", 2)]).await; // 3 -> 1: below 2
+    holder.rollback().await.unwrap();
+
+    let records = read_topic(&bootstrap(), &topic, 1, |r| changes_by_seq(r).len() >= 3);
+    let seqs: Vec<i64> = changes_by_seq(&records).keys().copied().collect();
+    let alerts: Vec<(String, i64, i64)> = records
+        .iter()
+        .filter(|(_, r)| r["type"] == "ru.retail.warehouses.stock.low")
+        .map(|(_, r)| {
+            let d = &r["data"];
+            (
+                r["id"].as_str().unwrap().to_string(),
+                d["seq"].as_i64().unwrap(),
+                d["low"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        vec![
+            (format!("stock-low-{}", seqs[1]), seqs[1], 5),
+            (format!("stock-low-{}", seqs[2]), seqs[2], 2),
+        ]
+    );
+}
