@@ -22,7 +22,8 @@ pub fn client_config(settings: &KafkaSettings) -> ClientConfig {
 pub struct ProducerTuning {
     /// How long a record may wait for others to fill its request.
     pub linger_ms: u32,
-    /// How long the broker has to acknowledge a record.
+    /// How long the broker has to acknowledge a record; 0 for as long as
+    /// it takes.
     pub message_timeout_ms: u32,
     pub batch_messages: Option<u32>,
     /// The producer's own queue, in records and in KiB.
@@ -30,6 +31,9 @@ pub struct ProducerTuning {
     pub queue_kbytes: Option<u32>,
     /// The idempotent producer: no duplicates and no reordering on retry.
     pub idempotent: bool,
+    /// With `idempotent`: an error that would leave a gap in a partition
+    /// stops the producer instead of letting later records through.
+    pub gapless: bool,
     /// Delivery reports for refused records only.
     pub errors_only: bool,
 }
@@ -42,6 +46,7 @@ pub const DEAD_LETTERS: ProducerTuning = ProducerTuning {
     queue_messages: None,
     queue_kbytes: None,
     idempotent: false,
+    gapless: false,
     errors_only: false,
 };
 
@@ -51,13 +56,21 @@ pub const DEAD_LETTERS: ProducerTuning = ProducerTuning {
 /// records go out in few, full requests: each request costs the broker (on
 /// the same machine, in the bench) far more than the wait does a reader.
 /// The queue has room for two rounds, so it stays small.
+///
+/// A record never times out, and an error that could leave a gap stops the
+/// producer: so a change reaches its partition only after every change
+/// before it there, and a consumer may drop any `seq` at or below the
+/// highest it has seen. (librdkafka lets a timed-out record leave a gap
+/// that later ones fill past; with no timeout, a broker that does not
+/// answer holds the round instead, and the relay reports it stalled.)
 pub const RELAY: ProducerTuning = ProducerTuning {
     linger_ms: 20,
-    message_timeout_ms: 30_000,
+    message_timeout_ms: 0,
     batch_messages: Some(5_000),
     queue_messages: Some(10_000),
     queue_kbytes: Some(8_192),
     idempotent: true,
+    gapless: true,
     errors_only: true,
 };
 
@@ -69,6 +82,7 @@ pub const BULK: ProducerTuning = ProducerTuning {
     queue_messages: Some(200_000),
     queue_kbytes: None,
     idempotent: false,
+    gapless: false,
     errors_only: false,
 };
 
@@ -76,7 +90,12 @@ pub const BULK: ProducerTuning = ProducerTuning {
 /// replica, tuned as `tuning` says.
 pub fn producer_config(settings: &KafkaSettings, tuning: &ProducerTuning) -> ClientConfig {
     let mut config = client_config(settings);
+    // Every topic is made by `ensure_topics`, with the configured
+    // partitions; a producer's metadata request must not make one with the
+    // broker's defaults (a broker that lost its state, say), which would
+    // move keys to other partitions.
     config
+        .set("allow.auto.create.topics", "false")
         .set("acks", "all")
         .set("linger.ms", tuning.linger_ms.to_string())
         .set("message.timeout.ms", tuning.message_timeout_ms.to_string());
@@ -92,6 +111,12 @@ pub fn producer_config(settings: &KafkaSettings, tuning: &ProducerTuning) -> Cli
     }
     if tuning.idempotent {
         config.set("enable.idempotence", "true");
+    }
+    if tuning.gapless {
+        assert!(tuning.idempotent, "a gapless producer is idempotent");
+        // librdkafka logs a CONFWARN that the property is experimental
+        // once per producer: expected, and only at each relay turn.
+        config.set("enable.gapless.guarantee", "true");
     }
     if tuning.errors_only {
         config.set("delivery.report.only.error", "true");

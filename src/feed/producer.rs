@@ -64,26 +64,26 @@ pub fn producer(settings: &KafkaSettings) -> anyhow::Result<RelayProducer> {
         .context("Failed to create the stock-change producer")
 }
 
-/// How often a round looks whether the broker has acknowledged it all.
-const ACK_POLL: Duration = Duration::from_millis(1);
+/// A round handed to the producer: what to wait on.
+pub struct Sent {
+    /// Refusals counted before the round.
+    refused: u64,
+}
 
-/// Sends every change of `chunk` and its alerts, and waits until the
-/// broker acknowledged all of them. Each change's latency, from its commit
-/// to the acknowledgement of its round, goes to the metrics.
+/// Hands every change of `chunk` and its alerts to the producer. The
+/// round is done once [`acknowledged`] says so.
 ///
-/// Every record is handed to the producer first (librdkafka copies key and
-/// payload, so one buffer serves them all). Then the round waits until the
-/// producer has nothing in flight: librdkafka counts a record until the
-/// broker acknowledged it, or until the report of its refusal has been
-/// served, so at 0 every record is either acknowledged or counted in
-/// [`Refusals`]. This is the relay's only producer, and one round runs at
-/// a time, so nothing else is in flight.
-pub async fn publish(
+/// Every record is handed over first (librdkafka copies key and payload,
+/// so one buffer serves them all). librdkafka counts a record in flight
+/// until the broker acknowledged it, or until the report of its refusal
+/// has been served, so once nothing is in flight every record is either
+/// acknowledged or counted in [`Refusals`]. This is the relay's only
+/// producer, and one round runs at a time, so nothing else is in flight.
+pub async fn send(
     producer: &RelayProducer,
     topic: &str,
     chunk: &[RelayedChange],
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Sent> {
     let refused = producer.context().count();
     let mut payload = Vec::with_capacity(512);
     for relayed in chunk {
@@ -97,17 +97,28 @@ pub async fn publish(
             enqueue(producer, topic, &key, &alert_event(c, alert, level)).await?;
         }
     }
-    while producer.in_flight_count() > 0 {
-        tokio::time::sleep(ACK_POLL).await;
+    Ok(Sent { refused })
+}
+
+/// Whether the broker has acknowledged every record of the round `sent`;
+/// an error once nothing is in flight and any record was refused.
+pub fn acknowledged(producer: &RelayProducer, sent: &Sent) -> anyhow::Result<bool> {
+    if producer.in_flight_count() > 0 {
+        return Ok(false);
     }
-    if let Some(e) = producer.context().since(refused) {
+    if let Some(e) = producer.context().since(sent.refused) {
         return Err(e).context("The broker did not acknowledge a stock change");
     }
+    Ok(true)
+}
+
+/// Each change's latency, from its commit to the acknowledgement of its
+/// round, to the metrics.
+pub fn delivered(chunk: &[RelayedChange], metrics: &Metrics) {
     let now = Utc::now();
     for relayed in chunk {
         metrics.feed_latency((now - relayed.change.changed_at).as_seconds_f64().max(0.0));
     }
-    Ok(())
 }
 
 /// Hands one record to the producer, waiting while its queue is full (it

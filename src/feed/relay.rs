@@ -58,14 +58,24 @@ const LAG_CAP: i64 = 100_000;
 /// relay per topic runs at a time.
 const RELAY_LOCKS: i32 = 0x5753_4346;
 
+/// How often a round looks whether the broker has acknowledged it all.
+const ACK_POLL: Duration = Duration::from_millis(1);
+
+/// How long a round may wait for the broker before the relay reports
+/// itself stalled.
+const STALLED_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a round may wait for the broker before the turn ends and the
+/// next starts a new producer.
+const ABANDON_AFTER: Duration = Duration::from_secs(30);
+
 /// How often the leader renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 
 /// How old a lease may grow before a standby ends its holder's session.
 /// Several renewals long, so that a leader slowed by a busy machine keeps
-/// the lead; a round that blocks longer than this on a broker that does
-/// not answer loses it, and the standby publishes from the stored
-/// position, which at least once allows.
+/// the lead; a round waiting on a broker that does not answer renews it
+/// meanwhile.
 const LEASE: Duration = Duration::from_secs(15);
 
 /// PostgreSQL's side of the lock connection: probes after 5 s of silence,
@@ -357,11 +367,50 @@ impl Relay {
                 self.metrics.feed_lag(lag, behind);
             }
         }
-        producer::publish(producer, &self.topic, &chunk, &self.metrics).await?;
+        let sent = producer::send(producer, &self.topic, &chunk).await?;
+        self.acknowledged(turn, producer, &sent).await?;
+        producer::delivered(&chunk, &self.metrics);
         self.metrics.feed_published(chunk.len());
         turn.position = next;
         self.status.advanced(next);
         turn.advanced().await
+    }
+}
+
+impl Relay {
+    /// Waits until the broker has acknowledged the round `sent`, renewing
+    /// the lease meanwhile. Its records never time out (see
+    /// `kafka::RELAY`): past [`STALLED_AFTER`] the relay reports itself
+    /// down, and past [`ABANDON_AFTER`] it ends the turn, so the next one
+    /// starts a new producer and republishes from the stored position (a
+    /// producer can stay stuck on a broker that lost its state). Dropping
+    /// the producer purges what it still held, and whatever of it had
+    /// reached the broker came in order, so the republished changes follow
+    /// it without a gap.
+    async fn acknowledged(
+        &self,
+        turn: &mut Turn<'_>,
+        producer: &RelayProducer,
+        sent: &producer::Sent,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut stalled = false;
+        while !producer::acknowledged(producer, sent)? {
+            tokio::time::sleep(ACK_POLL).await;
+            if turn.renewed.elapsed() >= RENEW_EVERY {
+                turn.renew().await?;
+            }
+            if !stalled && started.elapsed() >= STALLED_AFTER {
+                stalled = true;
+                self.status.set(RelayState::Down);
+                tracing::warn!(topic = %self.topic, "the broker has not acknowledged a round of stock changes for 10 s; waiting");
+            }
+            anyhow::ensure!(
+                started.elapsed() < ABANDON_AFTER,
+                "the broker has not acknowledged a round of stock changes for {ABANDON_AFTER:?}"
+            );
+        }
+        Ok(())
     }
 }
 

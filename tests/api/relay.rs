@@ -115,6 +115,27 @@ async fn assert_topic_holds_every_change(pool: &PgPool, records: &[(i32, Value)]
         let changed_at: DateTime<Utc> = c["changed_at"].as_str().unwrap().parse().unwrap();
         assert_eq!(changed_at, at, "change {seq}");
     }
+    // In each partition, a change arrives only after every change before
+    // it there: a consumer that drops any `seq` at or below the highest it
+    // has seen (the README's advice) loses none.
+    let mut highest: HashMap<i32, i64> = HashMap::new();
+    let mut kept = std::collections::BTreeSet::new();
+    for (partition, r) in records
+        .iter()
+        .filter(|(_, r)| r["type"] == "ru.retail.warehouses.stock.changed")
+    {
+        let seq = r["data"]["seq"].as_i64().unwrap();
+        let top = highest.entry(*partition).or_insert(0);
+        if seq > *top {
+            *top = seq;
+            kept.insert(seq);
+        }
+    }
+    assert_eq!(
+        kept.into_iter().collect::<Vec<_>>(),
+        applied,
+        "a consumer keeping the highest seq per partition missed a change"
+    );
     // Per pair, in the order the topic holds them (first copies only).
     let mut last: HashMap<(Uuid, Uuid), (i64, i64)> = HashMap::new();
     let mut first_copy = std::collections::HashSet::new();
