@@ -62,7 +62,15 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     /// Where the relay publishes stock changes; `None` turns it off.
     pub stock_changes_topic: Option<String>,
+    /// How long the feed's horizon waits for a transaction of another
+    /// application (`FEED_FOREIGN_WAIT_SECONDS`); `None`: as long as it
+    /// runs. Safe only where no other application writes the ledger.
+    pub feed_foreign_wait: Option<Duration>,
 }
+
+/// The `application_name` of every session of the service: the feed's
+/// horizon tells the ledger's own transactions from others' by it.
+pub const APPLICATION_NAME: &str = "warehouse-stock";
 
 /// Where the read-through cache lives and how it behaves.
 #[derive(Debug, Clone)]
@@ -228,6 +236,18 @@ impl Settings {
             log_format,
             http: HttpSettings::from_lookup(&get)?,
             stock_changes_topic: stock_changes_topic(mode, &lookup)?,
+            feed_foreign_wait: get("FEED_FOREIGN_WAIT_SECONDS")
+                .map(|raw| {
+                    raw.parse::<NonZeroU64>()
+                        .map(|s| Duration::from_secs(s.get()))
+                        .map_err(|_| {
+                            error(
+                                "FEED_FOREIGN_WAIT_SECONDS",
+                                format!("must be a whole number of seconds above 0, got {raw:?}"),
+                            )
+                        })
+                })
+                .transpose()?,
             kafka: KafkaSettings::from_lookup(&get)?,
         })
     }
@@ -237,7 +257,7 @@ impl Settings {
     pub fn describe(&self) -> String {
         let db = &self.database;
         format!(
-            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={}/{} read_scan={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={}/{}/{} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} admin_token={} startup_timeout={}s",
+            "mode={} listen={}:{} postgres={}@{}:{}/{} pool={}/{} read_scan={} redis={} cache_ttl={}s cache_prefix={} log={} webhook_token={} request_timeout={}ms max_concurrent_requests={}/{}/{} kafka={} topic={} dlq={} group={} batch={}/{}ms partitions={} replication={} stock_changes={} feed_foreign_wait={} admin_token={} startup_timeout={}s",
             self.mode.as_str(),
             self.host,
             self.port,
@@ -270,6 +290,8 @@ impl Settings {
             self.kafka.topic_partitions,
             self.kafka.topic_replication_factor,
             self.stock_changes_topic.as_deref().unwrap_or("off"),
+            self.feed_foreign_wait
+                .map_or("none".to_string(), |w| format!("{}s", w.as_secs())),
             if self.http.admin_token.is_some() {
                 "***"
             } else {
@@ -312,13 +334,16 @@ fn database_options(
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<PgConnectOptions, ConfigError> {
     if let Some(url) = get("DATABASE_URL") {
-        return PgConnectOptions::from_str(&url).map_err(|e| error("DATABASE_URL", e.to_string()));
+        return PgConnectOptions::from_str(&url)
+            .map(|o| o.application_name(APPLICATION_NAME))
+            .map_err(|e| error("DATABASE_URL", e.to_string()));
     }
     let mut options = PgConnectOptions::new_without_pgpass()
         .host(&get("POSTGRES_HOST").unwrap_or_else(|| "127.0.0.1".into()))
         .port(parse_or(get, "POSTGRES_PORT", 5432u16)?)
         .username(&get("POSTGRES_USER").unwrap_or_else(|| "postgres".into()))
-        .database(&get("POSTGRES_DB").unwrap_or_else(|| "warehouse".into()));
+        .database(&get("POSTGRES_DB").unwrap_or_else(|| "warehouse".into()))
+        .application_name(APPLICATION_NAME);
     // An empty password is a real value here (trust auth).
     if let Some(password) = lookup("POSTGRES_PASSWORD").filter(|p| !p.is_empty()) {
         options = options.password(&password);

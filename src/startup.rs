@@ -8,7 +8,7 @@ use crate::feed::levels::Levels;
 use crate::feed::relay::{Relay, RelayStatus};
 use crate::ingest::GroupCommit;
 use crate::ingest::kafka::{self, KafkaStatus};
-use crate::ledger::Ledger;
+use crate::ledger::{Foreign, Ledger};
 use crate::tasks::Tasks;
 use crate::telemetry::Metrics;
 use anyhow::Context;
@@ -46,7 +46,10 @@ impl Application {
             .with_reads(reads.clone(), settings.read_scan_limit.get());
         let stop = CancellationToken::new();
         let mut tasks = Tasks::default();
-        let (changes, horizon) = ledger.open_change_log(stop.clone());
+        let foreign = Foreign {
+            wait: settings.feed_foreign_wait,
+        };
+        let (changes, horizon) = ledger.open_change_log(foreign, stop.clone());
         let relay_status = RelayStatus::default();
         let relay = settings.stock_changes_topic.clone().map(|topic| Relay {
             topic,

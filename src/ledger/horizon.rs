@@ -32,7 +32,8 @@
 //!
 //! A long transaction in this database (an idle session inside `BEGIN`
 //! that wrote something, a bulk load) holds the horizon back until it
-//! ends. That delays the feed; it never makes it skip.
+//! ends, unless the operator caps how long it waits for transactions of
+//! other applications ([`Foreign`]). That delays the feed; it never makes it skip.
 //! `stock_changes_horizon_lag` shows how far, and
 //! `stock_changes_horizon_age_seconds` for how long; the ticker's memory
 //! stays bounded meanwhile ([`MAX_PENDING`]).
@@ -73,6 +74,17 @@ const IDLE: Duration = Duration::from_millis(100);
 /// once the transaction ends, and memory stays bounded however long it
 /// lives (a tick comes about every 10 ms under load).
 const MAX_PENDING: usize = 256;
+
+/// How long the horizon waits for a transaction of another application
+/// (by `application_name`: the service's own sessions are always waited
+/// for). Only a session that takes numbers of the audit log's sequence can
+/// hold one the feed must wait for, and only the ledger's writes and level
+/// writes take them; so ignoring the others after a while leaves no gap,
+/// as long as no other program writes the ledger's tables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Foreign {
+    pub wait: Option<Duration>,
+}
 
 /// What a tick has established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +128,7 @@ impl Horizon {
         pool: PgPool,
         commits: Arc<Notify>,
         metrics: Metrics,
+        foreign: Foreign,
         stop: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, state) = watch::channel(State::default());
@@ -127,6 +140,7 @@ impl Horizon {
         };
         let ticker = Ticker {
             pool,
+            foreign,
             wake: horizon.wake.clone(),
             started,
             sender,
@@ -183,6 +197,7 @@ impl Horizon {
 
 struct Ticker {
     pool: PgPool,
+    foreign: Foreign,
     wake: Arc<Notify>,
     started: Arc<AtomicU64>,
     sender: watch::Sender<State>,
@@ -295,7 +310,7 @@ impl Ticker {
             }
             let tick = self.started.fetch_add(1, Ordering::AcqRel) + 1;
             let read_at = Instant::now();
-            let reading = match read(&self.pool).await {
+            let reading = match read(&self.pool, self.foreign).await {
                 Ok(r) => r,
                 Err(e) => {
                     if !failing {
@@ -321,7 +336,7 @@ impl Ticker {
     }
 }
 
-async fn read(pool: &PgPool) -> Result<Reading, sqlx::Error> {
+async fn read(pool: &PgPool, foreign: Foreign) -> Result<Reading, sqlx::Error> {
     // Sequences are not transactional: the read sees the number last
     // handed out. `backend_xid` is set while a transaction holds an id and
     // cleared once its end is visible to new snapshots.
@@ -333,9 +348,13 @@ async fn read(pool: &PgPool) -> Result<Reading, sqlx::Error> {
                    FROM event_log_seq_seq) AS "last!",
                   ARRAY(SELECT backend_xid::text::int8 FROM pg_stat_activity
                         WHERE datname = current_database() AND backend_xid IS NOT NULL
-                          AND c.at IS NOT NULL)
+                          AND c.at IS NOT NULL
+                          AND (application_name = $1 OR $2::float8 IS NULL
+                               OR xact_start > c.at - make_interval(secs => $2)))
                       AS "running!"
-           FROM (SELECT clock_timestamp() AS at OFFSET 0) AS c"#
+           FROM (SELECT clock_timestamp() AS at OFFSET 0) AS c"#,
+        crate::config::APPLICATION_NAME,
+        foreign.wait.map(|w| w.as_secs_f64()),
     )
     .fetch_one(pool)
     .await?;

@@ -24,6 +24,7 @@ pub mod verify;
 pub use apply::Applied;
 
 use apply::Mode;
+pub use horizon::Foreign;
 use horizon::Horizon;
 use log::ChangeLog;
 use remembered::RememberedStock;
@@ -116,12 +117,14 @@ impl Ledger {
     /// Every batch this ledger commits wakes the horizon at once.
     pub fn open_change_log(
         &self,
+        foreign: Foreign,
         stop: CancellationToken,
     ) -> (ChangeLog, tokio::task::JoinHandle<()>) {
         let (horizon, task) = Horizon::spawn(
             self.pool.clone(),
             self.committed.clone(),
             self.metrics.clone(),
+            foreign,
             stop,
         );
         let log = ChangeLog::new(

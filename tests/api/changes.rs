@@ -487,3 +487,57 @@ async fn a_feed_filtered_by_one_warehouse_or_product_walks_a_bounded_stretch_per
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
     assert_eq!(page["next_after"], 13, "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_cap_the_feed_stops_waiting_for_another_programs_transaction_but_never_for_its_own()
+{
+    let app = spawn_app_with(&[("FEED_FOREIGN_WAIT_SECONDS", "1")]).await;
+    let (_, page) = app.get("/api/v1/stock/changes").await;
+    let after = page["next_after"].as_i64().unwrap();
+    // A session of some other program takes a transaction id and keeps it.
+    let mut other = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    stock_up(&app, w, p, 3).await;
+    // Past the cap it is passed over: the change comes out while it runs.
+    let (_, page) = app
+        .get(&format!("/api/v1/stock/changes?after={after}&wait=10"))
+        .await;
+    assert_eq!(page["items"][0]["quantity"], 3, "{page}");
+    let after = page["next_after"].as_i64().unwrap();
+
+    // A session that names itself as the service is waited for, however
+    // long: it may be a batch of another instance.
+    let options = app
+        .settings
+        .database
+        .clone()
+        .application_name(warehouse_stock::config::APPLICATION_NAME);
+    let mut own = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut own).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()::text")
+        .execute(&mut own)
+        .await
+        .unwrap();
+    stock_up(&app, w, p, 4).await;
+    let (_, page) = app
+        .get(&format!("/api/v1/stock/changes?after={after}&wait=3"))
+        .await;
+    assert_eq!(
+        page["items"],
+        json!([]),
+        "handed out past the service's own"
+    );
+    sqlx::query("COMMIT").execute(&mut own).await.unwrap();
+    let (_, page) = app
+        .get(&format!("/api/v1/stock/changes?after={after}&wait=10"))
+        .await;
+    assert_eq!(page["items"][0]["quantity"], 7, "{page}");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+}
