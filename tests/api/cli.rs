@@ -55,7 +55,8 @@ async fn migrate_creates_the_database_and_its_tables() {
             "open_movements",
             "product_thresholds",
             "stock",
-            "stock_thresholds"
+            "stock_thresholds",
+            "threshold_history"
         ]
     );
     pool.close().await;

@@ -21,6 +21,7 @@ mod guard;
 mod health;
 mod helpers;
 mod history;
+mod hostile;
 mod kafka;
 mod layout;
 mod ledger;
