@@ -208,6 +208,17 @@ async fn long_polls_up_to_their_bound_leave_writes_and_lookups_their_places() {
     );
 }
 
+/// How many sessions of the test's database wait for a lock.
+async fn lock_waiters(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn a_lookup_that_outlives_its_request_is_stopped_by_the_database_not_left_running() {
     let app = spawn_app_with(&[("REQUEST_TIMEOUT_MS", "500")]).await;
@@ -225,17 +236,8 @@ async fn a_lookup_that_outlives_its_request_is_stopped_by_the_database_not_left_
     assert_eq!(body["code"], "timeout");
     // Its statement ends with the request: nothing of the service's is
     // left waiting for the lock, though the lock is still held.
-    let waiting = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-    };
     crate::helpers::eventually("the lookup's statement to stop", || async {
-        waiting().await == 0
+        lock_waiters(&app.pool).await == 0
     })
     .await;
     holder.rollback().await.unwrap();
@@ -262,19 +264,13 @@ async fn a_bulk_lookup_takes_places_by_its_size_so_big_lookups_reach_the_bound_f
         .execute(&mut *holder)
         .await
         .unwrap();
-    let waiting = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-    };
     let one = tokio::spawn(lookup(1));
     // 1,000 pairs are about 95 KB: twelve places.
     let big = tokio::spawn(lookup(1000));
-    crate::helpers::eventually("both lookups to wait", || async { waiting().await == 2 }).await;
+    crate::helpers::eventually("both lookups to wait", || async {
+        lock_waiters(&app.pool).await == 2
+    })
+    .await;
 
     // Thirteen of sixteen places are taken: a single read still fits, a
     // second big lookup does not.
