@@ -244,7 +244,7 @@ fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         // What librdkafka prefetches per partition queue: about 2,000
         // records, two batches ahead of each worker. Fetched records keep
         // their whole receive buffer alive, so this bounds most of the
-        // consumer's memory (see BENCHMARKS.md, "where the memory goes").
+        // consumer's memory (see docs/bench/journal.md, "Where the memory goes").
         .set("queued.max.messages.kbytes", "1024")
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         // Small fetches, often. A broker may answer with one
