@@ -2,7 +2,7 @@
 //! alerts the relay publishes when a change crosses one.
 
 use crate::broker::bootstrap;
-use crate::helpers::{Ev, post_all, spawn_app_with, stock_up};
+use crate::helpers::{Ev, TestApp, post_all, spawn_app_with, stock_up};
 use crate::relay::{changes_by_seq, changes_topic, read_topic};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -121,30 +121,42 @@ async fn threshold_writes_need_the_admin_token_and_are_refused_without_one() {
     assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
-    let token = "an-admin-token-for-tests";
+const ADMIN: &str = "an-admin-token-for-tests";
+
+/// A service whose relay publishes to a topic of its own, of one
+/// partition, with the admin token `ADMIN`.
+async fn relaying_app() -> (TestApp, String) {
     let topic = changes_topic();
     let app = spawn_app_with(&[
         ("STOCK_CHANGES_TOPIC", &topic),
         ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap()),
         ("KAFKA_TOPIC_PARTITIONS", "1"),
-        ("ADMIN_TOKEN", token),
+        ("ADMIN_TOKEN", ADMIN),
     ])
     .await;
-    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
-    let level = app
-        .client
+    (app, topic)
+}
+
+/// Sets the pair's own level as the admin; the answer's status.
+async fn set_pair_level(app: &TestApp, w: Uuid, p: Uuid, low: i64) -> StatusCode {
+    app.client
         .put(format!(
             "{}/api/v1/warehouses/{w}/products/{p}/threshold",
             app.address
         ))
-        .bearer_auth(token)
-        .json(&json!({"low": 5}))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "low": low }))
         .send()
         .await
-        .unwrap();
-    assert_eq!(level.status(), StatusCode::OK);
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_follow_each_crossing_of_the_level_with_the_changes_seq() {
+    let (app, topic) = relaying_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(set_pair_level(&app, w, p, 5).await, StatusCode::OK);
     // 10, then 6 (no alert), 3 (low), 0 (depleted), 2 (none: still low),
     // 8 (restored), 0 (low and depleted), 1 (still low: nothing).
     stock_up(&app, w, p, 10).await;
@@ -290,27 +302,9 @@ async fn active_alerts_list_the_pairs_below_their_level_with_the_change_that_too
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_is_compared_against_the_level_in_force_when_it_was_made_not_when_published() {
-    let token = "an-admin-token-for-tests";
-    let topic = changes_topic();
-    let app = spawn_app_with(&[
-        ("STOCK_CHANGES_TOPIC", &topic),
-        ("KAFKA_BOOTSTRAP_SERVERS", &bootstrap()),
-        ("KAFKA_TOPIC_PARTITIONS", "1"),
-        ("ADMIN_TOKEN", token),
-    ])
-    .await;
+    let (app, topic) = relaying_app().await;
     let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
-    let set_level = |low: i64| {
-        app.client
-            .put(format!(
-                "{}/api/v1/warehouses/{w}/products/{p}/threshold",
-                app.address
-            ))
-            .bearer_auth(token)
-            .json(&json!({ "low": low }))
-            .send()
-    };
-    assert_eq!(set_level(5).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(set_pair_level(&app, w, p, 5).await, StatusCode::OK);
     stock_up(&app, w, p, 10).await;
     // A transaction of another session holds the feed back, so nothing
     // made from here on is published before the level changes.
@@ -320,7 +314,7 @@ async fn a_change_is_compared_against_the_level_in_force_when_it_was_made_not_wh
         .await
         .unwrap();
     post_all(&app, w, p, &[("departure", 7)]).await; // 10 -> 3: below 5
-    assert_eq!(set_level(2).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(set_pair_level(&app, w, p, 2).await, StatusCode::OK);
     post_all(&app, w, p, &[("departure", 2)]).await; // 3 -> 1: below 2
     holder.rollback().await.unwrap();
 

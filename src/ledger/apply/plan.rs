@@ -236,19 +236,31 @@ fn column_names(columns: &[&Column], prefix: &str) -> String {
     list.join(", ")
 }
 
-fn write_statement(extra: &[Column]) -> String {
-    let log: Vec<&Column> = LOG_COLUMNS.iter().chain(extra).collect();
-    let mut next = 0;
-    let mut params = |columns: &[&Column]| -> String {
+/// The statement's array parameters, numbered in the order they are
+/// asked for, which is the order they are bound in.
+#[derive(Default)]
+struct Params {
+    next: usize,
+}
+
+impl Params {
+    /// The next parameter of each of `columns`, as a list.
+    fn take(&mut self, columns: &[&Column]) -> String {
         let list: Vec<String> = columns
             .iter()
             .map(|c| {
-                next += 1;
-                format!("${next}::{}[]", c.ty)
+                self.next += 1;
+                format!("${}::{}[]", self.next, c.ty)
             })
             .collect();
         list.join(", ")
-    };
+    }
+}
+
+fn write_statement(extra: &[Column]) -> String {
+    let log: Vec<&Column> = LOG_COLUMNS.iter().chain(extra).collect();
+    let mut params = Params::default();
+    let mut params = |columns: &[&Column]| params.take(columns);
     let stock_params = params(&STOCK_COLUMNS.iter().collect::<Vec<_>>());
     let log_params = params(&log);
     let open: Vec<&Column> = OPEN_COLUMNS.iter().collect();
