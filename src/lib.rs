@@ -16,7 +16,8 @@
 //! - [`feed`]: the stock-change relay to Kafka, its alerts and levels;
 //! - [`api`]: the HTTP endpoints (the webhook included);
 //! - [`startup`]: building the [`startup::Application`] and running it
-//!   until it is stopped; [`cli`]: the commands around it.
+//!   until it is stopped; [`cli`]: the commands around it; [`memory`]:
+//!   the allocator settings `main` applies before the runtime starts.
 //!
 //! Infrastructure any layer may use: [`config`], [`telemetry`], [`cache`]
 //! (the versioned Redis read-through cache, the ledger's), [`kafka`]
@@ -33,6 +34,7 @@ pub mod feed;
 pub mod ingest;
 pub mod kafka;
 pub mod ledger;
+pub mod memory;
 pub mod produce;
 pub mod startup;
 pub mod tasks;

@@ -2,9 +2,24 @@ use clap::Parser;
 use std::process::ExitCode;
 use warehouse_stock::cli::{self, Cli, Command};
 use warehouse_stock::config::Settings;
+use warehouse_stock::memory;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime starts its threads (see `memory`).
+    memory::configure();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve()),
+        Err(e) => {
+            eprintln!("warehouse-stock: failed to start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
     let args = Cli::parse();
     // A missing .env is normal; its values never override the environment.
     let _ = dotenvy::dotenv();
