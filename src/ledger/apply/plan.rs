@@ -258,17 +258,17 @@ impl Params {
 }
 
 fn write_statement(extra: &[Column]) -> String {
+    let stock: Vec<&Column> = STOCK_COLUMNS.iter().collect();
     let log: Vec<&Column> = LOG_COLUMNS.iter().chain(extra).collect();
-    let mut params = Params::default();
-    let mut params = |columns: &[&Column]| params.take(columns);
-    let stock_params = params(&STOCK_COLUMNS.iter().collect::<Vec<_>>());
-    let log_params = params(&log);
     let open: Vec<&Column> = OPEN_COLUMNS.iter().collect();
     let (opened, closed) = open.split_at(open.len() - 1);
-    let opened_params = params(opened);
-    let closed_param = params(closed);
+    let mut params = Params::default();
+    let stock_params = params.take(&stock);
+    let log_params = params.take(&log);
+    let opened_params = params.take(opened);
+    let closed_param = params.take(closed);
     let opened_columns = column_names(opened, "");
-    let stock_columns = column_names(&STOCK_COLUMNS.iter().collect::<Vec<_>>(), "");
+    let stock_columns = column_names(&stock, "");
     let log_columns = column_names(&log, "");
     // The first parameter of each part gives its row count.
     let stock_rows = format!("cardinality($1::{}[])", STOCK_COLUMNS[0].ty);
