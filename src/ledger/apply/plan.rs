@@ -147,7 +147,7 @@ struct OpenColumns {
     warehouses: Vec<Uuid>,
     quantities: Vec<i32>,
     departed: Vec<DateTime<Utc>>,
-    /// Movements no longer in transit: their rows go.
+    /// Movements that departed and are no longer in transit: their rows go.
     closed: Vec<Uuid>,
 }
 
@@ -185,7 +185,19 @@ impl OpenColumns {
                     columns.quantities.push(departure.quantity);
                     columns.departed.push(departure.at);
                 }
-                None => columns.closed.push(id),
+                // Only a movement that departed can have a row to delete.
+                // Arrivals of new stock are most events, and asking for
+                // each of them cost 6% of PostgreSQL's work in the Kafka
+                // bench: a lookup each, or, where the cached plan is a
+                // sequential scan, a comparison with every row scanned.
+                None if decided
+                    .movements
+                    .get(&id)
+                    .is_some_and(|m| m.departure.is_some()) =>
+                {
+                    columns.closed.push(id)
+                }
+                None => {}
             }
         }
         columns
