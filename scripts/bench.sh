@@ -196,6 +196,17 @@ print(round(seen / (time.time() - started)))
 PY
 }
 
+# PostgreSQL's CPU so far, in clock ticks: what the postmaster's exited
+# children (its backends) used. The service's connections close when it
+# stops, so the difference across a run is the CPU the run cost PostgreSQL:
+# on a shared machine a steadier A/B figure than the rate. Empty where the
+# server is not on this machine.
+pg_cpu_ticks() {
+  local pm
+  pm=$(pgrep -o -x postgres 2>/dev/null) || return 0
+  awk '{print $16 + $17}' "/proc/$pm/stat" 2>/dev/null || true
+}
+
 # Kafka ingest: pre-produce COUNT movements, then time from consumer start
 # until every effect is committed in PostgreSQL. Prints the rate.
 kafka_ingest() { # db, topic
@@ -214,6 +225,8 @@ kafka_ingest() { # db, topic
       SELECT '$STOCK_CHANGES_TOPIC', coalesce(max(seq), 0) FROM event_log" "$db" >/dev/null
   fi
   checkpoint # before the clock starts; start_service's own is then instant
+  local pg_ticks
+  pg_ticks=$(pg_cpu_ticks)
   start=$(date +%s.%N)
   start_service "$db" APP_MODE=kafka KAFKA_TOPIC="$topic" KAFKA_DLQ_TOPIC="$topic.dlq" \
     KAFKA_GROUP_ID="bench-$RANDOM$RANDOM"
@@ -260,6 +273,11 @@ kafka_ingest() { # db, topic
   RETRIES=$(curl -s "http://127.0.0.1:$PORT/metrics" |
     awk '/^ledger_batch_retries_total\{/ {n += $2} END {printf "%d", n}')
   stop_service
+  PG_CPU="not measured (the server is not on this machine)"
+  if [ -n "$pg_ticks" ]; then
+    pg_ticks=$(($(pg_cpu_ticks) - pg_ticks))
+    PG_CPU=$(python3 -c "t = $pg_ticks / $(getconf CLK_TCK); print(f'{t:.1f} s = {t * 1e6 / $COUNT:.1f} µs per record')")
+  fi
   # Exactness: the audit log and every stock figure.
   local applied
   applied=$("${PSQL[@]}" -c "SELECT count(*) FROM event_log WHERE outcome = 'applied'" "$db")
@@ -280,7 +298,7 @@ SQL
   [ "$(echo "$wrong" | tail -n1)" = "0" ] || fail "stock differs from the generator's model in $wrong pairs"
   RATE=$(python3 -c "print(round($COUNT / ($end - $start)))")
   PEAK_MB=$((peak / 1024))
-  log "kafka ingest: $COUNT records in $(python3 -c "print(round($end - $start, 1))") s = $RATE records/s, peak RSS $PEAK_MB MB, $RETRIES batch retries, exact"
+  log "kafka ingest: $COUNT records in $(python3 -c "print(round($end - $start, 1))") s = $RATE records/s, peak RSS $PEAK_MB MB, $RETRIES batch retries, PostgreSQL CPU $PG_CPU, exact"
 }
 
 # PostgreSQL's own ceiling on this machine, now: the rows per second a
@@ -388,6 +406,7 @@ RATIO=$(python3 -c "print(f'{$RATE / $CEILING:.2f}')")
 RESULT[kafka]="$RATE records/s = $RATIO x the PostgreSQL ceiling"
 RESULT[ceiling]="$CEILING rows/s"
 RESULT[memory]="$PEAK_MB MB"
+RESULT[pg_cpu]="$PG_CPU"
 EMPTY_RATE=$RATE
 
 if [ "$KAFKA_ONLY" = 0 ]; then
@@ -590,6 +609,7 @@ printf '| GET product across warehouses, log of 1M events (64 connections) | %s 
 printf '| GET product across warehouses, log of 11M events | %s |\n' "${RESULT[product_11M]:-not run (--growth)}"
 printf '| GET movements in transit, first page, log of 1M events (64 connections) | %s |\n' "${RESULT[transit_1M]:-not run (--kafka-only)}"
 printf '| GET movements in transit, first page, log of 11M events | %s |\n' "${RESULT[transit_11M]:-not run (--growth)}"
+printf '| PostgreSQL CPU during Kafka ingest | %s |\n' "${RESULT[pg_cpu]}"
 printf '| peak RSS during Kafka ingest | %s |\n' "${RESULT[memory]}"
 printf '| stock-change feed (%s) after the Kafka ingest | %s |\n' "$FEED" "$FEED_RESULT"
 printf '| growth (10M events stored) | %s |\n' "${RESULT[growth]:-not run (--growth)}"
