@@ -77,6 +77,16 @@
 //! A batch waiting at one step holds only what it took at earlier steps,
 //! and whoever it waits for took that resource at the same step or an
 //! earlier one and goes on only to later ones.
+//!
+//! ## Memory
+//!
+//! A full batch's write binds about half a megabyte of arrays, and a
+//! connection keeps the buffer a message once grew. The pool hands its
+//! idle connections out in turn, so every one of them would come to hold
+//! a batch's worth (about 5 MB of the 1M-record ingest's peak at the
+//! default 16 connections). Each attempt gives its write buffer back
+//! after the write instead, at the cost of growing it again next time
+//! (BENCHMARKS.md, "Memory").
 
 mod plan;
 mod read;
@@ -91,7 +101,7 @@ use plan::WritePlan;
 use read::{
     lock_movements, lock_stock, movements_from, opened_movements, read_basis, read_history,
 };
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{Connection, PgExecutor, PgPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
@@ -218,7 +228,10 @@ async fn attempt_optimistic(
         history,
         basis,
     };
-    decide_and_write(pool, events, read, changes).await
+    let mut conn = pool.acquire().await?;
+    let written = decide_and_write(&mut *conn, events, read, changes).await;
+    conn.shrink_buffers();
+    written
 }
 
 /// Creates and locks every row first, inside a transaction, then reads
@@ -241,6 +254,7 @@ async fn attempt_locking(
         basis,
     };
     let written = decide_and_write(&mut *tx, events, read, changes).await?;
+    tx.shrink_buffers();
     tx.commit().await?;
     Ok(written)
 }
