@@ -241,11 +241,13 @@ fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         // A killed instance's partitions move on after 10 s, not 45.
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        // What librdkafka prefetches per partition queue: about 2,000
-        // records, two batches ahead of each worker. Fetched records keep
-        // their whole receive buffer alive, so this bounds most of the
-        // consumer's memory (see docs/bench/journal.md, "Where the memory goes").
-        .set("queued.max.messages.kbytes", "1024")
+        // What librdkafka prefetches per partition queue: about 1,000
+        // records, a batch ahead of each worker, and at most as much more
+        // per fetch. Fetched records keep their whole receive buffer
+        // alive, so this bounds most of the consumer's memory (see
+        // docs/bench/journal.md, "Where the memory goes").
+        .set("queued.max.messages.kbytes", "512")
+        .set("max.partition.fetch.bytes", "524288")
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         // Small fetches, often. A broker may answer with one
         // partition's records only and may hold every answer for the
