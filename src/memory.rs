@@ -11,17 +11,24 @@
 //! the 1M-record Kafka bench's peak RSS from 72 to 62 MB at no measurable
 //! cost in rate (BENCHMARKS.md, "Memory").
 //!
-//! The number of arenas is left alone: two (`MALLOC_ARENA_MAX=2`) saved
-//! about 4 MB more, but the measurements could not rule out a few percent
-//! of the rate, and one cost 10%, as every thread then waits on one lock.
+//! The number of arenas is capped at two. glibc's default, eight per core,
+//! gives most of the service's 17 threads (librdkafka's among them) an
+//! arena of their own, and each keeps the free memory its thread left.
+//! Two saved about 4 MB of the peak (BENCHMARKS.md, "Memory"); one cost
+//! 10% of the rate, as every thread then waits on one lock.
 //!
-//! An operator's `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_`
-//! wins: each setting is left alone when its variable is set.
+//! An operator's `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or
+//! `MALLOC_ARENA_MAX` wins: each setting is left alone when its variable
+//! is set.
 
 /// Blocks from this size up are mapped on their own and unmapped when
 /// freed, and free memory above it at the top of the heap is given back.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const THRESHOLD: i32 = 128 * 1024;
+
+/// The most arenas threads allocate from.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const ARENAS: i32 = 2;
 
 /// Applies the settings above. Call it first in `main`, before any thread
 /// starts, so that no other thread allocates while they change.
@@ -31,6 +38,7 @@ pub fn configure() {
         let settings = [
             ("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, THRESHOLD),
             ("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, THRESHOLD),
+            ("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, ARENAS),
         ];
         for (variable, parameter, value) in settings {
             if std::env::var_os(variable).is_none() {
