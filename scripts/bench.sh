@@ -297,7 +297,8 @@ SQL
 )
   [ "$(echo "$wrong" | tail -n1)" = "0" ] || fail "stock differs from the generator's model in $wrong pairs"
   RATE=$(python3 -c "print(round($COUNT / ($end - $start)))")
-  PEAK_MB=$((peak / 1024))
+  # VmHWM is in KiB; MB here are MiB, to a tenth (the memory target is 50).
+  PEAK_MB=$(python3 -c "print(round($peak / 1024, 1))")
   log "kafka ingest: $COUNT records in $(python3 -c "print(round($end - $start, 1))") s = $RATE records/s, peak RSS $PEAK_MB MB, $RETRIES batch retries, PostgreSQL CPU $PG_CPU, exact"
 }
 
