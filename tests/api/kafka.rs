@@ -368,6 +368,43 @@ async fn undecodable_and_rejected_records_go_to_the_dead_letter_topic_and_the_pa
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_larger_than_a_whole_fetch_is_dead_lettered_and_the_records_around_it_are_applied()
+{
+    // The consumer asks for 512 KiB per fetch; a record larger than that
+    // (the broker takes up to 1 MB) must still arrive, or its partition
+    // would stop at it.
+    let settings = kafka_settings(1, &[]);
+    let app = spawn_app_from(settings.clone()).await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let before = Ev::new(w, p, 3).arrival().to_string();
+    let mut huge = Ev::new(w, p, 100).arrival();
+    huge["padding"] = json!("x".repeat(700 * 1024));
+    let huge = huge.to_string();
+    let after = Ev::new(w, p, 4).arrival().to_string();
+    produce_raw(
+        &settings,
+        &[
+            ("k0", before.as_bytes()),
+            ("k1", huge.as_bytes()),
+            ("k2", after.as_bytes()),
+        ],
+    )
+    .await;
+
+    until_done(&settings, &app.pool, 3, 2).await;
+    assert_eq!(app.stock(w, p).await, 7, "both records around it applied");
+    let letters = read_dead_letters(&settings, 1);
+    let code = letters[0]
+        .headers()
+        .unwrap()
+        .iter()
+        .find(|h| h.key == "dlq_error_code")
+        .and_then(|h| h.value);
+    assert_eq!(code, Some(&b"payload_too_large"[..]));
+    assert_eq!(letters[0].payload().unwrap().len(), huge.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_in_one_group_and_concurrent_webhook_posts_stay_exact() {
     let settings = kafka_settings(3, &[("KAFKA_BATCH_SIZE", "100")]);

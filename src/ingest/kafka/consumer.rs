@@ -253,11 +253,15 @@ fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         // partition's records only and may hold every answer for the
         // whole wait (tansu 0.6.0, the earlier test broker, did both;
         // nisshi answers as soon as it has records); even such a broker
-        // then delivers 1 MB (about 2,000 records) every 25 ms.
+        // then delivers 512 KiB (about 1,000 records) every 25 ms.
         // Partitions whose queue is full are left out of the fetch, so
-        // the answers go to the others. The size still admits any
-        // record up to librdkafka's 1 MB message limit.
-        .set("fetch.max.bytes", "1048576")
+        // the answers go to the others. A receive buffer lives until the
+        // last of its records is taken, from whichever partition, so
+        // smaller answers also free sooner. A larger record still
+        // arrives: the broker answers with a partition's first record
+        // whatever its size.
+        .set("message.max.bytes", "524288")
+        .set("fetch.max.bytes", "524288")
         .set("fetch.wait.max.ms", "25");
     if let Some(instance) = &settings.group_instance_id {
         // Static membership: a restarted instance takes its partitions
