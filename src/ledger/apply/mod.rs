@@ -80,13 +80,13 @@
 //!
 //! ## Memory
 //!
-//! A full batch's write binds about half a megabyte of arrays, and a
+//! A full batch's write binds a few hundred kilobytes of arrays, and a
 //! connection keeps the buffer a message once grew. The pool hands its
 //! idle connections out in turn, so every one of them would come to hold
-//! a batch's worth (about 5 MB of the 1M-record ingest's peak at the
-//! default 16 connections). Each attempt gives its write buffer back
-//! after the write instead, at the cost of growing it again next time
-//! (BENCHMARKS.md, "Memory").
+//! a batch's worth (5.8 MB of the heap at the 1M-record ingest's peak,
+//! with the default 16 connections). Each attempt gives its write buffer
+//! back after the write instead, at the cost of growing it again next
+//! time (BENCHMARKS.md, "Memory").
 
 mod plan;
 mod read;
