@@ -14,7 +14,7 @@
 //! The number of arenas is capped at two. glibc's default, eight per core,
 //! gives most of the service's 17 threads (librdkafka's among them) an
 //! arena of their own, and each keeps the free memory its thread left.
-//! Two saved about 4 MB of the peak (BENCHMARKS.md, "Memory"); one cost
+//! Two saved 3–4 MB of the peak (BENCHMARKS.md, "Memory"); one cost
 //! 10% of the rate, as every thread then waits on one lock.
 //!
 //! An operator's `MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_` or
