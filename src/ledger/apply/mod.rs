@@ -84,9 +84,9 @@
 //! connection keeps the buffer a message once grew. The pool hands its
 //! idle connections out in turn, so every one of them would come to hold
 //! a batch's worth (5.8 MB of the heap at the 1M-record ingest's peak,
-//! with the default 16 connections). Each attempt gives its write buffer
-//! back after the write instead, at the cost of growing it again next
-//! time (BENCHMARKS.md, "Memory").
+//! with the default 16 connections). The write gives its buffer back
+//! after each attempt instead, taken or not, at the cost of growing it
+//! again next time (BENCHMARKS.md, "Memory").
 
 mod plan;
 mod read;
@@ -101,7 +101,7 @@ use plan::WritePlan;
 use read::{
     lock_movements, lock_stock, movements_from, opened_movements, read_basis, read_history,
 };
-use sqlx::{Connection, PgExecutor, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
@@ -228,10 +228,10 @@ async fn attempt_optimistic(
         history,
         basis,
     };
+    // The decision needs no connection: one is taken only for the write.
+    let decided = decide(events, read);
     let mut conn = pool.acquire().await?;
-    let written = decide_and_write(&mut *conn, events, read, changes).await;
-    conn.shrink_buffers();
-    written
+    write(&mut conn, decided, changes).await
 }
 
 /// Creates and locks every row first, inside a transaction, then reads
@@ -253,8 +253,7 @@ async fn attempt_locking(
         history,
         basis,
     };
-    let written = decide_and_write(&mut *tx, events, read, changes).await?;
-    tx.shrink_buffers();
+    let written = write(&mut tx, decide(events, read), changes).await?;
     tx.commit().await?;
     Ok(written)
 }
@@ -315,15 +314,17 @@ fn stamped(mut outcomes: Vec<Outcome>, at: DateTime<Utc>) -> Vec<Outcome> {
     outcomes
 }
 
-/// Runs the rules over what was read and writes their effects, checking
-/// that what they relied on still holds. What it logged carries its
-/// changes if `changes`.
-async fn decide_and_write(
-    conn: impl PgExecutor<'_>,
-    events: &[MovementEvent],
-    read: Read,
-    changes: bool,
-) -> Result<Written, sqlx::Error> {
+/// What the rules decided for a batch over what it read: the outcomes,
+/// the stock the batch leaves, and the one statement that writes it.
+struct Decided<'a> {
+    outcomes: Vec<Outcome>,
+    stock: Stock,
+    plan: WritePlan<'a>,
+}
+
+/// Runs the rules over what was read and plans the write of their
+/// effects, with the checks that what they relied on still holds.
+fn decide<'a>(events: &'a [MovementEvent], read: Read) -> Decided<'a> {
     let opened = opened_movements(&read.history);
     let mut state = LedgerState {
         stock: read.stock.clone(),
@@ -341,7 +342,29 @@ async fn decide_and_write(
         events,
         &outcomes,
     );
-    let written = plan.execute(conn).await?;
+    Decided {
+        outcomes,
+        stock: state.stock,
+        plan,
+    }
+}
+
+/// Writes what was `decided` on `conn`, then gives the connection's write
+/// buffer back whether the write took or not (see "Memory"). What it
+/// logged carries its changes if `changes`.
+async fn write(
+    conn: &mut PgConnection,
+    decided: Decided<'_>,
+    changes: bool,
+) -> Result<Written, sqlx::Error> {
+    let Decided {
+        outcomes,
+        stock,
+        plan,
+    } = decided;
+    let executed = plan.execute(&mut *conn).await;
+    conn.shrink_buffers();
+    let written = executed?;
     // Numbers without their changes would read as entries that are not
     // changes, so the tail gets both or nothing (and then the relay reads
     // the batch from the log). There is a number per entry, always.
@@ -355,7 +378,7 @@ async fn decide_and_write(
     };
     Ok(Written {
         outcomes: stamped(outcomes, written.at),
-        stock: state.stock,
+        stock,
         logged,
         at: written.at,
     })
