@@ -4,6 +4,7 @@
 //! write-off (lost on the road). They are entries of the one audit log,
 //! and the rules decide them in the same batches as movements.
 
+use super::attributes::Attributes;
 use super::entry::{EventKind, Quantity};
 use super::event::{EventContent, MovementEvent};
 use super::fields::{FieldError, Fields, ParseError, field_error, uuid, whole_number};
@@ -147,7 +148,7 @@ impl Closing {
                         quantity,
                         occurred_at: now.trunc_subsecs(6),
                     },
-                    attributes: Map::new(),
+                    attributes: Attributes::default(),
                     correction: Some(Box::new(CorrectionDetails {
                         reverses: reversal.then_some(half),
                         ..self.details.clone()

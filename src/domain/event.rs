@@ -11,6 +11,7 @@
 //! model rejects, and the API contract needs every broken field reported by
 //! name rather than the first serde error.
 
+use super::attributes::Attributes;
 use super::correction::{Adjustment, CorrectionDetails, read_adjustment};
 use super::entry::{EventKind, Quantity};
 use super::fields::{FieldError, Fields, ParseError, field_error, present, whole_number};
@@ -64,7 +65,7 @@ pub struct MovementEvent {
     pub content: EventContent,
     /// Envelope attributes the service does not interpret (`subject`,
     /// `dataschema`, extensions …), kept for the audit log.
-    pub attributes: Map<String, Value>,
+    pub attributes: Attributes,
     /// What a correction says besides its pair and quantity; `None` for a
     /// movement's half.
     pub correction: Option<Box<CorrectionDetails>>,
@@ -100,7 +101,7 @@ impl MovementEvent {
                     message_id,
                     source.to_owned(),
                     Some(now),
-                    Map::new(),
+                    Attributes::default(),
                 ))
             }
             _ => Err(ParseError::Invalid(errors)),
@@ -116,7 +117,7 @@ impl MovementEvent {
         message_id: String,
         source: String,
         event_time: Option<DateTime<Utc>>,
-        attributes: Map<String, Value>,
+        attributes: Attributes,
     ) -> Self {
         MovementEvent {
             message_id,
@@ -220,6 +221,7 @@ impl MovementEvent {
                 for name in CORE_ATTRIBUTES {
                     attributes.remove(name);
                 }
+                let attributes = Attributes::from_map(&attributes);
                 Ok(match content {
                     Data::Movement(content) => MovementEvent {
                         message_id,
@@ -495,9 +497,9 @@ mod tests {
             event.event_time.unwrap().timestamp_millis(),
             1737439421623_i64
         );
-        assert_eq!(event.attributes["subject"], "WH-3322:DEPARTURE");
-        assert!(!event.attributes.contains_key("data"));
-        assert!(!event.attributes.contains_key("id"));
+        assert_eq!(event.attributes.to_map()["subject"], "WH-3322:DEPARTURE");
+        assert!(!event.attributes.to_map().contains_key("data"));
+        assert!(!event.attributes.to_map().contains_key("id"));
     }
 
     #[test]
@@ -666,7 +668,7 @@ mod tests {
             event.event_time.unwrap().timestamp_millis(),
             1737439421623_i64
         );
-        assert_eq!(event.attributes["subject"], "s");
+        assert_eq!(event.attributes.to_map()["subject"], "s");
 
         let missing = MovementEvent::from_binary([("id", "abc")], &data).unwrap_err();
         assert_eq!(fields_of(missing), vec!["source", "specversion", "type"]);

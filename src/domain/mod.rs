@@ -2,6 +2,7 @@
 //! rules that turn a sequence of them into stock and movements. Nothing here
 //! does I/O.
 
+pub mod attributes;
 pub mod binding;
 pub mod correction;
 pub mod entry;
@@ -10,6 +11,7 @@ pub mod fields;
 pub mod movement;
 pub mod rules;
 
+pub use attributes::Attributes;
 pub use binding::{DecodeCode, DecodeError, Transport};
 pub use correction::{Closing, CorrectionDetails, CorrectionReason, Halves, read_closing};
 pub use entry::{EventKind, Quantity};

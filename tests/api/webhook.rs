@@ -50,6 +50,47 @@ async fn the_seed_example_message_is_accepted_verbatim() {
 }
 
 #[tokio::test]
+async fn the_attributes_the_service_does_not_interpret_are_kept_in_the_log_as_sent() {
+    let app = spawn_app().await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let core_only = |event: &Ev| {
+        let mut message = event.arrival();
+        for name in ["subject", "dataschema", "destination"] {
+            message.as_object_mut().unwrap().remove(name);
+        }
+        message
+    };
+    let mut with_extensions = core_only(&Ev::new(w, p, 3));
+    let extensions = json!({
+        "subject": "WH-3322:ARRIVAL",
+        "dataschema": "ru.retail.warehouses.movement.v1.0",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "nested": {"b": [1, 2.5, null, "x"], "a": true},
+    });
+    for (name, value) in extensions.as_object().unwrap() {
+        with_extensions[name] = value.clone();
+    }
+    let without = core_only(&Ev::new(w, p, 4));
+    app.post_ok(&with_extensions).await;
+    app.post_ok(&without).await;
+
+    let logged: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT message_id, attributes FROM event_log \
+         WHERE warehouse_id = $1 AND product_id = $2 ORDER BY quantity",
+    )
+    .bind(w)
+    .bind(p)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+
+    assert_eq!(logged.len(), 2);
+    assert_eq!(logged[0].0, with_extensions["id"].as_str().unwrap());
+    assert_eq!(logged[0].1, extensions);
+    assert_eq!(logged[1].1, json!({}));
+}
+
+#[tokio::test]
 async fn a_departure_beyond_the_stock_is_rejected_and_changes_nothing() {
     let app = spawn_app().await;
     let (w, p) = (Uuid::new_v4(), Uuid::new_v4());

@@ -4,9 +4,10 @@
 
 use super::Stock;
 use crate::domain::EventKind;
-use crate::domain::{LedgerState, MovementEvent, Outcome, RejectReason};
+use crate::domain::{Attributes, LedgerState, MovementEvent, Outcome, RejectReason};
 use crate::ledger::change::{AppliedRow, LoggedChange};
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgExecutor, Row};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::LazyLock;
@@ -88,7 +89,8 @@ pub(super) struct LogColumns<'a> {
     occurred: Vec<DateTime<Utc>>,
     outcomes: Vec<&'static str>,
     reasons: Vec<Option<&'static str>>,
-    attributes: Vec<serde_json::Value>,
+    /// Borrowed from the events: each is written as it is, not copied.
+    attributes: Vec<Json<&'a Attributes>>,
     opens: Vec<bool>,
     /// Whether an applied entry is its pair's first change, where the
     /// batch knows it (see `LogEntry::opens_pair`).
@@ -587,8 +589,7 @@ impl<'a> LogColumns<'a> {
             }
             Outcome::Duplicate { .. } => unreachable!("duplicates are answered, not recorded"),
         }
-        self.attributes
-            .push(serde_json::Value::Object(e.attributes.clone()));
+        self.attributes.push(Json(&e.attributes));
         self.opens.push(entry.opens);
         self.opens_pairs.push(entry.opens_pair);
     }
