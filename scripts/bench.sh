@@ -63,6 +63,7 @@ fail() { printf '\n[bench] FAILED: %s\n' "$*" >&2; exit 1; }
 bash scripts/setup.sh
 need=()
 command -v wrk >/dev/null || need+=(wrk)
+[ "$KAFKA_ONLY" = 1 ] || command -v nginx >/dev/null || need+=(nginx)
 [ "$SWEEP" = 0 ] || command -v gnuplot >/dev/null || need+=(gnuplot-nox)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
@@ -410,6 +411,56 @@ RESULT[memory]="$PEAK_MB MB"
 RESULT[pg_cpu]="$PG_CPU"
 EMPTY_RATE=$RATE
 
+# The anchors of the HTTP rows: what this machine's Redis, PostgreSQL and a
+# static web server do on their own, with the same 64 connections, in the
+# same run. A cache hit is an HTTP answer plus a Redis GET, a cache miss
+# one more PostgreSQL point select, and an acknowledged webhook write waits
+# for a commit: each row is read against the ceiling of the part it waits
+# on. The service is stopped first, so each anchor has the machine to itself.
+anchor_runs() {
+  local static="$WORK/static" conf="$WORK/nginx.conf"
+  log "anchors: nginx static file, redis-benchmark GET, pgbench point selects and one-row commits, 64 connections"
+  mkdir -p "$static" && chmod 755 "$WORK" "$static"
+  printf '%s' "$1" >"$static/stock.json" && chmod 644 "$static/stock.json"
+  cat >"$conf" <<NGINX
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type application/json;
+  server { listen 127.0.0.1:$((PORT + 1)); root $static; }
+}
+NGINX
+  nginx -c "$conf" -p "$WORK" & local nginx_pid=$!
+  wait_for_port $((PORT + 1)) nginx
+  wrk -t2 -c64 -d15s --latency "http://127.0.0.1:$((PORT + 1))/stock.json" >"$WORK/nginx.txt"
+  kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
+  ! grep -q 'Non-2xx\|Socket errors' "$WORK/nginx.txt" || fail "nginx: $(grep 'Non-2xx\|Socket errors' "$WORK/nginx.txt")"
+  RESULT[nginx]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/nginx.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/nginx.txt")"
+
+  # redis-benchmark's GET reads one key of the cached answer's size, set by
+  # its SET test first; database 15, which nothing else here uses.
+  redis-benchmark -h 127.0.0.1 -p 6379 --dbnum 15 -c 64 --threads 2 -n 400000 -d "${#1}" \
+    -t set,get --csv >"$WORK/redis.csv"
+  redis-cli -n 15 unlink key:__rand_int__ >/dev/null
+  RESULT[redis]=$(awk -F'","' '/^"GET"/ {printf "%d requests/s, p99 %s ms", $2, $7}' "$WORK/redis.csv")
+
+  fresh_db ws_bench_anchor
+  "${PSQL[@]}" -c "CREATE DATABASE ws_bench_anchor" postgres >/dev/null
+  pgbench -h 127.0.0.1 -U postgres -i -s 1 -q ws_bench_anchor >/dev/null 2>&1
+  pgbench -h 127.0.0.1 -U postgres -n -S -M prepared -c 64 -j 2 -T 15 ws_bench_anchor >"$WORK/select.txt" 2>&1
+  printf 'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, :client_id, 1, now());\n' \
+    >"$WORK/commit.sql"
+  pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 64 -j 2 -T 15 -f "$WORK/commit.sql" \
+    ws_bench_anchor >"$WORK/commit.txt" 2>&1
+  fresh_db ws_bench_anchor
+  RESULT[pg_select]=$(awk '/^tps/ {printf "%d selects/s", $3} /^latency average/ {a = $4} END {printf ", mean %s ms", a}' "$WORK/select.txt")
+  RESULT[pg_commit]=$(awk '/^tps/ {printf "%d commits/s", $3} /^latency average/ {a = $4} END {printf ", mean %s ms", a}' "$WORK/commit.txt")
+}
+
 if [ "$KAFKA_ONLY" = 0 ]; then
 # The 100,000 stocked pairs, for the cache-miss run.
 "${PSQL[@]}" -c "SELECT warehouse_id || '/' || product_id FROM stock" ws_bench >"$WORK/pairs.txt"
@@ -420,7 +471,8 @@ log "GET stock, cache hit: one hot pair, wrk -t2 -c64 -d15s"
 start_service ws_bench
 hot=$(head -n1 "$WORK/pairs.txt")
 want=$("${PSQL[@]}" -c "SELECT quantity FROM stock WHERE warehouse_id || '/' || product_id = '$hot'" ws_bench)
-got=$(curl -s "http://127.0.0.1:$PORT/api/v1/warehouse/${hot/\//\/products\/}" | python3 -c "import json,sys; print(json.load(sys.stdin)['quantity'])")
+hit_body=$(curl -s "http://127.0.0.1:$PORT/api/v1/warehouse/${hot/\//\/products\/}")
+got=$(python3 -c "import json,sys; print(json.load(sys.stdin)['quantity'])" <<<"$hit_body")
 [ "$got" = "$want" ] || fail "GET answered $got, PostgreSQL has $want"
 wrk -t2 -c64 -d15s --latency "http://127.0.0.1:$PORT/api/v1/warehouse/${hot/\//\/products\/}" | tee "$WORK/hit.txt"
 RESULT[hit]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/hit.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/hit.txt")"
@@ -462,6 +514,7 @@ RESULT[lookup]="$bulk_rate requests/s = $((bulk_rate * 100)) pairs/s ($(python3 
 
 stop_service
 read_runs ws_bench 1M
+anchor_runs "$hit_body"
 fi
 
 if [ "$GROWTH" = 1 ]; then
@@ -604,6 +657,10 @@ printf '| Kafka ingest (%s records, 3 partitions) | %s |\n' "$COUNT" "${RESULT[k
 printf '| webhook ingest (64 connections, 30 s) | %s |\n' "${RESULT[webhook]:-not run (--kafka-only)}"
 printf '| GET stock, cache hit | %s |\n' "${RESULT[hit]:-not run (--kafka-only)}"
 printf '| GET stock, cache miss | %s |\n' "${RESULT[miss]:-not run (--kafka-only)}"
+printf '| anchor: nginx, a static file of the cache hit'"'"'s answer (64 connections, 15 s) | %s |\n' "${RESULT[nginx]:-not run (--kafka-only)}"
+printf '| anchor: redis-benchmark GET of the answer'"'"'s size (64 connections) | %s |\n' "${RESULT[redis]:-not run (--kafka-only)}"
+printf '| anchor: pgbench point selects (64 clients, 15 s) | %s |\n' "${RESULT[pg_select]:-not run (--kafka-only)}"
+printf '| anchor: pgbench one-row commits (64 clients, 15 s) | %s |\n' "${RESULT[pg_commit]:-not run (--kafka-only)}"
 printf '| GET history page (64 connections) | %s |\n' "${RESULT[history]:-not run (--kafka-only)}"
 printf '| POST stock/lookup, 100 pairs (16 connections) | %s |\n' "${RESULT[lookup]:-not run (--kafka-only)}"
 printf '| GET product across warehouses, log of 1M events (64 connections) | %s |\n' "${RESULT[product_1M]:-not run (--kafka-only)}"
