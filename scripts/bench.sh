@@ -63,7 +63,7 @@ fail() { printf '\n[bench] FAILED: %s\n' "$*" >&2; exit 1; }
 bash scripts/setup.sh
 need=()
 command -v wrk >/dev/null || need+=(wrk)
-[ "$KAFKA_ONLY" = 1 ] || command -v nginx >/dev/null || need+=(nginx)
+[ "$KAFKA_ONLY" = 1 ] || [ "$WEBHOOK_ONLY" = 1 ] || command -v nginx >/dev/null || need+=(nginx)
 [ "$SWEEP" = 0 ] || command -v gnuplot >/dev/null || need+=(gnuplot-nox)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
