@@ -411,6 +411,32 @@ RESULT[memory]="$PEAK_MB MB"
 RESULT[pg_cpu]="$PG_CPU"
 EMPTY_RATE=$RATE
 
+# wrk's figures as one line: requests/s, p50 and p99 in ms, errors (non-2xx
+# answers plus socket errors).
+wrk_line() { # file
+  python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    n, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", text))
+m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+errors += sum(int(n) for n in m.groups()) if m else 0
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors}")
+PY
+}
+
+# pgbench's figures as one line: transactions/s in `unit`, and the mean
+# latency.
+pgbench_line() { # file, unit
+  awk -v unit="$2" '/^tps/ {t = $3} /^latency average/ {a = $4}
+    END {printf "%d %s, mean %s ms", t, unit, a}' "$1"
+}
+
 # The anchors of the HTTP rows: what this machine's Redis, PostgreSQL and a
 # static web server do on their own, with the same 64 connections, in the
 # same run. A cache hit is an HTTP answer plus a Redis GET, a cache miss
@@ -438,8 +464,10 @@ NGINX
   wait_for_port $((PORT + 1)) nginx
   wrk -t2 -c64 -d15s --latency "http://127.0.0.1:$((PORT + 1))/stock.json" >"$WORK/nginx.txt"
   kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true
-  ! grep -q 'Non-2xx\|Socket errors' "$WORK/nginx.txt" || fail "nginx: $(grep 'Non-2xx\|Socket errors' "$WORK/nginx.txt")"
-  RESULT[nginx]="$(awk '/Requests\/sec/{printf "%d", $2}' "$WORK/nginx.txt") requests/s, p99 $(awk '$1=="99%"{print $2}' "$WORK/nginx.txt")"
+  local rps p99 errors
+  read -r rps _ p99 errors < <(wrk_line "$WORK/nginx.txt")
+  [ "$errors" = 0 ] || fail "nginx answered $errors requests with an error"
+  RESULT[nginx]="$rps requests/s, p99 $p99 ms"
 
   # redis-benchmark's GET reads one key of the cached answer's size, set by
   # its SET test first; database 15, which nothing else here uses.
@@ -457,8 +485,8 @@ NGINX
   pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 64 -j 2 -T 15 -f "$WORK/commit.sql" \
     ws_bench_anchor >"$WORK/commit.txt" 2>&1
   fresh_db ws_bench_anchor
-  RESULT[pg_select]=$(awk '/^tps/ {printf "%d selects/s", $3} /^latency average/ {a = $4} END {printf ", mean %s ms", a}' "$WORK/select.txt")
-  RESULT[pg_commit]=$(awk '/^tps/ {printf "%d commits/s", $3} /^latency average/ {a = $4} END {printf ", mean %s ms", a}' "$WORK/commit.txt")
+  RESULT[pg_select]=$(pgbench_line "$WORK/select.txt" selects/s)
+  RESULT[pg_commit]=$(pgbench_line "$WORK/commit.txt" commits/s)
 }
 
 if [ "$KAFKA_ONLY" = 0 ]; then
@@ -576,25 +604,6 @@ postgres_cores_since() { # snapshot-file, seconds
 # Busy core-seconds of the whole machine so far (all but idle and iowait).
 busy_of_machine() {
   awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat
-}
-
-# wrk's figures as one line: requests/s, p50 and p99 in ms, errors (non-2xx
-# answers plus socket errors).
-wrk_line() { # file
-  python3 - "$1" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def ms(v):
-    n, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v).groups()
-    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", text))
-m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-errors += sum(int(n) for n in m.groups()) if m else 0
-print(f"{rps:.0f} {p50:.3f} {p99:.3f} {errors}")
-PY
 }
 
 # The load graph: each workload at 1, 2, 4 ... 256 connections for
