@@ -2,6 +2,7 @@
 //! needed), cache, committer, HTTP listener, and an orderly shutdown.
 
 use crate::api::{self, AppState};
+use crate::backoff::Backoff;
 use crate::cache::Cache;
 use crate::config::{AppMode, HttpSettings, KafkaSettings, Settings};
 use crate::feed::levels::Levels;
@@ -166,14 +167,17 @@ impl Application {
 /// answer from PostgreSQL while Redis is away, and the consumer reconnects.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     let deadline = tokio::time::Instant::now() + settings.startup_timeout;
-    let mut pause = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         match try_connect_database(settings).await {
             Ok(pool) => return Ok(pool),
-            Err(e) if is_unreachable(&e) && tokio::time::Instant::now() + pause < deadline => {
+            Err(e) if is_unreachable(&e) => {
+                let pause = backoff.next_delay();
+                if tokio::time::Instant::now() + pause >= deadline {
+                    return Err(e);
+                }
                 tracing::warn!(error = %format!("{e:#}"), "PostgreSQL is not reachable yet; retrying");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
             }
             Err(e) => return Err(e),
         }

@@ -5,11 +5,11 @@
 //! asked against the movement as PostgreSQL holds it, applied by the
 //! ledger in the same batches as movements, and answered once committed.
 
-use super::AppState;
 use super::corrections::SOURCE;
 use super::error::{ApiJson, AppError, ErrorBody};
 use super::extract::MovementPath;
 use super::lookups::ServerErrors;
+use super::state::AppState;
 use crate::domain::{
     Closing, CorrectionReason, EventKind, Halves, MovementEvent, MovementView, Outcome, Quantity,
     RejectReason, read_closing,

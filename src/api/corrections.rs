@@ -2,9 +2,9 @@
 //! stock, applied by the ledger in the same batches as movements, and
 //! answered once it has committed.
 
-use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
 use super::lookups::ServerErrors;
+use super::state::AppState;
 use crate::domain::{CorrectionReason, MovementEvent, Outcome, ParseError, RejectReason};
 use axum::Json;
 use axum::extract::State;

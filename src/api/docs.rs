@@ -4,7 +4,7 @@
 //! are compiled in, so nothing is fetched at build or run time.
 
 use super::error::ErrorBody;
-use super::{changes, closings, corrections, health, lookups, ops, webhook};
+use super::{changes, closings, corrections, health, levels, lookups, ops, webhook};
 use crate::domain::{FieldError, MovementStatus, MovementView};
 use crate::ledger::reads::{HistoryItem, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;
@@ -52,13 +52,13 @@ pub const REDOC_PATH: &str = "/redoc";
         lookups::movement_duration,
         lookups::rejections,
         changes::changes,
-        changes::active_alerts,
-        changes::pair_threshold,
-        changes::set_pair_threshold,
-        changes::delete_pair_threshold,
-        changes::product_threshold,
-        changes::set_product_threshold,
-        changes::delete_product_threshold,
+        levels::active_alerts,
+        levels::pair_threshold,
+        levels::set_pair_threshold,
+        levels::delete_pair_threshold,
+        levels::product_threshold,
+        levels::set_product_threshold,
+        levels::delete_product_threshold,
         health::live,
         health::ready,
         health::live_legacy,
@@ -73,9 +73,9 @@ pub const REDOC_PATH: &str = "/redoc";
         webhook::contract::MovementMessage, webhook::contract::MovementData,
         webhook::contract::AdjustmentMessage, webhook::contract::WebhookMessage,
         webhook::contract::EventTime, lookups::StockView, HistoryItem, lookups::ProductStock,
-        WarehouseQuantity, crate::ledger::log::Change, changes::ChangePage, changes::ThresholdBody,
-        changes::ActiveAlerts, crate::ledger::reads::ActiveAlert, crate::domain::RejectReason,
-        changes::PairThreshold, changes::ProductThreshold, corrections::AdjustmentRequest,
+        WarehouseQuantity, crate::ledger::log::Change, changes::ChangePage, levels::ThresholdBody,
+        levels::ActiveAlerts, crate::feed::active::ActiveAlert, crate::domain::RejectReason,
+        levels::PairThreshold, levels::ProductThreshold, corrections::AdjustmentRequest,
         corrections::CountRequest, corrections::ChangeRequest, corrections::AdjustmentApplied,
         corrections::AdjustmentRejected, crate::domain::CorrectionReason,
         closings::ReversalRequest, closings::WriteOffRequest, closings::ClosingApplied,

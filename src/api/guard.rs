@@ -15,6 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+/// The largest webhook body accepted.
+pub const BODY_LIMIT: usize = crate::domain::event::MAX_MESSAGE_BYTES;
+
+/// The largest bulk-lookup body accepted: 1,000 pairs, with room for
+/// whitespace.
+pub const LOOKUP_BODY_LIMIT: usize = 256 * 1024;
+
 /// The limits of one server, shared by its middleware.
 #[derive(Clone)]
 pub struct Guard {
@@ -66,8 +73,8 @@ fn weight(request: &Request, size: u32) -> u32 {
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(super::LOOKUP_BODY_LIMIT as u64)
-        .min(super::LOOKUP_BODY_LIMIT as u64);
+        .unwrap_or(LOOKUP_BODY_LIMIT as u64)
+        .min(LOOKUP_BODY_LIMIT as u64);
     let extra = u32::try_from(bytes / LOOKUP_BYTES_PER_PLACE).unwrap_or(u32::MAX);
     extra.saturating_add(1).min(size)
 }

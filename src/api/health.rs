@@ -1,7 +1,7 @@
 //! Liveness and readiness. Readiness needs PostgreSQL; Redis being down only
 //! degrades lookups to PostgreSQL, so it is reported but does not fail it.
 
-use super::AppState;
+use super::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -3,12 +3,12 @@
 //! the rejected events. Each asks the ledger, which owns every read and
 //! its cache.
 
-use super::AppState;
 use super::error::{ApiJson, AppError, ErrorBody};
 use super::extract::{
     ApiQuery, MovementPath, Page, PairPath, ProductPath, SeqPage, SeqPageParams, UuidPage,
     UuidPageParams, WarehousePath, next_cursor, parse_limit, parse_optional_uuid,
 };
+use super::state::AppState;
 use crate::domain::{MovementStatus, MovementView, RejectReason};
 use crate::ledger::reads::{HistoryItem, MovementFilter, Rejection, StockItem, WarehouseQuantity};
 use axum::Json;

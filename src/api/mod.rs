@@ -10,50 +10,27 @@ mod error;
 mod extract;
 mod guard;
 mod health;
+mod levels;
 mod lookups;
 mod ops;
+mod state;
 mod webhook;
 
 pub use console::PATH as CONSOLE_PATH;
 pub use docs::{ApiDoc, DOCS_PATH, REDOC_PATH, SPEC_PATH};
 pub use error::{AppError, UNAVAILABLE_DETAIL};
+pub use state::AppState;
 
 use crate::config::HttpSettings;
-use crate::feed::levels::Levels;
-use crate::feed::relay::RelayStatus;
-use crate::ingest::GroupCommit;
-use crate::ingest::kafka::KafkaStatus;
-use crate::ledger::Ledger;
-use crate::ledger::log::ChangeLog;
-use crate::telemetry::Metrics;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, Response};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{MethodRouter, delete, get, post, put};
-use guard::{Bound, Guard};
+use guard::{BODY_LIMIT, Bound, Guard, LOOKUP_BODY_LIMIT};
 use std::time::Duration;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
-
-/// The largest webhook body accepted.
-pub const BODY_LIMIT: usize = crate::domain::event::MAX_MESSAGE_BYTES;
-
-/// The largest bulk-lookup body accepted: 1,000 pairs, with room for
-/// whitespace.
-pub const LOOKUP_BODY_LIMIT: usize = 256 * 1024;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub ledger: Ledger,
-    pub commits: GroupCommit,
-    pub kafka: KafkaStatus,
-    /// The ledger's change record, for the feed over HTTP.
-    pub changes: ChangeLog,
-    pub levels: Levels,
-    pub relay: RelayStatus,
-    pub metrics: Metrics,
-}
 
 /// Who may call a route, and under which limits.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -203,43 +180,43 @@ fn table() -> Vec<Route> {
             Method::GET,
             "/api/v1/alerts/active",
             Read,
-            get(changes::active_alerts),
+            get(levels::active_alerts),
         ),
         route(
             Method::GET,
             "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
             Read,
-            get(changes::pair_threshold),
+            get(levels::pair_threshold),
         ),
         route(
             Method::PUT,
             "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
             Admin,
-            put(changes::set_pair_threshold),
+            put(levels::set_pair_threshold),
         ),
         route(
             Method::DELETE,
             "/api/v1/warehouses/{warehouse_id}/products/{product_id}/threshold",
             Admin,
-            delete(changes::delete_pair_threshold),
+            delete(levels::delete_pair_threshold),
         ),
         route(
             Method::GET,
             "/api/v1/products/{product_id}/threshold",
             Read,
-            get(changes::product_threshold),
+            get(levels::product_threshold),
         ),
         route(
             Method::PUT,
             "/api/v1/products/{product_id}/threshold",
             Admin,
-            put(changes::set_product_threshold),
+            put(levels::set_product_threshold),
         ),
         route(
             Method::DELETE,
             "/api/v1/products/{product_id}/threshold",
             Admin,
-            delete(changes::delete_product_threshold),
+            delete(levels::delete_product_threshold),
         ),
         route(Method::GET, "/health/live", Operations, get(health::live)),
         route(Method::GET, "/health/ready", Operations, get(health::ready)),

@@ -1,6 +1,6 @@
 //! `GET /metrics`, and the middleware that feeds its HTTP figures.
 
-use super::AppState;
+use super::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;

@@ -4,6 +4,7 @@
 
 pub mod attributes;
 pub mod binding;
+pub mod closing;
 pub mod correction;
 pub mod entry;
 pub mod event;
@@ -13,7 +14,8 @@ pub mod rules;
 
 pub use attributes::Attributes;
 pub use binding::{DecodeCode, DecodeError, Transport};
-pub use correction::{Closing, CorrectionDetails, CorrectionReason, Halves, read_closing};
+pub use closing::{Closing, Halves, read_closing};
+pub use correction::{CorrectionDetails, CorrectionReason};
 pub use entry::{EventKind, Quantity};
 pub use event::{ADJUSTMENT_TYPE, EVENT_TIME_MILLIS, EventContent, MovementEvent};
 pub use fields::{FieldError, ParseError};

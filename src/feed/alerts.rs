@@ -40,15 +40,59 @@ impl Alert {
     }
 }
 
+/// Whether `quantity` is below the `level` in force: the one definition of
+/// "below" that a change's crossings and the standing alerts share.
+fn below(quantity: i64, level: Option<i64>) -> bool {
+    level.is_some_and(|low| quantity < low)
+}
+
+/// How a pair stands below its level now: a standing alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shortfall {
+    /// Below the level, above 0.
+    Low,
+    /// At 0, under a level above 0.
+    Depleted,
+}
+
+impl Shortfall {
+    /// Where `quantity` stands against `level`: `None` unless below it.
+    pub fn of(quantity: i64, level: Option<i64>) -> Option<Shortfall> {
+        if !below(quantity, level) {
+            return None;
+        }
+        Some(if quantity == 0 {
+            Shortfall::Depleted
+        } else {
+            Shortfall::Low
+        })
+    }
+
+    /// The stock the pair must reach to leave this shortfall: the level,
+    /// or 1 from 0. The change that last took it under this mark is the one
+    /// that made the alert.
+    pub fn mark(self, level: i64) -> i64 {
+        match self {
+            Shortfall::Low => level,
+            Shortfall::Depleted => 1,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shortfall::Low => "low",
+            Shortfall::Depleted => "depleted",
+        }
+    }
+}
+
 /// What one change of a pair's stock from `before` to `after` crosses,
 /// given the pair's low-stock `level` (its own, or its product's).
 /// `first_change` says that the pair had no change before this one.
 pub fn crossings(before: i64, after: i64, level: Option<i64>, first_change: bool) -> Vec<Alert> {
     let mut alerts = Vec::new();
-    if let Some(low) = level
-        && before >= low
-        && after < low
-    {
+    if !below(before, level) && below(after, level) {
         alerts.push(Alert::Low);
     }
     if before > 0 && after == 0 {
@@ -76,6 +120,17 @@ mod tests {
         );
         assert_eq!(crossings(4, 2, Some(5), false), vec![]);
         assert_eq!(crossings(3, 0, None, false), vec![Alert::Depleted]);
+    }
+
+    #[test]
+    fn a_pair_stands_low_below_its_level_and_depleted_at_zero_under_one() {
+        assert_eq!(Shortfall::of(4, Some(5)), Some(Shortfall::Low));
+        assert_eq!(Shortfall::of(0, Some(5)), Some(Shortfall::Depleted));
+        assert_eq!(Shortfall::of(5, Some(5)), None);
+        assert_eq!(Shortfall::of(0, Some(0)), None, "a level of 0 never alerts");
+        assert_eq!(Shortfall::of(0, None), None, "no level, no standing alert");
+        assert_eq!(Shortfall::Low.mark(5), 5);
+        assert_eq!(Shortfall::Depleted.mark(5), 1);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! so it never skips an entry. The HTTP reader of the same record is
 //! `GET /api/v1/stock/changes`, in the API.
 
+pub mod active;
 pub mod alerts;
 mod cloudevent;
 pub mod levels;

@@ -79,15 +79,3 @@ pub async fn end_expired(
     .await?;
     Ok(ended.unwrap_or(false))
 }
-
-/// The last audit-log position PostgreSQL has handed out. Below the
-/// relay's position only after a failover to a replica that had not
-/// received every entry the relay published.
-pub async fn handed_out(conn: impl PgExecutor<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS "last!"
-           FROM event_log_seq_seq"#
-    )
-    .fetch_one(conn)
-    .await
-}

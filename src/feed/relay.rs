@@ -35,6 +35,7 @@ use crate::backoff::Backoff;
 use crate::config::KafkaSettings;
 use crate::kafka;
 use crate::ledger::log::ChangeLog;
+use crate::ledger::numbering;
 use crate::telemetry::Metrics;
 use anyhow::Context;
 use chrono::Utc;
@@ -461,7 +462,7 @@ impl<'a> Turn<'a> {
     /// consumers told to drop a `seq` they have seen would drop them. Also
     /// checks that the lock connection is alive.
     async fn check_sequence(&mut self, metrics: &Metrics) -> anyhow::Result<()> {
-        let handed_out = position::handed_out(&mut self.conn)
+        let handed_out = numbering::handed_out(&mut self.conn)
             .await
             .context("The relay's lock connection failed")?;
         let behind = (self.position - handed_out).max(0);

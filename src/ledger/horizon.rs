@@ -9,10 +9,10 @@
 //!   every number handed out later is above `L` (the sequence caches one
 //!   number per session, its default).
 //! - The transactions of this database that hold a transaction id, read
-//!   from `pg_stat_activity` after `L` was read. The ledger gives a batch
-//!   its transaction id before it takes numbers ([`super::apply`]'s write
-//!   statement), so every transaction that holds a number at or below `L`
-//!   and has not ended is among them.
+//!   from `pg_stat_activity` after `L` was read. Every transaction takes
+//!   its id before it takes numbers ([`super::numbering`]), so every
+//!   transaction that holds a number at or below `L` and has not ended is
+//!   among them.
 //!
 //! Once none of those transactions is running any more, whatever they
 //! committed is visible to every new snapshot, and `L` is the horizon.
@@ -78,9 +78,9 @@ const MAX_PENDING: usize = 256;
 /// How long the horizon waits for a transaction of another application
 /// (by `application_name`: the service's own sessions are always waited
 /// for). Only a session that takes numbers of the audit log's sequence can
-/// hold one the feed must wait for, and only the ledger's writes and level
-/// writes take them; so ignoring the others after a while leaves no gap,
-/// as long as no other program writes the ledger's tables.
+/// hold one the feed must wait for, and numbers are taken only through the
+/// ledger ([`super::numbering`]); so ignoring the others after a while
+/// leaves no gap, as long as no other program writes the ledger's tables.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Foreign {
     pub wait: Option<Duration>,

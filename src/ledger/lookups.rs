@@ -3,13 +3,14 @@
 //! read PostgreSQL (`reads`). Handlers ask the ledger and never its pool or
 //! cache, so each read keeps the cache's no-stale guarantee in one place.
 
-use super::Ledger;
+use super::handle::Ledger;
 use super::reads::{
-    self, ActiveAlert, ClosingEntry, CorrectionEntry, HistoryItem, MovementFilter, MovementsPage,
-    ProductFigures, Rejection, StockFigure, StockItem,
+    ClosingEntry, CorrectionEntry, HistoryItem, Holding, MovementFilter, MovementsPage,
+    ProductFigures, Rejection, StockFigure, StockItem, entries, movements, stock,
 };
 use crate::domain::{EventKind, MovementView, RejectReason};
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 impl Ledger {
@@ -24,7 +25,7 @@ impl Ledger {
         let (figure, _) = self
             .cache
             .read_through(&key, || async {
-                reads::stock(&self.reads, warehouse_id, product_id)
+                stock::stock(&self.reads, warehouse_id, product_id)
                     .await
                     .map(Some)
             })
@@ -53,7 +54,7 @@ impl Ledger {
         self.cache
             .read_many(&keys, changed, |missed| async move {
                 let wanted: Vec<(Uuid, Uuid)> = missed.iter().map(|&i| pairs[i]).collect();
-                let found = reads::stock_figures(&self.reads, &wanted).await?;
+                let found = stock::stock_figures(&self.reads, &wanted).await?;
                 Ok(wanted
                     .iter()
                     .map(|pair| {
@@ -76,7 +77,7 @@ impl Ledger {
         product_id: Uuid,
         as_of: DateTime<Utc>,
     ) -> Result<Option<StockFigure>, sqlx::Error> {
-        reads::stock_as_of(&self.reads, warehouse_id, product_id, as_of, self.read_scan).await
+        stock::stock_as_of(&self.reads, warehouse_id, product_id, as_of, self.read_scan).await
     }
 
     /// A movement, through the cache; `None` while no half is applied.
@@ -84,7 +85,7 @@ impl Ledger {
         let key = self.cache.movement_key(movement_id);
         let (view, _) = self
             .cache
-            .read_through(&key, || reads::movement(&self.reads, movement_id))
+            .read_through(&key, || movements::movement(&self.reads, movement_id))
             .await?;
         Ok(view)
     }
@@ -96,7 +97,7 @@ impl Ledger {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<MovementsPage, sqlx::Error> {
-        reads::movements(&self.reads, filter, after, limit, self.read_scan).await
+        movements::movements(&self.reads, filter, after, limit, self.read_scan).await
     }
 
     pub async fn history(
@@ -106,7 +107,7 @@ impl Ledger {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<HistoryItem>, sqlx::Error> {
-        reads::history(&self.reads, warehouse_id, product_id, after, limit).await
+        entries::history(&self.reads, warehouse_id, product_id, after, limit).await
     }
 
     /// A pair's history before `before`, newest first, from PostgreSQL.
@@ -117,7 +118,7 @@ impl Ledger {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<HistoryItem>, sqlx::Error> {
-        reads::recent_history(&self.reads, warehouse_id, product_id, before, limit).await
+        entries::recent_history(&self.reads, warehouse_id, product_id, before, limit).await
     }
 
     /// A product across warehouses, one page of warehouses at a time.
@@ -127,7 +128,7 @@ impl Ledger {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<ProductFigures, sqlx::Error> {
-        reads::product_stock(&self.reads, product_id, after, limit).await
+        stock::product_stock(&self.reads, product_id, after, limit).await
     }
 
     pub async fn warehouse_stock(
@@ -136,7 +137,7 @@ impl Ledger {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<StockItem>, sqlx::Error> {
-        reads::warehouse_stock(&self.reads, warehouse_id, after, limit).await
+        stock::warehouse_stock(&self.reads, warehouse_id, after, limit).await
     }
 
     /// A warehouse's stock list as it stood at `as_of`, from PostgreSQL;
@@ -149,12 +150,26 @@ impl Ledger {
         limit: i64,
     ) -> Result<Option<Vec<StockItem>>, sqlx::Error> {
         let scan = self.read_scan;
-        reads::warehouse_stock_as_of(&self.reads, warehouse_id, as_of, after, limit, scan).await
+        stock::warehouse_stock_as_of(&self.reads, warehouse_id, as_of, after, limit, scan).await
     }
 
-    /// The pairs below their low-stock level now, from PostgreSQL.
-    pub async fn active_alerts(&self, limit: i64) -> Result<Vec<ActiveAlert>, sqlx::Error> {
-        reads::active_alerts(&self.reads, limit).await
+    /// The stock rows of `pairs` and of every holder of `products`, from
+    /// PostgreSQL: what the standing alerts compare with levels.
+    pub async fn holdings(
+        &self,
+        pairs: &[(Uuid, Uuid)],
+        products: &[Uuid],
+    ) -> Result<Vec<Holding>, sqlx::Error> {
+        stock::holdings(&self.reads, pairs, products).await
+    }
+
+    /// For each `(warehouse, product, mark)`, the change that last took
+    /// the pair under `mark`, and when it applied, from PostgreSQL.
+    pub async fn under_since(
+        &self,
+        marks: &[(Uuid, Uuid, i64)],
+    ) -> Result<HashMap<(Uuid, Uuid), (i64, DateTime<Utc>)>, sqlx::Error> {
+        stock::under_since(&self.reads, marks).await
     }
 
     /// Rejections since `since`, up to `cap`.
@@ -163,7 +178,7 @@ impl Ledger {
         since: DateTime<Utc>,
         cap: i64,
     ) -> Result<i64, sqlx::Error> {
-        reads::rejections_since(&self.reads, since, cap).await
+        entries::rejections_since(&self.reads, since, cap).await
     }
 
     /// The applied reversal or write-off (`kind`) of a movement, an entry
@@ -173,7 +188,7 @@ impl Ledger {
         movement_id: Uuid,
         kind: EventKind,
     ) -> Result<Vec<ClosingEntry>, sqlx::Error> {
-        reads::closing(&self.reads, movement_id, kind).await
+        entries::closing(&self.reads, movement_id, kind).await
     }
 
     /// A movement as PostgreSQL holds it now, past the cache: what a
@@ -182,12 +197,12 @@ impl Ledger {
         &self,
         movement_id: Uuid,
     ) -> Result<Option<MovementView>, sqlx::Error> {
-        reads::movement(&self.reads, movement_id).await
+        movements::movement(&self.reads, movement_id).await
     }
 
     /// The applied correction of `id`, from PostgreSQL.
     pub async fn correction(&self, id: Uuid) -> Result<Option<CorrectionEntry>, sqlx::Error> {
-        reads::correction(&self.reads, id).await
+        entries::correction(&self.reads, id).await
     }
 
     pub async fn rejections(
@@ -196,7 +211,7 @@ impl Ledger {
         after: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Rejection>, sqlx::Error> {
-        reads::rejections(&self.reads, reason, after, limit).await
+        entries::rejections(&self.reads, reason, after, limit).await
     }
 
     /// Whether PostgreSQL answers a trivial query.

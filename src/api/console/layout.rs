@@ -1,7 +1,7 @@
 //! What every console page shares: the frame with its navigation and
 //! token box, and the small pieces of markup the pages repeat.
 
-use super::{ICON_PATH, SCRIPT_PATH, STYLESHEET_PATH};
+use super::assets::{ICON_PATH, SCRIPT_PATH, STYLESHEET_PATH};
 use crate::domain::CorrectionReason;
 use axum::response::Html;
 use chrono::{DateTime, SecondsFormat, Utc};

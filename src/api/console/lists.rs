@@ -5,11 +5,11 @@
 use super::layout::{
     self, delta, maybe_time, movement_link, pair_link, product_link, th, time, warehouse_link,
 };
-use super::{Page, ROWS, given};
-use crate::api::AppState;
+use super::page::{Page, ROWS, given};
 use crate::api::error::AppError;
 use crate::api::extract::{ApiQuery, MovementPath, next_cursor, parse_optional_uuid};
 use crate::api::lookups::{parse_reason, parse_time};
+use crate::api::state::AppState;
 use crate::domain::{
     CorrectionReason, MovementClosing, MovementStatus, MovementView, RejectReason,
 };
@@ -366,7 +366,7 @@ pub async fn changes(
 
 /// The pairs below their level now, and the forms that set levels.
 pub async fn alerts(State(state): State<AppState>) -> Page {
-    let alerts = state.ledger.active_alerts(ALERTS).await?;
+    let alerts = state.levels.active_alerts(&state.ledger, ALERTS).await?;
     Ok(layout::page(
         "Alerts",
         html! {
@@ -379,12 +379,12 @@ pub async fn alerts(State(state): State<AppState>) -> Page {
                     (th("Change", true))
                 } }
                 tbody { @for a in &alerts { tr {
-                    td class=(format!("level-{}", a.level)) { (a.level) }
+                    td class=(format!("level-{}", a.level.as_str())) { (a.level.as_str()) }
                     td { (pair_link(a.warehouse_id, a.product_id,
                           html! { span.id { (a.warehouse_id) " / " (a.product_id) } })) }
                     td.num { (a.quantity) }
                     td.num { (a.threshold) }
-                    td { (a.threshold_from) }
+                    td { (a.threshold_from.as_str()) }
                     td { (maybe_time(a.crossed_at)) }
                     td.num { (a.crossed_seq.map_or(String::new(), |s| s.to_string())) }
                 } } }

@@ -8,36 +8,23 @@
 //! script, so the console works on a closed network. maud escapes every
 //! value it renders, so an event's `source` or a note shows as text.
 
+mod assets;
 mod chart;
+mod headers;
 mod layout;
 mod lists;
+mod page;
 mod pages;
 
-use super::AppState;
+pub use assets::router as assets;
+pub use page::PATH;
+use page::PageError;
+
 use super::error::AppError;
+use super::state::AppState;
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderValue, header};
-use axum::middleware::{Next, from_fn};
-use axum::response::{Html, IntoResponse, Response};
+use axum::middleware::from_fn;
 use axum::routing::get;
-
-/// Where the console is served.
-pub const PATH: &str = "/console";
-
-const STYLESHEET: &str = include_str!("../../../assets/console/console.css");
-const SCRIPT: &str = include_str!("../../../assets/console/console.js");
-const ICON: &str = include_str!("../../../assets/console/icon.svg");
-
-const STYLESHEET_PATH: &str = "/console/assets/console.css";
-const SCRIPT_PATH: &str = "/console/assets/console.js";
-const ICON_PATH: &str = "/console/assets/icon.svg";
-
-/// Only this origin, and no inline script or style: whatever an event
-/// carries cannot run, and the page loads nothing from elsewhere.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                      img-src 'self'; connect-src 'self'; form-action 'self'; \
-                      base-uri 'none'; frame-ancestors 'none'";
 
 /// The pages, each a read of the ledger: they count against the read
 /// limit as the API's lookups do.
@@ -61,113 +48,10 @@ pub fn pages() -> Router<AppState> {
         .route("/console/changes", get(lists::changes))
         .route("/console/alerts", get(lists::alerts))
         .route("/console/{*rest}", get(not_found))
-        .layer(from_fn(secure_headers))
-}
-
-/// The console's own assets, served without a limit as the API's
-/// description is: they are constants.
-pub fn assets() -> Router<AppState> {
-    Router::new()
-        .route(STYLESHEET_PATH, get(|| asset("text/css", STYLESHEET)))
-        .route(SCRIPT_PATH, get(|| asset("text/javascript", SCRIPT)))
-        .route(ICON_PATH, get(|| asset("image/svg+xml", ICON)))
-        .route("/favicon.ico", get(|| asset("image/svg+xml", ICON)))
-        .layer(from_fn(secure_headers))
-}
-
-async fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            // They change only with the binary.
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn secure_headers(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(POLICY),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    response
-}
-
-/// A page's failure, shown as a readable page with the status and code
-/// the API answers for the same fault.
-pub struct PageError(AppError);
-
-impl<E: Into<AppError>> From<E> for PageError {
-    fn from(e: E) -> Self {
-        PageError(e.into())
-    }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (status, body) = self.0.into_answer();
-        let title = status.canonical_reason().unwrap_or("Error");
-        let markup = layout::page(
-            title,
-            maud::html! {
-                div.error {
-                    p { strong { (status.as_u16()) " " (title) } " · " code { (body.code) } }
-                    p { (body.detail) }
-                }
-                p { a href=(PATH) { "Back to the overview" } }
-            },
-        );
-        (status, markup).into_response()
-    }
-}
-
-/// A rendered page.
-pub type Page = Result<Html<String>, PageError>;
-
-/// Rows on a page of a list.
-const ROWS: i64 = 100;
-
-/// An optional query value: to a form, absent and empty are the same.
-fn given(raw: &Option<String>) -> Option<&str> {
-    raw.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        .layer(from_fn(headers::secure_headers))
 }
 
 /// Answers `NOT_FOUND` pages for paths under `/console` that name nothing.
 pub async fn not_found() -> PageError {
-    PageError(AppError::NotFound("no such console page".into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::StatusCode;
-
-    #[tokio::test]
-    async fn an_error_page_carries_the_api_code_and_no_markup_from_its_detail() {
-        let error = PageError(AppError::bad_request(
-            "invalid_uuid",
-            "warehouse_id must be a UUID, got \"<b>x</b>\"",
-        ));
-        let response = error.into_response();
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        let text = String::from_utf8(body.to_vec()).unwrap();
-        assert!(text.contains("invalid_uuid"), "{text}");
-        assert!(text.contains("&lt;b&gt;x&lt;/b&gt;"), "{text}");
-        assert!(!text.contains("<b>x</b>"), "{text}");
-    }
+    PageError::from(AppError::NotFound("no such console page".into()))
 }

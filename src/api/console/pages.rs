@@ -7,13 +7,15 @@ use super::layout::{
     self, delta, movement_link, note_and_reference, pair_link, product_link, th, time,
     warehouse_link,
 };
-use super::{Page, PageError, ROWS, given};
-use crate::api::AppState;
+use super::page::{Page, PageError, ROWS, given};
 use crate::api::error::AppError;
 use crate::api::extract::{ApiQuery, PairPath, ProductPath, WarehousePath, parse_uuid};
 use crate::api::health;
 use crate::api::lookups::{parse_time, stock_csv, stock_page};
+use crate::api::state::AppState;
 use crate::domain::CorrectionReason;
+use crate::feed::alerts::Shortfall;
+use crate::feed::levels::LevelSource;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -35,8 +37,14 @@ pub async fn overview(State(state): State<AppState>) -> Page {
     let components = health::check(&state).await;
     let lags = state.metrics.lags();
     let held = state.changes.held_back().unwrap_or_default();
-    let alerts = state.ledger.active_alerts(ALERTS_CAP).await?;
-    let depleted = alerts.iter().filter(|a| a.level == "depleted").count();
+    let alerts = state
+        .levels
+        .active_alerts(&state.ledger, ALERTS_CAP)
+        .await?;
+    let depleted = alerts
+        .iter()
+        .filter(|a| a.level == Shortfall::Depleted)
+        .count();
     let since = Utc::now() - Duration::hours(1);
     let rejected = state.ledger.rejections_since(since, REJECTIONS_CAP).await?;
     let capped = |n: usize, cap: i64| {
@@ -99,7 +107,7 @@ pub async fn search(ApiQuery(q): ApiQuery<SearchQuery>) -> Result<Redirect, Page
         (Some(w), Some(p)) => format!("/console/warehouses/{w}/products/{p}"),
         (Some(w), None) => format!("/console/warehouses/{w}"),
         (None, Some(p)) => format!("/console/products/{p}"),
-        (None, None) => super::PATH.to_string(),
+        (None, None) => super::page::PATH.to_string(),
     }))
 }
 
@@ -262,7 +270,7 @@ pub async fn pair(
                 li { "Last change" b { (figure.last_seq.map_or("none".into(), |s| format!("#{s}"))) } }
                 li { "Low-stock level" b #level {
                     @match level {
-                        Some(l) => { (l.low) " (" (if l.own { "own" } else { "product's" }) ")" },
+                        Some(l) => { (l.low) " (" (if l.from == LevelSource::Pair { "own" } else { "product's" }) ")" },
                         None => { "none" },
                     }
                 } }

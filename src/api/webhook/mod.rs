@@ -4,7 +4,8 @@
 pub mod contract;
 
 use super::error::{AppError, ErrorBody, body_rejection};
-use super::{AppState, BODY_LIMIT};
+use super::guard::BODY_LIMIT;
+use super::state::AppState;
 use crate::domain::{DecodeError, EventContent, MovementEvent, Outcome, Transport, binding};
 use axum::Json;
 use axum::body::Bytes;

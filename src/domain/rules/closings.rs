@@ -8,7 +8,9 @@
 //! and asked again once that changed (stock came back, say), the same id
 //! may apply. Only what applied is kept, and decides its id for good.
 
-use super::{Differs, LedgerState, Outcome, RejectReason, Verdict, claim, remember};
+use super::claim;
+use super::outcome::{Differs, Outcome, RejectReason, Verdict};
+use super::state::{LedgerState, remember};
 use crate::domain::correction::CorrectionDetails;
 use crate::domain::entry::EventKind;
 use crate::domain::event::MovementEvent;
@@ -255,7 +257,7 @@ fn close(state: &mut LedgerState, e: &MovementEvent, now: DateTime<Utc>) {
 #[cfg(test)]
 mod tests {
     use super::super::{LedgerState, Outcome, RejectReason, apply_batch};
-    use crate::domain::correction::{Closing, Halves, read_closing};
+    use crate::domain::closing::{Closing, Halves, read_closing};
     use crate::domain::entry::{EventKind, Quantity};
     use crate::domain::event::MovementEvent;
     use chrono::{TimeZone, Utc};

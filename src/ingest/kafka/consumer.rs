@@ -22,8 +22,8 @@
 //! its partition queues among the workers (`worker`), running the health
 //! watcher (`watcher`), and starting again after a failure.
 
-use super::KafkaStatus;
 use super::context::{ConsumerEvents, LoggedConsumer};
+use super::status::KafkaStatus;
 use super::watcher::{self, Progress};
 use super::worker::{self, Shared, Stops};
 use crate::backoff::Backoff;

@@ -1,8 +1,8 @@
 //! The health and lag watcher: keeps the `kafka` readiness component and
 //! the per-partition lag gauges current while a consumer runs.
 
-use super::KafkaStatus;
 use super::context::LoggedConsumer;
+use super::status::KafkaStatus;
 use crate::telemetry::Metrics;
 use rdkafka::consumer::Consumer;
 use std::collections::HashMap;

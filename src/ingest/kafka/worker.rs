@@ -10,10 +10,10 @@
 //! to store an offset for a partition that is no longer assigned, so
 //! nothing is committed for a revoked partition.
 
-use super::KafkaStatus;
 use super::context::{ConsumerEvents, LoggedConsumer};
 use super::dead_letter::{self, DeadLetter};
 use super::decode::decode;
+use super::status::KafkaStatus;
 use super::watcher::Progress;
 use crate::backoff::Backoff;
 use crate::config::KafkaSettings;

@@ -93,13 +93,12 @@ mod read;
 
 use super::remembered::RememberedStock;
 use super::tail::Logged;
-use crate::domain::{
-    EventKind, LedgerState, MovementEvent, MovementState, Outcome, PriorEvent, apply_batch,
-};
+use crate::domain::{EventKind, LedgerState, MovementEvent, Outcome, apply_batch};
 use chrono::{DateTime, Utc};
 use plan::WritePlan;
 use read::{
-    lock_movements, lock_stock, movements_from, opened_movements, read_basis, read_history,
+    History, Stock, lock_movements, lock_stock, movements_from, opened_movements, read_basis,
+    read_history,
 };
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -128,10 +127,6 @@ pub enum Mode {
     /// Create and lock every row first, inside a transaction.
     Locking,
 }
-
-type Stock = HashMap<(Uuid, Uuid), i64>;
-type Movements = HashMap<Uuid, MovementState>;
-type History = HashMap<(Uuid, EventKind), Vec<PriorEvent>>;
 
 /// One attempt at applying `events`. An `Err` with SQLSTATE 40001 means a
 /// concurrent batch got in the way and nothing was written.
@@ -211,7 +206,7 @@ async fn attempt_optimistic(
         .collect();
     let counted = counted_from(events);
     let (mut stock, history, basis) = tokio::try_join!(
-        super::reads::stock_many(pool, unknown),
+        super::reads::stock::stock_many(pool, unknown),
         read_history(pool, keys.movements),
         read_basis(pool, &counted),
     )?;

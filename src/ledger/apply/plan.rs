@@ -2,7 +2,7 @@
 //! statement, generated from the column declarations, that writes them all
 //! and checks that what the batch read still holds (see the module above).
 
-use super::Stock;
+use super::read::Stock;
 use crate::domain::EventKind;
 use crate::domain::{Attributes, LedgerState, MovementEvent, Outcome, RejectReason};
 use crate::ledger::change::{AppliedRow, LoggedChange};

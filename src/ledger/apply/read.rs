@@ -2,16 +2,22 @@
 //! of its movements, read without locks (optimistic) or after taking every
 //! lock in the global order (locking; see the module above).
 
-use super::{History, Movements, Stock};
 use crate::domain::{
-    CorrectionDetails, EventContent, EventKind, MovementClosing, PriorEvent, Quantity,
-    RejectReason, Side, Verdict,
+    CorrectionDetails, EventContent, EventKind, MovementClosing, MovementState, PriorEvent,
+    Quantity, RejectReason, Side, Verdict,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use sqlx::types::Json;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
+
+/// The stock of the pairs a batch read (a pair never seen is absent).
+pub(super) type Stock = HashMap<(Uuid, Uuid), i64>;
+/// The movements of a batch as the audit log gives them.
+pub(super) type Movements = HashMap<Uuid, MovementState>;
+/// The audit entries of a batch's movements, by idempotency key.
+pub(super) type History = HashMap<(Uuid, EventKind), Vec<PriorEvent>>;
 
 /// Creates the stock rows of `pairs` that do not exist yet and locks all
 /// of them, in (warehouse, product) order, in one pass: a row that does not
