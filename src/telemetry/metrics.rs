@@ -75,6 +75,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "a declaration table: one entry per metric"
+    )]
     pub fn new() -> Self {
         let r = Registry::new();
         let batch_retries = counter_vec(
