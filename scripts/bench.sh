@@ -60,7 +60,7 @@ declare -A RESULT
 log() { printf '\n[bench] %s\n' "$*" >&2; }
 fail() { printf '\n[bench] FAILED: %s\n' "$*" >&2; exit 1; }
 
-bash scripts/setup.sh
+APP_MODE=kafka bash scripts/setup.sh
 need=()
 command -v wrk >/dev/null || need+=(wrk)
 [ "$KAFKA_ONLY" = 1 ] || [ "$WEBHOOK_ONLY" = 1 ] || command -v nginx >/dev/null || need+=(nginx)

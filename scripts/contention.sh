@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash scripts/setup.sh
+APP_MODE=kafka bash scripts/setup.sh
 BIN=${BIN:-./target/release/warehouse-stock}
 [ "$BIN" != ./target/release/warehouse-stock ] || cargo build --locked --release
 status=0

@@ -10,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
 # shellcheck source=scripts/lib.sh
 source "$here/lib.sh"
-"$here/setup.sh"
+"$here/setup.sh" --tests
 
 if [ "${1:-}" = "--long" ]; then
   export FAULT_MESSAGES="${FAULT_MESSAGES:-200000}" FAULT_KILLS="${FAULT_KILLS:-5}"

@@ -33,6 +33,15 @@ wait_for_port() {
   return 1
 }
 
+# Installs the Debian packages in "$@" that are missing, in one apt run.
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  log "installing $*"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# What building and running the service needs.
 install_packages() {
   local missing=()
   command -v pg_ctlcluster >/dev/null 2>&1 || missing+=(postgresql)
@@ -42,6 +51,12 @@ install_packages() {
   command -v cmake >/dev/null 2>&1 || missing+=(cmake)
   dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
   command -v curl >/dev/null 2>&1 || missing+=(curl)
+  apt_install "${missing[@]}"
+}
+
+# What only the test suite needs, on top of install_packages.
+install_test_packages() {
+  local missing=()
   # Validates docker-compose.yml; no Docker engine is needed for that.
   command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   # schemathesis runs in a virtualenv of its own.
@@ -50,11 +65,7 @@ install_packages() {
   # nothing downloads a browser at test time.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
-  fi
+  apt_install "${missing[@]}"
   # promtool and a Prometheus server for the monitoring tests. Without its
   # recommendations: the exporters it suggests are not needed. The package
   # does not start a server here (there is no init system to start it).
@@ -79,8 +90,10 @@ start_postgres() {
     local version hba
     version=$(ls /etc/postgresql | sort -V | tail -n 1)
     hba="/etc/postgresql/$version/main/pg_hba.conf"
-    log "allowing passwordless loopback connections in $hba"
-    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    # Only the postgres role, only from loopback: what the scripts, the
+    # tests and the bench connect as. Other roles keep their passwords.
+    log "letting the postgres role connect over loopback without a password ($hba)"
+    as_root sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
     sleep 1
     psql -h 127.0.0.1 -U postgres -w -tAc 'SELECT 1' postgres >/dev/null

@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 docker-compose -f docker-compose.yml config -q
 # Hygiene first: a formatting or lint slip fails in seconds, not after the suite.
 cargo fmt --check

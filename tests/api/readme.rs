@@ -125,3 +125,73 @@ async fn every_curl_example_in_the_readme_answers_as_shown_on_a_fresh_service() 
         );
     }
 }
+
+/// A heading's anchor as the common Markdown renderers make it: lower
+/// case, spaces to hyphens, punctuation other than `-` and `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn every_link_in_the_readme_and_the_docs_resolves_to_a_file_or_a_heading() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let link = regex::Regex::new(r"\]\(([^)\s]+)\)").unwrap();
+    let mut broken = Vec::new();
+    for doc in [
+        "README.md",
+        "BENCHMARKS.md",
+        "docs/operations.md",
+        "docs/architecture.md",
+    ] {
+        let path = root.join(doc);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        for target in link.captures_iter(&text).map(|c| c[1].to_string()) {
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            let (file, heading) = target.split_once('#').unwrap_or((&target, ""));
+            let file = if file.is_empty() {
+                path.clone()
+            } else {
+                path.parent().unwrap().join(file)
+            };
+            let Ok(content) = std::fs::read_to_string(&file).or_else(|_| {
+                // A folder or a picture: it need only exist.
+                file.exists().then(String::new).ok_or(())
+            }) else {
+                broken.push(format!("{doc}: {target} (no such file)"));
+                continue;
+            };
+            let headings: Vec<String> = content
+                .lines()
+                .filter_map(|l| l.strip_prefix('#'))
+                .map(|l| anchor(l.trim_start_matches('#')))
+                .collect();
+            if !heading.is_empty() && !headings.iter().any(|h| h == heading) {
+                broken.push(format!("{doc}: {target} (no such heading)"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links that resolve to nothing: {broken:#?}"
+    );
+}
+
+#[test]
+fn the_readme_fits_one_sitting_and_names_the_console_on_its_first_screen() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    assert!(lines.len() <= 460, "the README has {} lines", lines.len());
+    assert!(
+        lines.iter().take(60).any(|l| l.contains("/console")),
+        "the first 60 lines do not name /console"
+    );
+}
