@@ -3,17 +3,15 @@
 //! opposite entry, all or none; a write-off records goods lost on the
 //! road, moves no stock, and takes the movement out of transit. Both are
 //! asked against the movement as PostgreSQL holds it, applied by the
-//! ledger in the same batches as movements, and answered once committed.
+//! ledger, and answered from what it committed.
 
 use super::corrections::SOURCE;
 use super::error::{ApiJson, AppError, ErrorBody};
 use super::extract::MovementPath;
 use super::lookups::ServerErrors;
 use super::state::AppState;
-use crate::domain::{
-    Closing, CorrectionReason, EventKind, Halves, MovementEvent, MovementView, Outcome, Quantity,
-    RejectReason, read_closing,
-};
+use crate::domain::{CorrectionReason, EventKind, MovementView, RejectReason, read_closing};
+use crate::ledger::Closed;
 use crate::ledger::reads::ClosingEntry;
 use axum::Json;
 use axum::extract::State;
@@ -24,11 +22,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
-
-/// How often a closing is asked again when a half of its movement was
-/// applied between reading the movement and deciding: a movement has two
-/// halves, so twice is enough, and once more is a margin.
-const ATTEMPTS: usize = 3;
 
 /// A reversal: the movement was recorded in error.
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -172,8 +165,8 @@ pub async fn write_off(
     close(&state, movement_id, EventKind::WriteOff, &body).await
 }
 
-/// Reads the request, then asks the ledger against the movement as it
-/// stands, again if a half of it was applied meanwhile.
+/// Reads the request and asks the ledger, which expands it into entries
+/// against the movement as it stands and answers from what it committed.
 async fn close(
     state: &AppState,
     movement_id: Uuid,
@@ -181,85 +174,28 @@ async fn close(
     body: &Value,
 ) -> Result<Response, AppError> {
     let closing = read_closing(kind, body).map_err(super::corrections::invalid)?;
-    let not_found = || AppError::NotFound(format!("movement {movement_id} not found"));
-    for _ in 0..ATTEMPTS {
-        let movement = state
-            .ledger
-            .movement_now(movement_id)
-            .await?
-            .ok_or_else(not_found)?;
-        let entries = entries(&closing, &movement);
-        if entries.is_empty() {
-            // A write-off of a movement whose departure is unseen.
-            return Ok(refused(
-                movement_id,
-                RejectReason::MovementNotInTransit,
-                Vec::new(),
-            ));
-        }
-        let receipts = state.commits.submit_together(entries).await?;
-        let outcome = receipts.first().map(|r| r.outcome);
-        let status = match outcome {
-            Some(Outcome::Applied { .. }) => "processed",
-            Some(Outcome::Duplicate { .. }) => "duplicate",
-            Some(Outcome::Rejected {
-                reason: RejectReason::MovementChanged,
-                ..
-            }) => continue,
-            Some(Outcome::Rejected {
-                reason: RejectReason::MovementNotFound,
-                ..
-            }) => return Err(not_found()),
-            Some(Outcome::Rejected {
-                reason, differs, ..
-            }) => return Ok(refused(movement_id, reason, differs.names())),
-            None => return Err(AppError::Internal(anyhow::anyhow!("no receipt"))),
-        };
-        return answer(state, movement_id, &closing, status).await;
+    match state
+        .ledger
+        .close(&closing, movement_id, SOURCE, Utc::now())
+        .await?
+    {
+        Closed::Done {
+            duplicate,
+            entries,
+            movement,
+        } => Ok(Json(ClosingApplied {
+            status: if duplicate { "duplicate" } else { "processed" },
+            kind: closing.kind.as_str(),
+            id: closing.id,
+            entries,
+            movement: *movement,
+        })
+        .into_response()),
+        Closed::Refused { reason, differs } => Ok(refused(movement_id, reason, differs.names())),
+        Closed::NotFound => Err(AppError::NotFound(format!(
+            "movement {movement_id} not found"
+        ))),
     }
-    Ok(refused(
-        movement_id,
-        RejectReason::MovementChanged,
-        Vec::new(),
-    ))
-}
-
-/// The closing's entries against `movement` as read.
-fn entries(closing: &Closing, movement: &MovementView) -> Vec<MovementEvent> {
-    let side = |warehouse: Option<Uuid>, quantity: Option<i32>| {
-        Some((warehouse?, Quantity::parse(i64::from(quantity?)).ok()?))
-    };
-    let halves = Halves {
-        movement_id: movement.movement_id,
-        product_id: movement.product_id,
-        departure: side(movement.source_warehouse_id, movement.departure_quantity),
-        arrival: side(movement.destination_warehouse_id, movement.arrival_quantity),
-    };
-    closing.entries(&halves, SOURCE, Utc::now())
-}
-
-/// 200 with the closing's entries and the movement as it now stands.
-async fn answer(
-    state: &AppState,
-    movement_id: Uuid,
-    closing: &Closing,
-    status: &'static str,
-) -> Result<Response, AppError> {
-    let entries = state.ledger.closing(movement_id, closing.kind).await?;
-    let movement = state.ledger.movement_now(movement_id).await?;
-    let movement = movement.ok_or_else(|| {
-        AppError::Internal(anyhow::anyhow!(
-            "movement {movement_id} closed but not in the log"
-        ))
-    })?;
-    Ok(Json(ClosingApplied {
-        status,
-        kind: closing.kind.as_str(),
-        id: closing.id,
-        entries,
-        movement,
-    })
-    .into_response())
 }
 
 fn refused(movement_id: Uuid, reason: RejectReason, differs: Vec<&'static str>) -> Response {

@@ -204,11 +204,9 @@ pub async fn adjust(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, AppError> {
     let event = MovementEvent::from_adjustment(&body, SOURCE, Utc::now()).map_err(invalid)?;
-    let (id, kind, pair) = (
-        event.content.movement_id,
-        event.content.kind,
-        (event.content.warehouse_id, event.content.product_id),
-    );
+    let (id, kind) = (event.content.movement_id, event.content.kind);
+    let found = i64::from(event.content.quantity.get());
+    let basis_seq = event.correction.as_ref().and_then(|d| d.basis_seq);
     let receipt = state.commits.submit(event).await?;
     let status = match receipt.outcome {
         Outcome::Applied { .. } => "processed",
@@ -216,38 +214,37 @@ pub async fn adjust(
         Outcome::Rejected {
             reason, differs, ..
         } => {
-            let stock = match reason {
-                RejectReason::StaleQuantity => {
-                    Some(state.ledger.stock(pair.0, pair.1).await?.quantity)
-                }
-                _ => None,
-            };
             let answer = AdjustmentRejected {
                 status: "rejected",
                 code: reason.as_str(),
                 detail: reason.describe(),
                 adjustment_id: id,
                 differs: differs.names(),
-                stock,
+                // The stock the refusal was decided on, as the batch left it.
+                stock: (reason == RejectReason::StaleQuantity).then_some(receipt.stock),
             };
             return Ok((StatusCode::CONFLICT, Json(answer)).into_response());
         }
     };
-    let entry = state.ledger.correction(id).await?.ok_or_else(|| {
+    // The receipt carries the entry: the correction's own, or the one a
+    // duplicate repeats.
+    let change = receipt.change.ok_or_else(|| {
         AppError::Internal(anyhow::anyhow!(
-            "correction {id} applied but not in the log"
+            "correction {id} committed without its entry"
         ))
     })?;
     Ok(Json(AdjustmentApplied {
         status,
         adjustment_id: id,
         kind: kind.as_str(),
-        seq: entry.seq,
-        delta: entry.delta,
-        stock_after: entry.stock_after,
-        applied_at: entry.applied_at,
-        basis_seq: entry.basis.map(|(seq, _)| seq),
-        basis_quantity: entry.basis.map(|(_, quantity)| quantity),
+        seq: change.seq,
+        delta: change.delta,
+        stock_after: change.quantity,
+        applied_at: change.changed_at,
+        basis_seq,
+        // A count corrected from the stock right after its basis: what it
+        // found minus what it did.
+        basis_quantity: basis_seq.map(|_| found - change.delta),
     })
     .into_response())
 }

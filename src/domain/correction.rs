@@ -102,6 +102,7 @@ impl CorrectionDetails {
 
 /// An adjustment as its fields say it, before it has a time and a source
 /// ([`crate::domain::MovementEvent::from_adjustment`]).
+#[derive(Debug)]
 pub struct Adjustment {
     pub id: Uuid,
     pub kind: EventKind,
@@ -211,5 +212,90 @@ pub(super) fn text(v: &Value) -> Result<String, String> {
         }
         Value::String(s) => Ok(s.clone()),
         _ => Err("must be a string".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The adjustment `body` reads as, or the fields it names as broken.
+    fn read(body: Value) -> Result<Adjustment, Vec<String>> {
+        let mut errors = Vec::new();
+        let fields = body.as_object().expect("an object").clone();
+        let read = read_adjustment(&fields, "", &mut errors);
+        match read {
+            Some(adjustment) if errors.is_empty() => Ok(adjustment),
+            _ => Err(errors.into_iter().map(|e| e.field).collect()),
+        }
+    }
+
+    fn count() -> Value {
+        json!({
+            "adjustment_id": "a1c0ffee-0000-4000-8000-000000000001",
+            "warehouse_id": "c1d70455-7e14-11e9-812a-70106f431230",
+            "product_id": "4705204f-498f-4f96-b4ba-df17fb56bf55",
+            "kind": "count", "quantity": 95, "basis_seq": 3,
+            "expected_quantity": 98, "reason": "cycle_count",
+            "note": "aisle 4", "reference": "SC-1"
+        })
+    }
+
+    #[test]
+    fn a_count_with_every_field_reads_as_sent() {
+        let a = read(count()).unwrap();
+        assert_eq!(a.kind, EventKind::Count);
+        assert_eq!(a.quantity.get(), 95);
+        assert_eq!(a.details.reason, CorrectionReason::CycleCount);
+        assert_eq!(a.details.basis_seq, Some(3));
+        assert_eq!(a.details.expected_quantity, Some(98));
+        assert_eq!(a.details.note.as_deref(), Some("aisle 4"));
+        assert_eq!(a.details.reference.as_deref(), Some("SC-1"));
+    }
+
+    #[test]
+    fn a_count_may_find_nothing_but_an_adjustment_must_change_something() {
+        let mut zero = count();
+        zero["quantity"] = json!(0);
+        assert_eq!(read(zero.clone()).unwrap().quantity.get(), 0);
+        zero["kind"] = json!("adjustment");
+        zero.as_object_mut().unwrap().remove("basis_seq");
+        assert_eq!(read(zero).unwrap_err(), ["quantity"]);
+    }
+
+    #[test]
+    fn every_broken_field_is_named_at_once() {
+        let mut body = count();
+        body["adjustment_id"] = json!("nope");
+        body["kind"] = json!("recount");
+        body["reason"] = json!("stolen");
+        body["expected_quantity"] = json!(-1);
+        body["note"] = json!("x".repeat(MAX_TEXT + 1));
+        body["reference"] = json!("a\u{0}b");
+        let mut named = read(body).unwrap_err();
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "adjustment_id",
+                "expected_quantity",
+                "kind",
+                "note",
+                "reason",
+                "reference"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_adjustment_takes_no_basis_and_no_field_it_does_not_know() {
+        let mut body = count();
+        body["kind"] = json!("adjustment");
+        body["quantity"] = json!(-2);
+        assert_eq!(read(body.clone()).unwrap_err(), ["basis_seq"]);
+        body.as_object_mut().unwrap().remove("basis_seq");
+        body["expected_qty"] = json!(95);
+        assert!(read(body).is_err(), "a misspelt field is refused");
     }
 }

@@ -88,6 +88,18 @@ impl EventKind {
             EventKind::Count | EventKind::Reversal => None,
         }
     }
+
+    /// An applied audit entry's delta: the one `stored` with it (every
+    /// correction's), else the one its kind and quantity give. The one rule
+    /// every reader of an entry's delta goes through; `seq` names the entry
+    /// in the assertion.
+    pub fn entry_delta(self, quantity: i32, stored: Option<i64>, seq: i64) -> i64 {
+        stored.or(self.delta(quantity)).unwrap_or_else(|| {
+            // The audit log's CHECK gives every applied count and reversal a delta.
+            debug_assert!(false, "entry {seq} is a {self} without a delta");
+            0
+        })
+    }
 }
 
 impl fmt::Display for EventKind {

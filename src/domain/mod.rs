@@ -20,4 +20,6 @@ pub use entry::{EventKind, Quantity};
 pub use event::{ADJUSTMENT_TYPE, EVENT_TIME_MILLIS, EventContent, MovementEvent};
 pub use fields::{FieldError, ParseError};
 pub use movement::{MovementClosing, MovementState, MovementStatus, MovementView, Side};
-pub use rules::{Differs, LedgerState, Outcome, PriorEvent, RejectReason, Verdict, apply_batch};
+pub use rules::{
+    Differs, LedgerState, Outcome, PriorEvent, Recorded, RejectReason, Verdict, apply_batch,
+};

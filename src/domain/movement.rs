@@ -240,6 +240,56 @@ pub struct MovementView {
     pub write_off: Option<MovementClosing>,
 }
 
+impl MovementView {
+    /// The movement as it stands once `closing` (a reversal or a write-off,
+    /// `kind`) has closed it, as a read would show it then.
+    pub fn closed(self, kind: EventKind, closing: MovementClosing) -> MovementView {
+        let mut state = MovementState::default();
+        let halves = [
+            (
+                EventKind::Departure,
+                self.source_warehouse_id,
+                self.departure_quantity,
+                self.departure_time,
+            ),
+            (
+                EventKind::Arrival,
+                self.destination_warehouse_id,
+                self.arrival_quantity,
+                self.arrival_time,
+            ),
+        ];
+        for (half, warehouse, quantity, at) in halves {
+            if let (Some(warehouse_id), Some(quantity), Some(at)) = (warehouse, quantity, at) {
+                let side = Side {
+                    warehouse_id,
+                    at,
+                    quantity,
+                };
+                state.record(half, self.product_id, side);
+            }
+        }
+        for (was, earlier) in [
+            (EventKind::Reversal, self.reversal),
+            (EventKind::WriteOff, self.write_off),
+        ] {
+            if let Some(earlier) = earlier {
+                state.close(was, earlier);
+            }
+        }
+        state.close(kind, closing);
+        let sources = (self.departure_source, self.arrival_source);
+        match state.view(self.movement_id) {
+            Some(view) => MovementView {
+                departure_source: sources.0,
+                arrival_source: sources.1,
+                ..view
+            },
+            None => unreachable!("a movement with a half has a view"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

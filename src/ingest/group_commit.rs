@@ -8,7 +8,8 @@
 //! scales with concurrency while an idle service still commits at once.
 
 use crate::domain::{MovementEvent, Outcome};
-use crate::ledger::Ledger;
+use crate::ledger::log::Change;
+use crate::ledger::{Applied, Ledger};
 use crate::telemetry::{Metrics, Source};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
@@ -18,6 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Receipt {
     pub outcome: Outcome,
     pub processed_at: DateTime<Utc>,
+    /// For a correction or a closing: the committed change it made, or for
+    /// a duplicate the one that decided it.
+    pub change: Option<Change>,
+    /// Its pair's stock as its batch left it.
+    pub stock: i64,
 }
 
 /// The event's batch did not commit; nothing of it was applied.
@@ -140,11 +146,7 @@ async fn run(ledger: Ledger, metrics: Metrics, mut queue: mpsc::Receiver<Job>, m
                     applied.outcomes.len(),
                     "one outcome per event"
                 );
-                let processed_at = applied.processed_at;
-                let mut receipts = applied.outcomes.into_iter().map(|outcome| Receipt {
-                    outcome,
-                    processed_at,
-                });
+                let mut receipts = receipts(&events, applied);
                 for reply in replies {
                     reply.send(&mut receipts);
                 }
@@ -162,6 +164,25 @@ async fn run(ledger: Ledger, metrics: Metrics, mut queue: mpsc::Receiver<Job>, m
             }
         }
     }
+}
+
+/// A receipt per event of a committed batch, in order.
+fn receipts(events: &[MovementEvent], applied: Applied) -> impl Iterator<Item = Receipt> + '_ {
+    let processed_at = applied.processed_at;
+    let mut changes = applied.changes.into_iter();
+    let quantities = applied.quantities;
+    events
+        .iter()
+        .zip(applied.outcomes)
+        .map(move |(event, outcome)| Receipt {
+            outcome,
+            processed_at,
+            change: changes.next().flatten(),
+            stock: quantities
+                .get(&(event.content.warehouse_id, event.content.product_id))
+                .copied()
+                .unwrap_or(0),
+        })
 }
 
 /// Errors that mean "PostgreSQL cannot be reached", as opposed to a bug.

@@ -75,14 +75,7 @@ impl AppliedRow {
                 seq: self.seq,
                 warehouse_id: self.warehouse_id,
                 product_id: self.product_id,
-                delta: self
-                    .delta
-                    .or(self.event.delta(self.quantity))
-                    .unwrap_or_else(|| {
-                        // The audit log's CHECK gives every applied count a delta.
-                        debug_assert!(false, "entry {} is a count without a delta", self.seq);
-                        0
-                    }),
+                delta: self.event.entry_delta(self.quantity, self.delta, self.seq),
                 quantity: self.stock_after,
                 movement_id: self.movement_id,
                 event: self.event,

@@ -5,10 +5,10 @@
 
 use super::handle::Ledger;
 use super::reads::{
-    ClosingEntry, CorrectionEntry, HistoryItem, Holding, MovementFilter, MovementsPage,
-    ProductFigures, Rejection, StockFigure, StockItem, entries, movements, stock,
+    HistoryItem, Holding, MovementFilter, MovementsPage, ProductFigures, Rejection, StockFigure,
+    StockItem, entries, movements, stock,
 };
-use crate::domain::{EventKind, MovementView, RejectReason};
+use crate::domain::{MovementView, RejectReason};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -179,30 +179,6 @@ impl Ledger {
         cap: i64,
     ) -> Result<i64, sqlx::Error> {
         entries::rejections_since(&self.reads, since, cap).await
-    }
-
-    /// The applied reversal or write-off (`kind`) of a movement, an entry
-    /// per pair it touched, from PostgreSQL.
-    pub async fn closing(
-        &self,
-        movement_id: Uuid,
-        kind: EventKind,
-    ) -> Result<Vec<ClosingEntry>, sqlx::Error> {
-        entries::closing(&self.reads, movement_id, kind).await
-    }
-
-    /// A movement as PostgreSQL holds it now, past the cache: what a
-    /// reversal or write-off is asked against.
-    pub async fn movement_now(
-        &self,
-        movement_id: Uuid,
-    ) -> Result<Option<MovementView>, sqlx::Error> {
-        movements::movement(&self.reads, movement_id).await
-    }
-
-    /// The applied correction of `id`, from PostgreSQL.
-    pub async fn correction(&self, id: Uuid) -> Result<Option<CorrectionEntry>, sqlx::Error> {
-        entries::correction(&self.reads, id).await
     }
 
     pub async fn rejections(

@@ -13,6 +13,7 @@
 
 mod apply;
 mod change;
+mod closing;
 mod handle;
 mod horizon;
 pub mod log;
@@ -24,5 +25,6 @@ pub mod tail;
 pub mod verify;
 
 pub use apply::Applied;
+pub use closing::Closed;
 pub use handle::Ledger;
 pub use horizon::Foreign;

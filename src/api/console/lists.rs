@@ -292,7 +292,7 @@ pub async fn rejections(
                     td { (time(r.received_at)) }
                     td { (r.reason) }
                     td { (r.differs.join(", ")) }
-                    td { (r.event) }
+                    td { (r.event.as_str()) }
                     td { (pair_link(r.warehouse_id, r.product_id,
                           html! { span.id { (r.warehouse_id) " / " (r.product_id) } })) }
                     td.num { (r.quantity) }

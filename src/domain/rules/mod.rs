@@ -13,7 +13,7 @@ mod state;
 
 pub use outcome::{Differs, Outcome, RejectReason, Verdict};
 use state::remember;
-pub use state::{LedgerState, PriorEvent};
+pub use state::{LedgerState, PriorEvent, Recorded};
 
 use super::entry::EventKind;
 use super::event::MovementEvent;

@@ -18,12 +18,24 @@ pub struct PriorEvent {
     pub correction: Option<Box<CorrectionDetails>>,
     pub verdict: Verdict,
     pub processed_at: DateTime<Utc>,
+    /// Where an applied event stands in the audit log; `None` for a
+    /// rejected one, and for one decided earlier in the same batch, whose
+    /// number its write gives it.
+    pub recorded: Option<Recorded>,
+}
+
+/// An applied audit entry's place and effect, as the log holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub seq: i64,
+    pub delta: i64,
+    pub stock_after: i64,
 }
 
 impl PriorEvent {
     /// Whether `e` is this event sent again. A correction's time is the
     /// request's, so a retry is the same correction whenever it comes.
-    pub(super) fn is_same(&self, e: &MovementEvent) -> bool {
+    pub fn is_same(&self, e: &MovementEvent) -> bool {
         if e.content.kind.is_correction() {
             let (a, b) = (&self.content, &e.content);
             (a.kind, a.warehouse_id, a.product_id, a.quantity)
@@ -66,6 +78,18 @@ pub struct LedgerState {
     pub claims: HashMap<usize, &'static str>,
 }
 
+impl LedgerState {
+    /// The applied event that `e` sends again, if `e` is a duplicate: from
+    /// the audit log, or from earlier in the batch.
+    pub fn duplicated(&self, e: &MovementEvent) -> Option<&PriorEvent> {
+        let c = &e.content;
+        self.history
+            .get(&(c.movement_id, c.kind.idempotency_kind()))?
+            .iter()
+            .find(|p| p.verdict == Verdict::Applied && p.is_same(e))
+    }
+}
+
 /// Records `e` in the batch's history with its `verdict`, so later events
 /// of the batch see it as decided.
 pub(super) fn remember(
@@ -84,5 +108,6 @@ pub(super) fn remember(
             correction: e.correction.clone(),
             verdict,
             processed_at: now,
+            recorded: None,
         });
 }

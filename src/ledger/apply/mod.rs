@@ -90,7 +90,9 @@
 
 mod plan;
 mod read;
+mod receipt;
 
+use super::change::Change;
 use super::remembered::RememberedStock;
 use super::tail::Logged;
 use crate::domain::{EventKind, LedgerState, MovementEvent, Outcome, apply_batch};
@@ -116,6 +118,12 @@ pub struct Applied {
     /// What it wrote to the audit log, for the log's tail; empty unless
     /// the caller asked for it.
     pub(super) logged: Logged,
+    /// For a batch that holds a correction or a closing, each event's
+    /// committed change: its own, or for a duplicate the one that decided
+    /// it (`None` for the others). Empty for a batch of movements.
+    pub changes: Vec<Option<Change>>,
+    /// The stock of every pair of the batch as the batch left it.
+    pub quantities: HashMap<(Uuid, Uuid), i64>,
 }
 
 /// How an attempt guards against concurrent batches.
@@ -170,6 +178,8 @@ pub async fn apply_once(
         stock: pairs.into_iter().collect(),
         movements: movement_ids.into_iter().collect(),
         logged: written.logged,
+        changes: written.changes,
+        quantities: written.stock,
     })
 }
 
@@ -187,6 +197,7 @@ struct Written {
     stock: Stock,
     logged: Logged,
     at: DateTime<Utc>,
+    changes: Vec<Option<Change>>,
 }
 
 /// Reads without locks, taking the `recalled` quantities instead of
@@ -312,9 +323,13 @@ fn stamped(mut outcomes: Vec<Outcome>, at: DateTime<Utc>) -> Vec<Outcome> {
 /// What the rules decided for a batch over what it read: the outcomes,
 /// the stock the batch leaves, and the one statement that writes it.
 struct Decided<'a> {
+    events: &'a [MovementEvent],
     outcomes: Vec<Outcome>,
     stock: Stock,
     plan: WritePlan<'a>,
+    /// Where each event's change comes from; empty for a batch of
+    /// movements ([`receipt`]).
+    sources: Vec<receipt::Source>,
 }
 
 /// Runs the rules over what was read and plans the write of their
@@ -329,6 +344,11 @@ fn decide<'a>(events: &'a [MovementEvent], read: Read) -> Decided<'a> {
         claims: HashMap::new(),
     };
     let outcomes = apply_batch(&mut state, events, PENDING);
+    let sources = if receipt::wanted(events) {
+        receipt::sources(events, &outcomes, &state)
+    } else {
+        Vec::new()
+    };
     let plan = WritePlan::new(
         &read.stock,
         &read.recalled,
@@ -338,9 +358,11 @@ fn decide<'a>(events: &'a [MovementEvent], read: Read) -> Decided<'a> {
         &outcomes,
     );
     Decided {
+        events,
         outcomes,
         stock: state.stock,
         plan,
+        sources,
     }
 }
 
@@ -353,13 +375,21 @@ async fn write(
     changes: bool,
 ) -> Result<Written, sqlx::Error> {
     let Decided {
+        events,
         outcomes,
         stock,
         plan,
+        sources,
     } = decided;
     let executed = plan.execute(&mut *conn).await;
     conn.shrink_buffers();
     let written = executed?;
+    let outcomes = stamped(outcomes, written.at);
+    let answers = if sources.is_empty() {
+        Vec::new()
+    } else {
+        receipt::changes(events, &outcomes, &sources, &plan, &written)
+    };
     // Numbers without their changes would read as entries that are not
     // changes, so the tail gets both or nothing (and then the relay reads
     // the batch from the log). There is a number per entry, always.
@@ -372,9 +402,10 @@ async fn write(
         Logged::default()
     };
     Ok(Written {
-        outcomes: stamped(outcomes, written.at),
+        outcomes,
         stock,
         logged,
         at: written.at,
+        changes: answers,
     })
 }

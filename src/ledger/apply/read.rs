@@ -4,7 +4,7 @@
 
 use crate::domain::{
     CorrectionDetails, EventContent, EventKind, MovementClosing, MovementState, PriorEvent,
-    Quantity, RejectReason, Side, Verdict,
+    Quantity, Recorded, RejectReason, Side, Verdict,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
@@ -131,14 +131,15 @@ pub(super) async fn read_history(
                 quantity AS "quantity!", occurred_at AS "occurred_at!",
                 outcome AS "outcome!: StoredOutcome", reason AS "reason: RejectReason",
                 received_at AS "received_at!",
-                correction AS "correction: Json<CorrectionDetails>"
+                correction AS "correction: Json<CorrectionDetails>",
+                seq AS "seq!", delta, stock_after
          FROM (SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
-                      outcome, reason, received_at, correction
+                      outcome, reason, received_at, correction, delta, stock_after
                FROM event_log
                WHERE movement_id = ANY($1) AND reason IS DISTINCT FROM 'conflicting_duplicate'
                UNION ALL
                SELECT seq, movement_id, event, warehouse_id, product_id, quantity, occurred_at,
-                      outcome, reason, received_at, correction
+                      outcome, reason, received_at, correction, delta, stock_after
                FROM event_log
                WHERE movement_id = ANY($1) AND reason = 'conflicting_duplicate') AS h
          ORDER BY seq"#,
@@ -171,6 +172,15 @@ pub(super) async fn read_history(
                 return Err(sqlx::Error::Decode("a rejection without a reason".into()));
             }
         };
+        // An applied entry always has its stock after (the audit log's CHECK).
+        let recorded = match (verdict, row.stock_after) {
+            (Verdict::Applied, Some(stock_after)) => Some(Recorded {
+                seq: row.seq,
+                delta: row.event.entry_delta(row.quantity, row.delta, row.seq),
+                stock_after,
+            }),
+            _ => None,
+        };
         history
             .entry((content.movement_id, content.kind.idempotency_kind()))
             .or_default()
@@ -179,6 +189,7 @@ pub(super) async fn read_history(
                 correction: row.correction.map(|Json(details)| Box::new(details)),
                 verdict,
                 processed_at: row.received_at,
+                recorded,
             });
     }
     Ok(history)
@@ -204,6 +215,9 @@ struct HistoryRow {
     reason: Option<RejectReason>,
     received_at: DateTime<Utc>,
     correction: Option<Json<CorrectionDetails>>,
+    seq: i64,
+    delta: Option<i64>,
+    stock_after: Option<i64>,
 }
 
 /// The stock of each `(seq, w, p)` asked for right after the pair's last

@@ -42,6 +42,43 @@ pub struct HistoryItem {
     pub reference: Option<String>,
 }
 
+/// An applied entry as the history reads it: a half's delta is not stored.
+struct HistoryRow {
+    seq: i64,
+    message_id: String,
+    source: String,
+    movement_id: Uuid,
+    event: EventKind,
+    quantity: i32,
+    delta: Option<i64>,
+    stock_after: i64,
+    occurred_at: DateTime<Utc>,
+    applied_at: DateTime<Utc>,
+    reason: Option<String>,
+    note: Option<String>,
+    reference: Option<String>,
+}
+
+impl From<HistoryRow> for HistoryItem {
+    fn from(r: HistoryRow) -> Self {
+        HistoryItem {
+            seq: r.seq,
+            message_id: r.message_id,
+            source: r.source,
+            movement_id: r.movement_id,
+            event: r.event,
+            quantity: r.quantity,
+            delta: r.event.entry_delta(r.quantity, r.delta, r.seq),
+            stock_after: r.stock_after,
+            occurred_at: r.occurred_at,
+            applied_at: r.applied_at,
+            reason: r.reason,
+            note: r.note,
+            reference: r.reference,
+        }
+    }
+}
+
 /// A pair's applied entries in the order the ledger applied them, after
 /// audit position `after`.
 pub async fn history(
@@ -51,12 +88,10 @@ pub async fn history(
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<HistoryItem>, sqlx::Error> {
-    sqlx::query_as!(
-        HistoryItem,
+    let rows = sqlx::query_as!(
+        HistoryRow,
         r#"SELECT seq, message_id, source, movement_id, event AS "event: EventKind", quantity,
-                  coalesce(delta, CASE WHEN event = 'arrival' THEN quantity::int8
-                                       ELSE -quantity::int8 END) AS "delta!",
-                  stock_after AS "stock_after!", occurred_at, received_at AS applied_at,
+                  delta, stock_after AS "stock_after!", occurred_at, received_at AS applied_at,
                   correction->>'reason' AS reason, correction->>'note' AS note,
                   correction->>'reference' AS reference
            FROM event_log
@@ -69,7 +104,8 @@ pub async fn history(
         limit,
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(HistoryItem::from).collect())
 }
 
 /// A pair's applied entries before audit position `before` (the newest
@@ -81,12 +117,10 @@ pub async fn recent_history(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<HistoryItem>, sqlx::Error> {
-    sqlx::query_as!(
-        HistoryItem,
+    let rows = sqlx::query_as!(
+        HistoryRow,
         r#"SELECT seq, message_id, source, movement_id, event AS "event: EventKind", quantity,
-                  coalesce(delta, CASE WHEN event = 'arrival' THEN quantity::int8
-                                       ELSE -quantity::int8 END) AS "delta!",
-                  stock_after AS "stock_after!", occurred_at, received_at AS applied_at,
+                  delta, stock_after AS "stock_after!", occurred_at, received_at AS applied_at,
                   correction->>'reason' AS reason, correction->>'note' AS note,
                   correction->>'reference' AS reference
            FROM event_log
@@ -99,7 +133,8 @@ pub async fn recent_history(
         limit,
     )
     .fetch_all(pool)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(HistoryItem::from).collect())
 }
 
 /// How many events were rejected since `since`, counting back from the
@@ -130,7 +165,8 @@ pub struct Rejection {
     pub message_id: String,
     pub source: String,
     pub movement_id: Uuid,
-    pub event: String,
+    #[schema(value_type = String)]
+    pub event: EventKind,
     pub warehouse_id: Uuid,
     pub product_id: Uuid,
     pub quantity: i32,
@@ -150,7 +186,7 @@ struct RejectionRow {
     message_id: String,
     source: String,
     movement_id: Uuid,
-    event: String,
+    event: EventKind,
     warehouse_id: Uuid,
     product_id: Uuid,
     quantity: i32,
@@ -210,7 +246,8 @@ pub async fn rejections(
     // decided entry is there only for a conflicting duplicate.
     let rows = sqlx::query_as!(
         RejectionRow,
-        r#"SELECT r.seq, r.message_id, r.source, r.movement_id, r.event, r.warehouse_id,
+        r#"SELECT r.seq, r.message_id, r.source, r.movement_id, r.event AS "event: EventKind",
+                r.warehouse_id,
                 r.product_id, r.quantity, r.occurred_at, r.reason AS "reason!", r.received_at,
                 d.warehouse_id AS "decided_warehouse_id?", d.product_id AS "decided_product_id?",
                 d.quantity AS "decided_quantity?", d.occurred_at AS "decided_occurred_at?"
@@ -236,44 +273,6 @@ pub async fn rejections(
     Ok(rows.into_iter().map(Rejection::from).collect())
 }
 
-/// What an applied correction did, as its entry holds it.
-#[derive(Debug, Clone)]
-pub struct CorrectionEntry {
-    /// Its place in the log.
-    pub seq: i64,
-    pub delta: i64,
-    pub stock_after: i64,
-    pub applied_at: DateTime<Utc>,
-    /// A count's basis, and the stock right after it, which it corrected
-    /// from (its quantity found minus its delta).
-    pub basis: Option<(i64, i64)>,
-}
-
-/// The applied correction of `id`, if it has one: read along the audit
-/// log's deciding index.
-pub async fn correction(pool: &PgPool, id: Uuid) -> Result<Option<CorrectionEntry>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT seq, quantity, delta AS "delta!", stock_after AS "stock_after!",
-                  received_at, (correction->>'basis_seq')::int8 AS basis_seq
-           FROM event_log
-           WHERE movement_id = $1 AND outcome = 'applied'
-             AND reason IS DISTINCT FROM 'conflicting_duplicate'
-             AND event IN ('count', 'adjustment')"#,
-        id,
-    )
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|r| CorrectionEntry {
-        seq: r.seq,
-        delta: r.delta,
-        stock_after: r.stock_after,
-        applied_at: r.received_at,
-        basis: r
-            .basis_seq
-            .map(|seq| (seq, i64::from(r.quantity) - r.delta)),
-    }))
-}
-
 /// One entry of an applied reversal or write-off.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClosingEntry {
@@ -291,36 +290,4 @@ pub struct ClosingEntry {
     /// The pair's stock right after it.
     pub stock_after: i64,
     pub applied_at: DateTime<Utc>,
-}
-
-/// The applied entries of the movement's `kind` of closing (a reversal or
-/// a write-off), in the ledger's order: read along the deciding index.
-pub async fn closing(
-    pool: &PgPool,
-    movement_id: Uuid,
-    kind: EventKind,
-) -> Result<Vec<ClosingEntry>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT seq, warehouse_id, delta AS "delta!", stock_after AS "stock_after!",
-                  received_at, correction->>'reverses' AS reverses
-           FROM event_log
-           WHERE movement_id = $1 AND outcome = 'applied'
-             AND reason IS DISTINCT FROM 'conflicting_duplicate' AND event = $2
-           ORDER BY seq"#,
-        movement_id,
-        kind.as_str(),
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ClosingEntry {
-            seq: r.seq,
-            warehouse_id: r.warehouse_id,
-            reverses: r.reverses.as_deref().and_then(EventKind::parse),
-            delta: r.delta,
-            stock_after: r.stock_after,
-            applied_at: r.received_at,
-        })
-        .collect())
 }

@@ -8,8 +8,7 @@ pub mod movements;
 pub mod stock;
 
 pub use entries::{
-    ClosingEntry, CorrectionEntry, HistoryItem, Rejection, closing, correction, history,
-    recent_history, rejections, rejections_since,
+    ClosingEntry, HistoryItem, Rejection, history, recent_history, rejections, rejections_since,
 };
 pub use movements::{MovementFilter, MovementsPage, movement, movements};
 pub use stock::{
