@@ -149,50 +149,58 @@ pub(super) async fn read_history(
     .await?;
     let mut history: History = HashMap::new();
     for row in rows {
+        let prior = row.into_prior()?;
+        let c = &prior.content;
+        history
+            .entry((c.movement_id, c.kind.idempotency_kind()))
+            .or_default()
+            .push(prior);
+    }
+    Ok(history)
+}
+
+impl HistoryRow {
+    /// The entry as the rules know a prior event.
+    fn into_prior(self) -> Result<PriorEvent, sqlx::Error> {
         // A half's quantity is checked again on the way in; a correction's
         // may be 0 (a count) or negative (an adjustment).
-        let quantity = if row.event.is_correction() {
-            Quantity::stored(row.quantity)
+        let quantity = if self.event.is_correction() {
+            Quantity::stored(self.quantity)
         } else {
-            Quantity::parse(i64::from(row.quantity)).map_err(|e| sqlx::Error::Decode(e.into()))?
-        };
-        let content = EventContent {
-            movement_id: row.movement_id,
-            kind: row.event,
-            warehouse_id: row.warehouse_id,
-            product_id: row.product_id,
-            quantity,
-            occurred_at: row.occurred_at,
+            Quantity::parse(i64::from(self.quantity)).map_err(|e| sqlx::Error::Decode(e.into()))?
         };
         // The audit log's CHECK makes `reason` set exactly on rejections.
-        let verdict = match (row.outcome, row.reason) {
+        let verdict = match (self.outcome, self.reason) {
             (StoredOutcome::Applied, _) => Verdict::Applied,
             (StoredOutcome::Rejected, Some(reason)) => Verdict::Rejected(reason),
             (StoredOutcome::Rejected, None) => {
                 return Err(sqlx::Error::Decode("a rejection without a reason".into()));
             }
         };
-        // An applied entry always has its stock after (the audit log's CHECK).
-        let recorded = match (verdict, row.stock_after) {
+        // An applied entry always has its stock after (the same CHECK).
+        let recorded = match (verdict, self.stock_after) {
             (Verdict::Applied, Some(stock_after)) => Some(Recorded {
-                seq: row.seq,
-                delta: row.event.entry_delta(row.quantity, row.delta, row.seq),
+                seq: self.seq,
+                delta: self.event.entry_delta(self.quantity, self.delta, self.seq),
                 stock_after,
             }),
             _ => None,
         };
-        history
-            .entry((content.movement_id, content.kind.idempotency_kind()))
-            .or_default()
-            .push(PriorEvent {
-                content,
-                correction: row.correction.map(|Json(details)| Box::new(details)),
-                verdict,
-                processed_at: row.received_at,
-                recorded,
-            });
+        Ok(PriorEvent {
+            content: EventContent {
+                movement_id: self.movement_id,
+                kind: self.event,
+                warehouse_id: self.warehouse_id,
+                product_id: self.product_id,
+                quantity,
+                occurred_at: self.occurred_at,
+            },
+            correction: self.correction.map(|Json(details)| Box::new(details)),
+            verdict,
+            processed_at: self.received_at,
+            recorded,
+        })
     }
-    Ok(history)
 }
 
 /// The audit log's `outcome`: duplicates are never stored.
