@@ -68,7 +68,28 @@ impl MovementClosing {
     }
 }
 
+/// A half as a view or a stored row gives it: its kind, and its warehouse,
+/// quantity and time where it has been applied.
+pub type HalfParts = (EventKind, Option<Uuid>, Option<i32>, Option<DateTime<Utc>>);
+
 impl MovementState {
+    /// A movement of `product_id` with the `halves` whose parts are all
+    /// known recorded.
+    pub fn of_halves(product_id: Uuid, halves: [HalfParts; 2]) -> Self {
+        let mut state = MovementState::default();
+        for (kind, warehouse, quantity, at) in halves {
+            if let (Some(warehouse_id), Some(quantity), Some(at)) = (warehouse, quantity, at) {
+                let side = Side {
+                    warehouse_id,
+                    at,
+                    quantity,
+                };
+                state.record(kind, product_id, side);
+            }
+        }
+        state
+    }
+
     /// Whether `e` may join this movement: the other half, if present, must
     /// name the same product and a different warehouse.
     pub fn accepts(&self, e: &EventContent) -> bool {
@@ -244,31 +265,23 @@ impl MovementView {
     /// The movement as it stands once `closing` (a reversal or a write-off,
     /// `kind`) has closed it, as a read would show it then.
     pub fn closed(self, kind: EventKind, closing: MovementClosing) -> MovementView {
-        let mut state = MovementState::default();
-        let halves = [
-            (
-                EventKind::Departure,
-                self.source_warehouse_id,
-                self.departure_quantity,
-                self.departure_time,
-            ),
-            (
-                EventKind::Arrival,
-                self.destination_warehouse_id,
-                self.arrival_quantity,
-                self.arrival_time,
-            ),
-        ];
-        for (half, warehouse, quantity, at) in halves {
-            if let (Some(warehouse_id), Some(quantity), Some(at)) = (warehouse, quantity, at) {
-                let side = Side {
-                    warehouse_id,
-                    at,
-                    quantity,
-                };
-                state.record(half, self.product_id, side);
-            }
-        }
+        let mut state = MovementState::of_halves(
+            self.product_id,
+            [
+                (
+                    EventKind::Departure,
+                    self.source_warehouse_id,
+                    self.departure_quantity,
+                    self.departure_time,
+                ),
+                (
+                    EventKind::Arrival,
+                    self.destination_warehouse_id,
+                    self.arrival_quantity,
+                    self.arrival_time,
+                ),
+            ],
+        );
         for (was, earlier) in [
             (EventKind::Reversal, self.reversal),
             (EventKind::WriteOff, self.write_off),

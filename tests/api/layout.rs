@@ -43,14 +43,20 @@ fn code_of(module: &str) -> Vec<(PathBuf, String)> {
     files
         .into_iter()
         .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code: Vec<&str> = text
-                .lines()
-                .filter(|line| !line.trim_start().starts_with("//"))
-                .collect();
-            (path, code.join("\n"))
+            let code = code_in(&path);
+            (path, code)
         })
         .collect()
+}
+
+/// A source file's text without its comment lines.
+fn code_in(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let code: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect();
+    code.join("\n")
 }
 
 #[test]
@@ -123,13 +129,8 @@ fn all_code() -> Vec<(String, String)> {
     files
         .into_iter()
         .map(|path| {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code: Vec<&str> = text
-                .lines()
-                .filter(|line| !line.trim_start().starts_with("//"))
-                .collect();
             let relative = path.strip_prefix(&src).unwrap().display().to_string();
-            (relative, code.join("\n"))
+            (relative, code_in(&path))
         })
         .collect()
 }

@@ -87,31 +87,23 @@ struct HalvesRow {
 
 impl HalvesRow {
     fn view(self) -> Option<MovementView> {
-        let mut state = MovementState::default();
-        let halves = [
-            (
-                EventKind::Departure,
-                self.departure_warehouse,
-                self.departure_at,
-                self.departure_quantity,
-            ),
-            (
-                EventKind::Arrival,
-                self.arrival_warehouse,
-                self.arrival_at,
-                self.arrival_quantity,
-            ),
-        ];
-        for (kind, warehouse, at, quantity) in halves {
-            if let (Some(warehouse_id), Some(at), Some(quantity)) = (warehouse, at, quantity) {
-                let side = Side {
-                    warehouse_id,
-                    at,
-                    quantity,
-                };
-                state.record(kind, self.product_id, side);
-            }
-        }
+        let mut state = MovementState::of_halves(
+            self.product_id,
+            [
+                (
+                    EventKind::Departure,
+                    self.departure_warehouse,
+                    self.departure_quantity,
+                    self.departure_at,
+                ),
+                (
+                    EventKind::Arrival,
+                    self.arrival_warehouse,
+                    self.arrival_quantity,
+                    self.arrival_at,
+                ),
+            ],
+        );
         let closings = [
             (EventKind::Reversal, self.reversal, self.reversed_at),
             (EventKind::WriteOff, self.write_off, self.written_off_at),
