@@ -1,7 +1,7 @@
 //! The stock-change feed over HTTP (long polling, like Kafka's fetch).
 
 use super::error::{AppError, ErrorBody};
-use super::extract::{ApiQuery, parse_limit, parse_optional_uuid, parse_seq_cursor};
+use super::extract::{Limit, SeqCursor, Wait, query_extractor};
 use super::lookups::ServerErrors;
 use super::state::AppState;
 use crate::ledger::log::{Change, ChangeFilter};
@@ -10,12 +10,10 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 /// The feed's route.
 pub const PATH: &str = "/api/v1/stock/changes";
-
-/// The longest a reader may ask to wait for a change.
-pub const MAX_WAIT_SECONDS: u64 = 30;
 
 /// How long before the end of its `wait` a long poll stops waiting, to
 /// read once more and answer within the `wait`.
@@ -49,6 +47,17 @@ pub struct ChangeParams {
     wait: Option<String>,
 }
 
+query_extractor! {
+    /// The feed's query, parsed.
+    ChangeQuery from ChangeParams {
+        after: SeqCursor,
+        limit: Limit,
+        wait: Wait,
+        warehouse_id: Option<Uuid>,
+        product_id: Option<Uuid>,
+    }
+}
+
 /// Changes in `seq` order.
 #[derive(Serialize, ToSchema)]
 pub struct ChangePage {
@@ -78,14 +87,12 @@ pub struct ChangePage {
 )]
 pub async fn changes(
     State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<ChangeParams>,
+    query: ChangeQuery,
 ) -> Result<Json<ChangePage>, AppError> {
-    let after = parse_seq_cursor(params.after.as_deref())?.unwrap_or(0);
-    let limit = parse_limit(params.limit.as_deref())?;
-    let wait = parse_wait(params.wait.as_deref())?;
+    let (SeqCursor(after), Limit(limit), Wait(wait)) = (query.after, query.limit, query.wait);
     let filter = ChangeFilter {
-        warehouse_id: parse_optional_uuid("warehouse_id", params.warehouse_id.as_deref())?,
-        product_id: parse_optional_uuid("product_id", params.product_id.as_deref())?,
+        warehouse_id: query.warehouse_id,
+        product_id: query.product_id,
     };
     // The answer is written after the last read, so the waiting stops a
     // little before `wait` runs out: a client whose timeout equals `wait`
@@ -121,22 +128,4 @@ pub async fn changes(
     };
     let items = read.changes;
     Ok(Json(ChangePage { items, next_after }))
-}
-
-/// `wait`: whole seconds, 0 to [`MAX_WAIT_SECONDS`].
-pub fn parse_wait(raw: Option<&str>) -> Result<Duration, AppError> {
-    match raw {
-        None => Ok(Duration::ZERO),
-        Some(s) => s
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= MAX_WAIT_SECONDS)
-            .map(Duration::from_secs)
-            .ok_or_else(|| {
-                AppError::bad_request(
-                    "invalid_query",
-                    format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}, got {s:?}"),
-                )
-            }),
-    }
 }

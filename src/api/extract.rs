@@ -1,12 +1,15 @@
 //! Extractors whose rejection is the API's own error: ids in the path,
 //! the query string, and the page of a list. A handler takes parsed
-//! values, so no handler parses an id by hand.
+//! values, so no handler parses an id or a query parameter by hand.
 
 use super::error::AppError;
+use crate::domain::{MovementStatus, RejectReason};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, RawPathParams};
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use std::time::Duration;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -235,3 +238,151 @@ pub fn parse_uuid(name: &str, raw: &str) -> Result<Uuid, AppError> {
 pub fn parse_optional_uuid(name: &str, raw: Option<&str>) -> Result<Option<Uuid>, AppError> {
     raw.map(|s| parse_uuid(name, s)).transpose()
 }
+
+/// A query parameter's value, parsed from the string as sent (`None` when
+/// absent) under the parameter's `name`, with the API's error for a bad one.
+pub trait FromQuery: Sized {
+    fn from_query(name: &'static str, raw: Option<&str>) -> Result<Self, AppError>;
+}
+
+impl FromQuery for Option<Uuid> {
+    fn from_query(name: &'static str, raw: Option<&str>) -> Result<Self, AppError> {
+        parse_optional_uuid(name, raw)
+    }
+}
+
+impl FromQuery for Option<DateTime<Utc>> {
+    fn from_query(name: &'static str, raw: Option<&str>) -> Result<Self, AppError> {
+        raw.map(|s| parse_time(name, s)).transpose()
+    }
+}
+
+impl FromQuery for Option<MovementStatus> {
+    fn from_query(name: &'static str, raw: Option<&str>) -> Result<Self, AppError> {
+        raw.map(|s| {
+            MovementStatus::parse(s).ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "{name} must be in_transit, arrived, completed, reversed or \
+                         written_off, got {s:?}"
+                    ),
+                )
+            })
+        })
+        .transpose()
+    }
+}
+
+impl FromQuery for Option<RejectReason> {
+    fn from_query(_: &'static str, raw: Option<&str>) -> Result<Self, AppError> {
+        parse_reason(raw)
+    }
+}
+
+/// A page size: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(pub i64);
+
+impl FromQuery for Limit {
+    fn from_query(_: &'static str, raw: Option<&str>) -> Result<Self, AppError> {
+        parse_limit(raw).map(Limit)
+    }
+}
+
+/// An audit-log position a reader goes on from (`after`): 0 when absent.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqCursor(pub i64);
+
+impl FromQuery for SeqCursor {
+    fn from_query(_: &'static str, raw: Option<&str>) -> Result<Self, AppError> {
+        Ok(SeqCursor(parse_seq_cursor(raw)?.unwrap_or(0)))
+    }
+}
+
+/// How long a long poll may wait: whole seconds, 0 to [`MAX_WAIT_SECONDS`].
+#[derive(Debug, Clone, Copy)]
+pub struct Wait(pub Duration);
+
+/// The longest a reader may ask to wait for a change.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+impl FromQuery for Wait {
+    fn from_query(_: &'static str, raw: Option<&str>) -> Result<Self, AppError> {
+        parse_wait(raw).map(Wait)
+    }
+}
+
+/// `wait`: whole seconds, 0 to [`MAX_WAIT_SECONDS`].
+pub fn parse_wait(raw: Option<&str>) -> Result<Duration, AppError> {
+    match raw {
+        None => Ok(Duration::ZERO),
+        Some(s) => s
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_WAIT_SECONDS)
+            .map(Duration::from_secs)
+            .ok_or_else(|| {
+                AppError::bad_request(
+                    "invalid_query",
+                    format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}, got {s:?}"),
+                )
+            }),
+    }
+}
+
+/// An RFC 3339 timestamp.
+pub fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("{name} must be an RFC 3339 timestamp such as 2025-02-18T12:00:00Z, got {raw:?} ({e})"),
+            )
+        })
+}
+
+/// A rejection reason by its name.
+pub fn parse_reason(raw: Option<&str>) -> Result<Option<RejectReason>, AppError> {
+    let Some(raw) = raw else { return Ok(None) };
+    RejectReason::parse(raw).map(Some).ok_or_else(|| {
+        let known: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+        AppError::bad_request(
+            "invalid_query",
+            format!("reason must be one of {}, got {raw:?}", known.join(", ")),
+        )
+    })
+}
+
+/// Declares a handler's query: the parameters as sent (`$raw`, a struct of
+/// strings that also describes them to the API document), read through
+/// [`ApiQuery`], and the extractor `$name` of their parsed values, each by
+/// its type's [`FromQuery`] in the order listed, so the first broken
+/// parameter is the one an answer names.
+macro_rules! query_extractor {
+    ($(#[$doc:meta])* $name:ident from $raw:ident { $($field:ident: $ty:ty),+ $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name {
+            $(pub $field: $ty),+
+        }
+
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $name {
+            type Rejection = AppError;
+
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, AppError> {
+                use $crate::api::extract::FromQuery;
+                let $crate::api::extract::ApiQuery(raw) =
+                    $crate::api::extract::ApiQuery::<$raw>::from_request_parts(parts, state)
+                        .await?;
+                Ok($name {
+                    $($field: <$ty>::from_query(stringify!($field), raw.$field.as_deref())?),+
+                })
+            }
+        }
+    };
+}
+pub(super) use query_extractor;

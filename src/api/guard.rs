@@ -206,6 +206,6 @@ fn requested_wait(request: &Request) -> Duration {
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|pair| pair.strip_prefix("wait="))
-        .and_then(|raw| super::changes::parse_wait(Some(raw)).ok())
+        .and_then(|raw| super::extract::parse_wait(Some(raw)).ok())
         .unwrap_or_default()
 }

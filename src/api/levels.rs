@@ -2,7 +2,7 @@
 //! and setting them, and the pairs standing below them now.
 
 use super::error::{ApiJson, AppError, ErrorBody};
-use super::extract::{ApiQuery, PairPath, ProductPath, parse_limit};
+use super::extract::{Limit, PairPath, ProductPath, query_extractor};
 use super::lookups::ServerErrors;
 use super::state::AppState;
 use crate::feed::active::ActiveAlert;
@@ -20,6 +20,11 @@ pub struct AlertParams {
     /// How many pairs to answer, 1 to 1000; 100 when absent.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+}
+
+query_extractor! {
+    /// The active alerts' query, parsed.
+    AlertQuery from AlertParams { limit: Limit }
 }
 
 /// The pairs below their low-stock level now.
@@ -45,9 +50,10 @@ pub struct ActiveAlerts {
 )]
 pub async fn active_alerts(
     State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<AlertParams>,
+    AlertQuery {
+        limit: Limit(limit),
+    }: AlertQuery,
 ) -> Result<Json<ActiveAlerts>, AppError> {
-    let limit = parse_limit(params.limit.as_deref())?;
     let items = state.levels.active_alerts(&state.ledger, limit).await?;
     Ok(Json(ActiveAlerts { items }))
 }

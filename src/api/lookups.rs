@@ -5,8 +5,8 @@
 
 use super::error::{ApiJson, AppError, ErrorBody};
 use super::extract::{
-    ApiQuery, MovementPath, Page, PairPath, ProductPath, SeqPage, SeqPageParams, UuidPage,
-    UuidPageParams, WarehousePath, next_cursor, parse_limit, parse_optional_uuid,
+    Limit, MovementPath, Page, PairPath, ProductPath, SeqPage, SeqPageParams, UuidPage,
+    UuidPageParams, WarehousePath, next_cursor, query_extractor,
 };
 use super::state::AppState;
 use crate::domain::{MovementStatus, MovementView, RejectReason};
@@ -54,6 +54,11 @@ pub struct StockParams {
     /// past that). Not cached.
     #[param(value_type = Option<String>, format = DateTime, example = "2025-02-18T12:00:00Z")]
     as_of: Option<String>,
+}
+
+query_extractor! {
+    /// The stock lookups' query, parsed.
+    StockQuery from StockParams { as_of: Option<DateTime<Utc>> }
 }
 
 /// What any lookup may answer when the service, not the request, is at
@@ -105,13 +110,8 @@ pub async fn stock(
         warehouse_id,
         product_id,
     }: PairPath,
-    ApiQuery(params): ApiQuery<StockParams>,
+    StockQuery { as_of }: StockQuery,
 ) -> Result<Json<StockView>, AppError> {
-    let as_of = params
-        .as_of
-        .as_deref()
-        .map(|s| parse_time("as_of", s))
-        .transpose()?;
     let figure = match as_of {
         Some(t) => {
             settled(&state, t).await?;
@@ -151,7 +151,7 @@ alias! {
     stock_singular = stock, "/api/v1/warehouse/{warehouse_id}/products/{product_id}", "stock",
     params(PairPath, StockParams),
     responses(StockAnswers),
-    (ids: PairPath, params: ApiQuery<StockParams>) -> StockView
+    (ids: PairPath, query: StockQuery) -> StockView
 }
 
 alias! {
@@ -159,7 +159,7 @@ alias! {
     stock_task_path = stock, "/api/warehouses/{warehouse_id}/products/{product_id}", "stock",
     params(PairPath, StockParams),
     responses(StockAnswers),
-    (ids: PairPath, params: ApiQuery<StockParams>) -> StockView
+    (ids: PairPath, query: StockQuery) -> StockView
 }
 
 /// The answers of both movement routes, as documented (never built, so
@@ -232,6 +232,18 @@ pub struct MovementParams {
     after: Option<String>,
 }
 
+query_extractor! {
+    /// The movement list's query, parsed.
+    MovementQuery from MovementParams {
+        status: Option<MovementStatus>,
+        warehouse_id: Option<Uuid>,
+        product_id: Option<Uuid>,
+        departed_before: Option<DateTime<Utc>>,
+        limit: Limit,
+        after: Option<Uuid>,
+    }
+}
+
 /// Movements, by movement_id.
 #[derive(Serialize, ToSchema)]
 pub struct MovementPage {
@@ -258,36 +270,15 @@ pub struct MovementPage {
 )]
 pub async fn movements(
     State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<MovementParams>,
+    query: MovementQuery,
 ) -> Result<Json<MovementPage>, AppError> {
-    let status = params
-        .status
-        .as_deref()
-        .map(|s| {
-            MovementStatus::parse(s).ok_or_else(|| {
-                AppError::bad_request(
-                    "invalid_query",
-                    format!(
-                        "status must be in_transit, arrived, completed, reversed or \
-                         written_off, got {s:?}"
-                    ),
-                )
-            })
-        })
-        .transpose()?;
-    let uuid = |name, v: &Option<String>| parse_optional_uuid(name, v.as_deref());
     let filter = MovementFilter {
-        status,
-        warehouse_id: uuid("warehouse_id", &params.warehouse_id)?,
-        product_id: uuid("product_id", &params.product_id)?,
-        departed_before: params
-            .departed_before
-            .as_deref()
-            .map(|s| parse_time("departed_before", s))
-            .transpose()?,
+        status: query.status,
+        warehouse_id: query.warehouse_id,
+        product_id: query.product_id,
+        departed_before: query.departed_before,
     };
-    let limit = parse_limit(params.limit.as_deref())?;
-    let after = uuid("after", &params.after)?;
+    let (Limit(limit), after) = (query.limit, query.after);
     let page = state.ledger.movements(filter, after, limit).await?;
     let next_after = next_cursor(&page.items, limit, |m| m.movement_id).or(page.resume_after);
     Ok(Json(MovementPage {
@@ -394,14 +385,9 @@ pub async fn warehouse_stock(
     State(state): State<AppState>,
     WarehousePath { warehouse_id }: WarehousePath,
     Page { limit, after }: UuidPage,
-    ApiQuery(params): ApiQuery<StockParams>,
+    StockQuery { as_of }: StockQuery,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let as_of = params
-        .as_of
-        .as_deref()
-        .map(|s| parse_time("as_of", s))
-        .transpose()?;
     let page = stock_page(&state, warehouse_id, as_of, after, limit).await?;
     if !wants_csv(&headers) {
         return Ok(Json(page).into_response());
@@ -488,20 +474,9 @@ pub struct RejectionParams {
     reason: Option<String>,
 }
 
-/// A rejection reason by its name.
-pub(super) fn parse_reason(raw: Option<&str>) -> Result<Option<RejectReason>, AppError> {
-    let Some(raw) = raw else { return Ok(None) };
-    RejectReason::ALL
-        .into_iter()
-        .find(|r| r.as_str() == raw)
-        .map(Some)
-        .ok_or_else(|| {
-            let known: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
-            AppError::bad_request(
-                "invalid_query",
-                format!("reason must be one of {}, got {raw:?}", known.join(", ")),
-            )
-        })
+query_extractor! {
+    /// The rejections' query, parsed.
+    RejectionQuery from RejectionParams { reason: Option<RejectReason> }
 }
 
 /// Rejected events from the audit log, with their reasons, oldest first.
@@ -519,9 +494,8 @@ pub(super) fn parse_reason(raw: Option<&str>) -> Result<Option<RejectReason>, Ap
 pub async fn rejections(
     State(state): State<AppState>,
     Page { limit, after }: SeqPage,
-    ApiQuery(params): ApiQuery<RejectionParams>,
+    RejectionQuery { reason }: RejectionQuery,
 ) -> Result<Json<RejectionPage>, AppError> {
-    let reason = parse_reason(params.reason.as_deref())?;
     let items = state.ledger.rejections(reason, after, limit).await?;
     let next_after = next_cursor(&items, limit, |r| r.seq);
     Ok(Json(RejectionPage { items, next_after }))
@@ -726,16 +700,4 @@ fn too_far_back() -> AppError {
         "a pair changed more often since as_of than one read walks back; \
          ask a later as_of, a smaller limit, or page the pair's history",
     )
-}
-
-/// An RFC 3339 timestamp.
-pub(super) fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, AppError> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| {
-            AppError::bad_request(
-                "invalid_query",
-                format!("{name} must be an RFC 3339 timestamp such as 2025-02-18T12:00:00Z, got {raw:?} ({e})"),
-            )
-        })
 }

@@ -8,7 +8,7 @@ use super::layout::{
 use super::page::{Page, ROWS, given};
 use crate::api::error::AppError;
 use crate::api::extract::{ApiQuery, MovementPath, next_cursor, parse_optional_uuid};
-use crate::api::lookups::{parse_reason, parse_time};
+use crate::api::extract::{parse_reason, parse_time};
 use crate::api::state::AppState;
 use crate::domain::{
     CorrectionReason, MovementClosing, MovementStatus, MovementView, RejectReason,

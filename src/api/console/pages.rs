@@ -9,9 +9,10 @@ use super::layout::{
 };
 use super::page::{Page, PageError, ROWS, given};
 use crate::api::error::AppError;
+use crate::api::extract::parse_time;
 use crate::api::extract::{ApiQuery, PairPath, ProductPath, WarehousePath, parse_uuid};
 use crate::api::health;
-use crate::api::lookups::{parse_time, stock_csv, stock_page};
+use crate::api::lookups::{stock_csv, stock_page};
 use crate::api::state::AppState;
 use crate::domain::CorrectionReason;
 use crate::feed::alerts::Shortfall;
