@@ -562,3 +562,72 @@ async fn the_movements_on_the_road_are_exactly_the_departed_and_unclosed_ones_ba
         .unwrap();
     assert!(diff.is_empty(), "{diff:?}");
 }
+
+/// A count of `quantity` of the pair, keyed `id`, as the adjustments route
+/// reads one.
+fn count(id: Uuid, w: Uuid, p: Uuid, quantity: i64) -> MovementEvent {
+    let body = serde_json::json!({
+        "adjustment_id": id, "warehouse_id": w, "product_id": p,
+        "kind": "count", "quantity": quantity, "reason": "cycle_count"
+    });
+    MovementEvent::from_adjustment(&body, "test", chrono::Utc::now()).unwrap()
+}
+
+#[tokio::test]
+async fn a_correction_and_its_duplicate_in_one_batch_both_carry_the_change_the_first_committed() {
+    let app = spawn_app().await;
+    let ledger = app.ledger(&redis_url()).await;
+    let (w, p, id) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let counted = count(id, w, p, 7);
+    let batch = [
+        parse(&Ev::new(w, p, 10).arrival()),
+        counted.clone(),
+        counted.clone(),
+    ];
+
+    let applied = ledger.apply(&batch).await.unwrap();
+
+    let labels: Vec<&str> = applied.outcomes.iter().map(Outcome::label).collect();
+    assert_eq!(labels, ["applied", "applied", "duplicate"]);
+    assert!(
+        applied.changes[0].is_none(),
+        "a movement's half asks for none"
+    );
+    let change = applied.changes[1].clone().expect("the count's own change");
+    assert_eq!((change.delta, change.quantity), (-3, 7));
+    assert_eq!(
+        applied.changes[2].as_ref(),
+        Some(&change),
+        "the duplicate's"
+    );
+    assert_eq!(applied.quantities[&(w, p)], 7);
+    let seq: i64 = sqlx::query_scalar(
+        "SELECT seq FROM event_log WHERE movement_id = $1 AND outcome = 'applied'",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(change.seq, seq, "the number the log gave it");
+
+    // Sent again in a batch of its own, it answers with the logged entry.
+    let again = ledger.apply(&[counted]).await.unwrap();
+    assert_eq!(again.outcomes[0].label(), "duplicate");
+    assert_eq!(again.changes[0].as_ref(), Some(&change));
+}
+
+#[tokio::test]
+async fn a_batch_of_movements_works_out_no_changes_for_receipts() {
+    let app = spawn_app().await;
+    let ledger = app.ledger(&redis_url()).await;
+    let (w, p) = (Uuid::new_v4(), Uuid::new_v4());
+    let batch = [
+        parse(&Ev::new(w, p, 10).arrival()),
+        parse(&Ev::new(w, p, 4).departure()),
+    ];
+
+    let applied = ledger.apply(&batch).await.unwrap();
+
+    assert!(applied.changes.is_empty());
+    assert_eq!(applied.quantities[&(w, p)], 6);
+}
