@@ -385,21 +385,24 @@ async fn write(
     conn.shrink_buffers();
     let written = executed?;
     let outcomes = stamped(outcomes, written.at);
-    let answers = if sources.is_empty() {
-        Vec::new()
-    } else {
-        receipt::changes(events, &outcomes, &sources, &plan, &written)
-    };
     // Numbers without their changes would read as entries that are not
     // changes, so the tail gets both or nothing (and then the relay reads
     // the batch from the log). There is a number per entry, always.
-    let logged = if changes && written.taken.len() == plan.log.positions.len() {
-        Logged {
-            changes: plan.changes(&written),
-            taken: written.taken,
+    let tailed = changes && written.taken.len() == plan.log.positions.len();
+    // The changes are built once, for the tail and the receipts alike.
+    let built = (tailed || !sources.is_empty()).then(|| plan.changes(&written));
+    let answers = match &built {
+        Some(built) if !sources.is_empty() => {
+            receipt::changes(events, &outcomes, &sources, built, &written.taken)
         }
-    } else {
-        Logged::default()
+        _ => Vec::new(),
+    };
+    let logged = match built {
+        Some(changes) if tailed => Logged {
+            changes,
+            taken: written.taken,
+        },
+        _ => Logged::default(),
     };
     Ok(Written {
         outcomes,

@@ -5,9 +5,8 @@
 //! Worked out only for a batch that holds a correction or a closing: a
 //! batch of movements answers with its outcomes alone, as before.
 
-use super::plan::{Executed, WritePlan};
 use crate::domain::{LedgerState, MovementEvent, Outcome, Recorded};
-use crate::ledger::change::Change;
+use crate::ledger::change::{Change, LoggedChange};
 use chrono::{DateTime, Utc};
 
 /// Where an event's answer finds its change, as the rules decided it.
@@ -66,22 +65,22 @@ fn earlier(events: &[MovementEvent], outcomes: &[Outcome], k: usize) -> Option<u
     })
 }
 
-/// Each event's change once the batch's write has `written` its entries:
-/// the entry at place `p` among the recorded took the `p`-th number.
+/// Each event's change, given the batch's `logged` changes (in `seq`
+/// order) and the numbers its entries `taken`: the entry at place `p`
+/// among the recorded took the `p`-th number.
 pub(super) fn changes(
     events: &[MovementEvent],
     outcomes: &[Outcome],
     sources: &[Source],
-    plan: &WritePlan<'_>,
-    written: &Executed,
+    logged: &[LoggedChange],
+    taken: &[i64],
 ) -> Vec<Option<Change>> {
-    let logged = plan.changes(written);
     let mut changes: Vec<Option<Change>> = Vec::with_capacity(events.len());
     let mut place = 0;
     for (k, (e, outcome)) in events.iter().zip(outcomes).enumerate() {
         let own = outcome.is_recorded().then(|| {
             place += 1;
-            written.taken[place - 1]
+            taken[place - 1]
         });
         let change = match sources[k] {
             Source::None => None,
@@ -104,6 +103,6 @@ pub(super) fn changes(
         };
         changes.push(change);
     }
-    debug_assert_eq!(place, written.taken.len(), "a number per recorded event");
+    debug_assert_eq!(place, taken.len(), "a number per recorded event");
     changes
 }
